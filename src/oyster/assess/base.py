@@ -1,0 +1,117 @@
+"""The assessor contract.
+
+An assessor reads a whole conversation and says, for every user turn and for the
+conversation as it stands now:
+- the risk `level` (R0/R1/R2) with its probabilities,
+- `categories`: scored policy categories (multi-label; empty or `none` when no risk),
+- the interaction `form` and whether it is `aggressive`,
+- `attacks`: attack techniques found (see `oyster.types.ATTACK_TECHNIQUES`),
+- per-turn `type_evidence`: a distribution over user types read from that turn alone, and
+  whether the turn repeats a risky ask the assistant already declined.
+
+Rules every implementation keeps:
+- The current turn is the last user message. The conversation-level fields describe that
+  turn in its context: a harmless opener does not hide a harmful later turn, and an old
+  risky turn does not re-trigger on a benign new one (payload split across turns and
+  escalation are reported as attacks of the current turn).
+- Category ids are ids of the policy the assessor was given; scores are in [0, 1].
+- An assessor never raises on odd text; it raises `InputError` only when there is no user
+  message at all, and `AssessorError` when it cannot run (e.g. missing artefacts).
+- `notes` says when the assessor fell back or was unsure; nothing is silently defaulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oyster.errors import InputError
+from oyster.taxonomy.policy import Policy
+from oyster.types import Form, Language, Level, Message, UserType
+
+
+class CategoryScore(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class AttackFinding(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    technique: str
+    turn: int = Field(description="index of the message in the conversation")
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence: str = Field(default="", description="a short excerpt or reason")
+
+
+class TurnAssessment(BaseModel):
+    """One user turn, judged on its own (plus what it repeats from earlier turns)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int = Field(description="index of the message in the conversation")
+    language: Language
+    level: Level
+    level_probs: dict[Level, float]
+    categories: list[CategoryScore]
+    form: Form
+    attacks: list[AttackFinding] = Field(default_factory=list)
+    type_evidence: dict[UserType, float]
+    repeats_refused_ask: bool = False
+
+
+class Assessment(BaseModel):
+    """The conversation as it stands at its last user turn."""
+
+    model_config = ConfigDict(frozen=True)
+
+    assessor: str
+    language: Language
+    level: Level
+    level_probs: dict[Level, float]
+    categories: list[CategoryScore]
+    form: Form
+    aggressive: bool
+    attacks: list[AttackFinding]
+    turns: list[TurnAssessment]
+    confidence: float = Field(ge=0.0, le=1.0, description="how sure the assessor is of `level`")
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def top_category(self) -> CategoryScore | None:
+        return max(self.categories, key=lambda c: c.score) if self.categories else None
+
+
+class Assessor(ABC):
+    """Base class; subclasses implement `assess`. `aassess` runs it off the event loop."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    @abstractmethod
+    def assess(self, messages: Sequence[Message]) -> Assessment:
+        """Assess the conversation; see the module docstring for the contract."""
+
+    async def aassess(self, messages: Sequence[Message]) -> Assessment:
+        return await asyncio.to_thread(self.assess, messages)
+
+    def assess_many(self, conversations: Sequence[Sequence[Message]]) -> list[Assessment]:
+        """Assess several conversations; model-backed assessors override this to batch."""
+        return [self.assess(m) for m in conversations]
+
+
+def user_turn_indices(messages: Sequence[Message]) -> list[int]:
+    """Indices of the user messages; raises `InputError` if there are none."""
+    idx = [i for i, m in enumerate(messages) if m.role == "user"]
+    if not idx:
+        raise InputError("the conversation has no user message to assess")
+    return idx

@@ -1,0 +1,165 @@
+"""A fast rule-based assessor: category patterns and cue phrases from `lexicon.yaml`, plus
+the structural attack detectors. No model, microseconds per turn. Useful where no embedding
+model can be loaded, and as a transparent baseline for the learned assessor."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import ClassVar
+
+import yaml
+
+from oyster.assess.attacks import detect_attacks
+from oyster.assess.base import (
+    Assessment,
+    Assessor,
+    AttackFinding,
+    CategoryScore,
+    TurnAssessment,
+    user_turn_indices,
+)
+from oyster.errors import AssessorError
+from oyster.taxonomy.policy import Policy
+from oyster.types import Form, Language, Level, Message, UserType, detect_language
+
+CUES = ("distress", "false_belief", "harmful_intent", "professional", "benign_context",
+        "request", "question", "refusal")
+# Strong multiplicative likelihood ratios: a cue is a lot of evidence for one type.
+CUE_TYPE = {"distress": "vulnerable", "false_belief": "misinformed",
+            "harmful_intent": "malicious", "professional": "benign"}
+CUE_RATIO = 12.0
+
+
+class _Patterns:
+    """Per-language patterns: English regexes joined into one (word boundaries added),
+    Chinese substrings."""
+
+    def __init__(self, spec: dict[str, list[str]], where: str) -> None:
+        en = [p for p in spec.get("en", []) if p]
+        try:
+            for p in en:
+                re.compile(p)
+            joined = "|".join(f"(?:{p})" for p in en)
+            self.en = re.compile(rf"(?<![\w])(?:{joined})(?![\w])", re.I) if en else None
+        except re.error as e:
+            raise AssessorError(f"lexicon.yaml: bad pattern in {where}: {e}") from e
+        self.zh = [s for s in spec.get("zh", []) if s]
+
+    def count(self, text: str, lowered: str) -> int:
+        """How many matches (English) and distinct substrings (Chinese) the text has."""
+        n = sum(1 for _ in self.en.finditer(text)) if self.en is not None else 0
+        return n + sum(1 for s in self.zh if s in lowered)
+
+
+@cache
+def _lexicon() -> tuple[dict[str, _Patterns], dict[str, _Patterns]]:
+    raw = yaml.safe_load(resources.files("oyster.assess").joinpath("lexicon.yaml").read_text("utf-8"))
+    cats = {cid: _Patterns(spec, f"categories.{cid}") for cid, spec in raw["categories"].items()}
+    cues = {name: _Patterns(raw["cues"].get(name, {}), f"cues.{name}") for name in CUES}
+    return cats, cues
+
+
+def _tokens(text: str) -> set[str]:
+    lowered = text.lower()
+    words = set(re.findall(r"[a-z0-9']{3,}", lowered))
+    return words | {lowered[i:i + 2] for i in range(len(lowered) - 1)
+                    if "\u4e00" <= lowered[i] <= "\u9fff"}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of words (and Chinese bigrams)."""
+    ta, tb = _tokens(a), _tokens(b)
+    return len(ta & tb) / len(ta | tb) if ta and tb else 0.0
+
+
+class LexiconAssessor(Assessor):
+    """Rules over category patterns and cue phrases (English and Chinese)."""
+
+    name: ClassVar[str] = "lexicon"
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__(policy)
+        cats, self._cues = _lexicon()
+        self._cats = {cid: p for cid, p in cats.items() if policy.has_category(cid)}
+
+    def _cue(self, name: str, text: str, lowered: str) -> bool:
+        return self._cues[name].count(text, lowered) > 0
+
+    def _form(self, text: str, lowered: str) -> Form:
+        if self._cue("question", text, lowered):
+            return "question"
+        if self._cue("request", text, lowered):
+            return "instruction"
+        return "statement"
+
+    def _turn(self, messages: Sequence[Message], i: int, attacks: list[AttackFinding],
+              earlier_risky: list[int]) -> TurnAssessment:
+        text = messages[i].content
+        lowered = text.lower()
+        language: Language = detect_language(text)
+        hits = {cid: p.count(text, lowered) for cid, p in self._cats.items()}
+        categories = [
+            CategoryScore(id=cid, name=self.policy.category(cid).name_en,
+                          score=round(1 - 0.4**n, 3))
+            for cid, n in sorted(hits.items(), key=lambda kv: -kv[1]) if n > 0
+        ]
+        cue = {name: self._cue(name, text, lowered) for name in CUES}
+        form = self._form(text, lowered)
+        top_severity = max((self.policy.category(c.id).severity for c in categories), default=0.0)
+
+        level: Level
+        if attacks or cue["harmful_intent"]:
+            level = "R2"
+        elif not categories or (cue["benign_context"] and not cue["distress"]):
+            level = "R0"
+        elif (form == "instruction" and top_severity >= 0.7
+              and not (cue["distress"] or cue["false_belief"] or cue["professional"])):
+            level = "R2"
+        else:
+            level = "R1"
+
+        # A fired cue is strong evidence for its type and against an incidental reading.
+        evidence: dict[UserType, float] = {"benign": 1.0, "vulnerable": 0.25,
+                                           "misinformed": 0.25, "malicious": 0.25}
+        fired = [t for name, t in CUE_TYPE.items() if cue[name]]
+        if attacks or level == "R2":
+            fired.append("malicious")
+        for user_type in fired:
+            evidence[user_type] *= CUE_RATIO  # type: ignore[index]
+            if user_type != "benign":
+                evidence["benign"] /= 3
+        if level == "R0":
+            evidence["benign"] *= CUE_RATIO
+        total = sum(evidence.values())
+
+        repeats = level != "R0" and any(
+            similarity(text, messages[j].content) >= self.policy.game.belief.repeat_similarity
+            and any(m.role == "assistant" and self._cue("refusal", m.content, m.content.lower())
+                    for m in messages[j + 1:i])
+            for j in earlier_risky
+        )
+        probs = {"R0": 0.1, "R1": 0.1, "R2": 0.1}
+        probs[level] = 0.8
+        return TurnAssessment(
+            turn=i, language=language, level=level, level_probs=probs,  # type: ignore[arg-type]
+            categories=categories, form=form, attacks=attacks,
+            type_evidence={t: round(v / total, 4) for t, v in evidence.items()},  # type: ignore[misc]
+            repeats_refused_ask=repeats,
+        )
+
+    def assess(self, messages: Sequence[Message]) -> Assessment:
+        user_idx = user_turn_indices(messages)
+        findings = detect_attacks(messages)
+        turns: list[TurnAssessment] = []
+        for i in user_idx:
+            risky = [t.turn for t in turns if t.level != "R0"]
+            turns.append(self._turn(messages, i, [f for f in findings if f.turn == i], risky))
+        now = turns[-1]
+        return Assessment(
+            assessor=self.name, language=now.language, level=now.level,
+            level_probs=now.level_probs, categories=now.categories, form=now.form,
+            aggressive=bool(now.attacks), attacks=now.attacks, turns=turns, confidence=0.6,
+        )

@@ -1,0 +1,5 @@
+"""The reasoning chain (design.md §5): needs → risk intent → guidelines → strategies."""
+
+from oyster.chain.build import Chain, build_chain, render_instructions
+
+__all__ = ["Chain", "build_chain", "render_instructions"]

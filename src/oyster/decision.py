@@ -1,0 +1,34 @@
+"""The decision record (design.md §3): what every decision returns."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oyster.assess.base import Assessment, CategoryScore
+from oyster.chain.build import Chain
+from oyster.types import Form, Language, Level, Strategy, UserType
+
+
+class Decision(BaseModel):
+    """One turn's decision: the risk, who is probably asking, what to do, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None = None
+    level: Level
+    categories: list[CategoryScore]
+    form: Form
+    aggressive: bool
+    attacks: list[str]
+    user_type: dict[UserType, float]
+    strategy: Strategy
+    utilities: dict[Strategy, float]
+    chain: Chain
+    policy: str
+    language: Language = "en"
+    why: str = Field(default="", description="one line explaining the choice")
+    assessment: Assessment | None = Field(default=None, exclude=True)
+
+    def record(self) -> dict[str, object]:
+        """The JSON-ready §3 record."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,30 @@
+"""One error family. Every failure a user can cause or meet is an `OysterError` with a
+message that says what went wrong and where; the CLI prints it without a traceback."""
+
+
+class OysterError(Exception):
+    """Base of every error Oyster raises on purpose."""
+
+
+class PolicyError(OysterError):
+    """A policy file is missing, unreadable or invalid (names the file and the field)."""
+
+
+class InputError(OysterError):
+    """Input that cannot be processed: malformed JSON, empty or oversized messages, bad roles."""
+
+
+class BackendError(OysterError):
+    """A chat backend failed: unreachable, timed out, returned an error or garbage."""
+
+
+class BackendTimeout(BackendError):
+    """The backend did not answer within its timeout."""
+
+
+class JudgeError(OysterError):
+    """A judge could not produce a verdict it is allowed to produce."""
+
+
+class AssessorError(OysterError):
+    """An assessor could not be built or run (missing model artefacts, bad spec)."""

@@ -1,0 +1,25 @@
+"""The Stackelberg game (design.md §4): the assistant commits to a strategy, the user of
+unknown type reacts, and the assistant picks the strategy with the best expected outcome."""
+
+from oyster.game.belief import TypeEvidence, posterior_over_types
+from oyster.game.solve import (
+    GameTables,
+    game_tables,
+    StrategyChoice,
+    choose_strategy,
+    expected_utilities,
+    harm_scale,
+    leader_values,
+    reaction_probabilities,
+)
+
+__all__ = [
+    "StrategyChoice",
+    "TypeEvidence",
+    "choose_strategy",
+    "expected_utilities",
+    "harm_scale",
+    "leader_values",
+    "posterior_over_types",
+    "reaction_probabilities",
+]

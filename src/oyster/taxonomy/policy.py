@@ -1,0 +1,332 @@
+"""The policy: taxonomy, guidelines, user types, strategies, game parameters and reply
+resources, as one YAML file validated on load.
+
+The default policy ships in the package (`default_policy.yaml`). A user's file either
+replaces it whole or starts with `base: default` and overrides only what it names
+(mappings merge key by key, lists are replaced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from oyster._memo import memo_by_identity
+from oyster.errors import PolicyError
+from oyster.types import LEVELS, REACTIONS, STRATEGIES, USER_TYPES, Level, Reaction, Strategy, UserType
+
+NONE_CATEGORY = "none"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Category(_Strict):
+    """One risk category: facts from the authors' taxonomy plus our guideline points."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_en: str
+    name_zh: str
+    group: str
+    severity: float = Field(ge=0.0, le=1.0, description="harm weight of this category")
+    guidelines: list[str] = Field(default_factory=list)
+
+
+class Taxonomy(_Strict):
+    groups: list[str]
+    categories: list[Category]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Taxonomy:
+        ids = [c.id for c in self.categories]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate category ids: {dupes}")
+        if NONE_CATEGORY not in ids:
+            raise ValueError(f"the taxonomy must contain the '{NONE_CATEGORY}' category")
+        unknown = sorted({c.group for c in self.categories} - set(self.groups))
+        if unknown:
+            raise ValueError(f"categories name groups that are not declared: {unknown}")
+        for c in self.categories:
+            if c.id != NONE_CATEGORY and not c.guidelines:
+                raise ValueError(f"category '{c.id}' has no guideline points")
+        return self
+
+
+class UserTypeSpec(_Strict):
+    description: str
+    needs: str = Field(description="what this kind of user usually needs, for the chain")
+
+
+class StrategySpec(_Strict):
+    description: str
+    exposure: float = Field(ge=0.0, le=1.0, description="share of hazardous detail released")
+    guidance: float = Field(ge=0.0, le=1.0, description="how much the reply steers to safe help")
+    cost: float = Field(ge=0.0, description="operational cost / friction of the strategy")
+    safety_strategies: list[str]
+    usefulness_strategies: list[str]
+    reply_contract: list[str] = Field(description="what a reply under this strategy must do")
+
+
+def _check_type_table(name: str, table: dict[str, Any], inner: tuple[str, ...] | None) -> None:
+    missing = [t for t in USER_TYPES if t not in table]
+    extra = [t for t in table if t not in USER_TYPES]
+    if missing or extra:
+        raise ValueError(f"{name}: needs exactly the user types {list(USER_TYPES)}"
+                         f" (missing {missing}, unknown {extra})")
+    if inner is not None:
+        for t, row in table.items():
+            missing = [k for k in inner if k not in row]
+            extra = [k for k in row if k not in inner]
+            if missing or extra:
+                raise ValueError(f"{name}.{t}: needs exactly {list(inner)}"
+                                 f" (missing {missing}, unknown {extra})")
+
+
+class BehaviourModel(_Strict):
+    """P(reaction | type, strategy). `quantal`: softmax of the follower's payoff
+    u(θ,a,r) = fit[θ][a]·reaction_fit[r] + guidance[a]·reaction_guidance[r] + disposition[θ][r],
+    scaled by `rationality`. `table`: the probabilities given directly (must sum to 1)."""
+
+    kind: Literal["quantal", "table"] = "quantal"
+    rationality: float = Field(default=2.0, gt=0.0)
+    fit: dict[UserType, dict[Strategy, float]]
+    reaction_fit: dict[Reaction, float]
+    reaction_guidance: dict[Reaction, float]
+    disposition: dict[UserType, dict[Reaction, float]]
+    table: dict[UserType, dict[Strategy, dict[Reaction, float]]] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> BehaviourModel:
+        _check_type_table("fit", self.fit, STRATEGIES)
+        _check_type_table("disposition", self.disposition, REACTIONS)
+        for name, row in (("reaction_fit", self.reaction_fit),
+                          ("reaction_guidance", self.reaction_guidance)):
+            if set(row) != set(REACTIONS):
+                raise ValueError(f"{name}: needs exactly the reactions {list(REACTIONS)}")
+        if self.kind == "table":
+            if self.table is None:
+                raise ValueError("kind 'table' needs a 'table' of probabilities")
+            _check_type_table("table", self.table, STRATEGIES)
+            for t, by_a in self.table.items():
+                for a, probs in by_a.items():
+                    if set(probs) != set(REACTIONS):
+                        raise ValueError(f"table.{t}.{a}: needs exactly {list(REACTIONS)}")
+                    if any(p < 0 for p in probs.values()) or abs(sum(probs.values()) - 1) > 1e-6:
+                        raise ValueError(f"table.{t}.{a}: probabilities must be >= 0 and sum to 1")
+        return self
+
+
+class BeliefModel(_Strict):
+    """How per-turn evidence about the user's type becomes a posterior."""
+
+    turn_decay: float = Field(default=0.5, ge=0.0, le=1.0,
+                              description="weight of a turn's evidence per turn it ages")
+    evidence_strength: float = Field(default=1.0, gt=0.0)
+    repeat_after_refusal: float = Field(default=3.0, ge=1.0,
+                                        description="likelihood ratio toward malicious when a "
+                                        "refused risky ask is repeated")
+    repeat_similarity: float = Field(default=0.5, gt=0.0, le=1.0)
+    floor: float = Field(default=0.01, gt=0.0, lt=0.25, description="minimum mass per type")
+
+
+class GameParams(_Strict):
+    alpha: float = Field(default=1.0, ge=0.0, description="weight of retention")
+    beta: float = Field(default=2.0, ge=0.0, description="weight of harm")
+    gamma: float = Field(default=0.5, ge=0.0, description="weight of strategy cost")
+    prior: dict[UserType, float]
+    level_scale: dict[Level, float]
+    unknown_category_severity: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="severity used when a risky turn matches no known category")
+    retention: dict[UserType, dict[Reaction, float]]
+    misuse: dict[UserType, float] = Field(description="P(type turns released detail into harm)")
+    reaction_harm: dict[UserType, dict[Reaction, float]]
+    behaviour: BehaviourModel
+    belief: BeliefModel = BeliefModel()
+
+    @model_validator(mode="after")
+    def _complete(self) -> GameParams:
+        _check_type_table("prior", self.prior, None)
+        if any(v <= 0 for v in self.prior.values()):
+            raise ValueError("prior: every user type needs a positive prior")
+        _check_type_table("misuse", self.misuse, None)
+        _check_type_table("retention", self.retention, REACTIONS)
+        _check_type_table("reaction_harm", self.reaction_harm, REACTIONS)
+        if set(self.level_scale) != set(LEVELS):
+            raise ValueError(f"level_scale: needs exactly {list(LEVELS)}")
+        return self
+
+
+class CrisisResource(_Strict):
+    name: str
+    contact: str
+    region: str
+
+
+class Resources(_Strict):
+    """Help a reply may point to, by language."""
+
+    crisis: dict[str, list[CrisisResource]] = Field(description="language code -> resources")
+
+    @field_validator("crisis")
+    @classmethod
+    def _has_fallback(cls, v: dict[str, list[CrisisResource]]) -> dict[str, list[CrisisResource]]:
+        if "en" not in v:
+            raise ValueError("crisis: needs at least the 'en' resources (the fallback)")
+        return v
+
+
+class ChainTemplates(_Strict):
+    """Phrases the chain builder fills in; `{category}`, `{level}`, `{type}` are substituted."""
+
+    risk_intent: dict[UserType, str]
+    level_note: dict[Level, str]
+    attack_note: str
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChainTemplates:
+        _check_type_table("risk_intent", self.risk_intent, None)
+        return self
+
+
+class AuditSettings(_Strict):
+    log_message_text: bool = False
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="SQLite sync level of the WAL audit log: NORMAL survives "
+        "a crash of the server process, FULL also survives power loss (one fsync per commit)")
+
+
+class ServeSettings(_Strict):
+    fail_mode: Literal["closed", "open"] = "closed"
+    max_request_bytes: int = Field(default=1_000_000, gt=0)
+    max_messages: int = Field(default=200, gt=0)
+    max_message_chars: int = Field(default=32_000, gt=0)
+    rate_limit_per_minute: int = Field(default=600, gt=0)
+    upstream_timeout_s: float = Field(default=60.0, gt=0.0,
+                                      description="seconds the upstream may take for a whole reply")
+    stream_check_chars: int = Field(default=160, gt=0, description="streamed text is verified "
+                                    "and released in windows of about this many characters")
+
+
+class Policy(_Strict):
+    """Everything a deployment can tune, validated as one unit."""
+
+    name: str
+    version: str
+    taxonomy: Taxonomy
+    user_types: dict[UserType, UserTypeSpec]
+    strategies: dict[Strategy, StrategySpec]
+    game: GameParams
+    chain: ChainTemplates
+    resources: Resources
+    audit: AuditSettings = AuditSettings()
+    serve: ServeSettings = ServeSettings()
+
+    @model_validator(mode="after")
+    def _complete(self) -> Policy:
+        if set(self.user_types) != set(USER_TYPES):
+            raise ValueError(f"user_types: needs exactly {list(USER_TYPES)}")
+        if set(self.strategies) != set(STRATEGIES):
+            raise ValueError(f"strategies: needs exactly {list(STRATEGIES)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """`name@version`, as written into every decision record."""
+        return f"{self.name}@{self.version}"
+
+    def category(self, category_id: str) -> Category:
+        """The category with this id or English name (case-insensitive)."""
+        return self._category_index()[category_id.lower()]
+
+    def has_category(self, category_id: str) -> bool:
+        return category_id.lower() in self._category_index()
+
+    def category_ids(self) -> list[str]:
+        return [c.id for c in self.taxonomy.categories]
+
+    def _category_index(self) -> dict[str, Category]:
+        return _category_index(self.taxonomy)
+
+    def fingerprint(self) -> str:
+        """A short hash of the policy's content, for audit trails."""
+        blob = self.model_dump_json().encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@memo_by_identity
+def _category_index(taxonomy: Taxonomy) -> dict[str, Category]:
+    index: dict[str, Category] = {}
+    for c in taxonomy.categories:
+        index[c.id] = c
+        index[c.name_en.lower()] = c
+    return index
+
+
+DEFAULT_POLICY_FILE = "default_policy.yaml"
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{source}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy file must be a YAML mapping at the top level")
+    return data
+
+
+def _default_text() -> str:
+    return resources.files("oyster.taxonomy").joinpath(DEFAULT_POLICY_FILE).read_text("utf-8")
+
+
+@cache
+def default_policy() -> Policy:
+    """The policy shipped in the package (loaded once)."""
+    return policy_from_mapping(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE)
+
+
+def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
+    base = data.pop("base", None) if "base" in data else None
+    if base is not None:
+        if base != "default":
+            raise PolicyError(f"{source}: field 'base': only 'default' is supported, got {base!r}")
+        data = _deep_merge(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), data)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
+            for err in e.errors()
+        )
+        raise PolicyError(f"{source}: invalid policy: {problems}") from None
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file; `None` gives the default policy."""
+    if path is None:
+        return default_policy()
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as e:
+        raise PolicyError(f"{p}: cannot read policy file: {e.strerror or e}") from e
+    return policy_from_mapping(_read_yaml(text, str(p)), str(p))
