@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -77,7 +78,7 @@ def test_raising_beta_never_makes_a_riskier_strategy_win(policy, post, severity,
         p = _with(policy, beta=beta)
         choice = choose_strategy(p.game, p.strategies, post, severity, level)
         harms.append(choice.expected_harm[choice.strategy])
-    assert all(b <= a + 1e-4 for a, b in zip(harms, harms[1:], strict=False)), harms
+    assert all(b <= a + 1e-4 for a, b in itertools.pairwise(harms)), harms
 
 
 @settings(max_examples=150, deadline=None)

@@ -146,7 +146,7 @@ class LexiconAssessor(Assessor):
         return TurnAssessment(
             turn=i, language=language, level=level, level_probs=probs,  # type: ignore[arg-type]
             categories=categories, form=form, attacks=attacks,
-            type_evidence={t: round(v / total, 4) for t, v in evidence.items()},  # type: ignore[misc]
+            type_evidence={t: round(v / total, 4) for t, v in evidence.items()},
             repeats_refused_ask=repeats,
         )
 

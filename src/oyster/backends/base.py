@@ -107,5 +107,5 @@ class ChatBackend(ABC):
             stop.set()
             await worker
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources (connections, model memory). Safe to call twice."""

@@ -4,20 +4,22 @@ unknown type reacts, and the assistant picks the strategy with the best expected
 from oyster.game.belief import TypeEvidence, posterior_over_types
 from oyster.game.solve import (
     GameTables,
-    game_tables,
     StrategyChoice,
     choose_strategy,
     expected_utilities,
+    game_tables,
     harm_scale,
     leader_values,
     reaction_probabilities,
 )
 
 __all__ = [
+    "GameTables",
     "StrategyChoice",
     "TypeEvidence",
     "choose_strategy",
     "expected_utilities",
+    "game_tables",
     "harm_scale",
     "leader_values",
     "posterior_over_types",

@@ -9,6 +9,7 @@ replaces it whole or starts with `base: default` and overrides only what it name
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oyster._memo import memo_by_identity
 from oyster.errors import PolicyError
-from oyster.types import LEVELS, REACTIONS, STRATEGIES, USER_TYPES, Level, Reaction, Strategy, UserType
+from oyster.types import (
+    LEVELS,
+    REACTIONS,
+    STRATEGIES,
+    USER_TYPES,
+    Level,
+    Reaction,
+    Strategy,
+    UserType,
+)
 
 NONE_CATEGORY = "none"
 
@@ -75,7 +85,7 @@ class StrategySpec(_Strict):
     reply_contract: list[str] = Field(description="what a reply under this strategy must do")
 
 
-def _check_type_table(name: str, table: dict[str, Any], inner: tuple[str, ...] | None) -> None:
+def _check_type_table(name: str, table: Mapping[Any, Any], inner: tuple[str, ...] | None) -> None:
     missing = [t for t in USER_TYPES if t not in table]
     extra = [t for t in table if t not in USER_TYPES]
     if missing or extra:
@@ -83,11 +93,11 @@ def _check_type_table(name: str, table: dict[str, Any], inner: tuple[str, ...] |
                          f" (missing {missing}, unknown {extra})")
     if inner is not None:
         for t, row in table.items():
-            missing = [k for k in inner if k not in row]
-            extra = [k for k in row if k not in inner]
-            if missing or extra:
+            lacking = [k for k in inner if k not in row]
+            unknown = [k for k in row if k not in inner]
+            if lacking or unknown:
                 raise ValueError(f"{name}.{t}: needs exactly {list(inner)}"
-                                 f" (missing {missing}, unknown {extra})")
+                                 f" (missing {lacking}, unknown {unknown})")
 
 
 class BehaviourModel(_Strict):
