@@ -30,7 +30,7 @@ CUES = ("distress", "false_belief", "harmful_intent", "professional", "benign_co
 # Strong multiplicative likelihood ratios: a cue is a lot of evidence for one type.
 CUE_TYPE = {"distress": "vulnerable", "false_belief": "misinformed",
             "harmful_intent": "malicious", "professional": "benign"}
-CUE_RATIO = 12.0
+CUE_RATIO = 30.0
 
 
 class _Patterns:
@@ -55,11 +55,12 @@ class _Patterns:
 
 
 @cache
-def _lexicon() -> tuple[dict[str, _Patterns], dict[str, _Patterns]]:
+def _lexicon() -> tuple[dict[str, _Patterns], dict[str, _Patterns], frozenset[str], dict[str, str]]:
     raw = yaml.safe_load(resources.files("oyster.assess").joinpath("lexicon.yaml").read_text("utf-8"))
     cats = {cid: _Patterns(spec, f"categories.{cid}") for cid, spec in raw["categories"].items()}
     cues = {name: _Patterns(raw["cues"].get(name, {}), f"cues.{name}") for name in CUES}
-    return cats, cues
+    return (cats, cues, frozenset(raw.get("operational_categories", [])),
+            dict(raw.get("cue_categories", {})))
 
 
 def _tokens(text: str) -> set[str]:
@@ -82,17 +83,19 @@ class LexiconAssessor(Assessor):
 
     def __init__(self, policy: Policy) -> None:
         super().__init__(policy)
-        cats, self._cues = _lexicon()
+        cats, self._cues, self._operational, cue_categories = _lexicon()
+        self._cue_categories = {cue: cid for cue, cid in cue_categories.items()
+                                if policy.has_category(cid)}
         self._cats = {cid: p for cid, p in cats.items() if policy.has_category(cid)}
 
     def _cue(self, name: str, text: str, lowered: str) -> bool:
         return self._cues[name].count(text, lowered) > 0
 
     def _form(self, text: str, lowered: str) -> Form:
-        if self._cue("question", text, lowered):
-            return "question"
         if self._cue("request", text, lowered):
             return "instruction"
+        if self._cue("question", text, lowered):
+            return "question"
         return "statement"
 
     def _turn(self, messages: Sequence[Message], i: int, attacks: list[AttackFinding],
@@ -107,15 +110,18 @@ class LexiconAssessor(Assessor):
             for cid, n in sorted(hits.items(), key=lambda kv: -kv[1]) if n > 0
         ]
         cue = {name: self._cue(name, text, lowered) for name in CUES}
+        if not categories:
+            categories = [CategoryScore(id=cid, name=self.policy.category(cid).name_en, score=0.6)
+                          for name, cid in self._cue_categories.items() if cue[name]]
         form = self._form(text, lowered)
-        top_severity = max((self.policy.category(c.id).severity for c in categories), default=0.0)
+        operational = any(c.id in self._operational for c in categories)
 
         level: Level
         if attacks or cue["harmful_intent"]:
             level = "R2"
         elif not categories or (cue["benign_context"] and not cue["distress"]):
             level = "R0"
-        elif (form == "instruction" and top_severity >= 0.7
+        elif (form == "instruction" and operational
               and not (cue["distress"] or cue["false_belief"] or cue["professional"])):
             level = "R2"
         else:
