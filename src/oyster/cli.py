@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
 
+from oyster.cli_options import AssessorOption, PolicyOption
 from oyster.errors import OysterError
 
 app = typer.Typer(
@@ -22,13 +22,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-PolicyOption = Annotated[
-    Path | None, typer.Option("--policy", help="policy YAML file (default: the packaged policy)",
-                              exists=False, dir_okay=False)]
-AssessorOption = Annotated[
-    str, typer.Option("--assessor", help="assessor spec: default, local, lexicon, llm:BACKEND, ensemble")]
-
 
 def fail(err: OysterError | str, code: int = 2) -> typer.Exit:
     """Print a one-line error (no traceback) and return the exit to raise."""
@@ -96,11 +89,15 @@ def decide(
 
 def _register_parts() -> None:
     # Each part adds its own verbs; the imports are light (heavy ones live in the commands).
+    from oyster.bench.cli import register as register_bench
+    from oyster.judges.cli import register as register_judges
+    from oyster.lingobp.cli import register as register_lingobp
     from oyster.respond.cli import register as register_respond
     from oyster.serve.cli import register as register_serve
     from oyster.taxonomy.cli import register as register_policy
 
-    for register in (register_policy, register_respond, register_serve):
+    for register in (register_policy, register_respond, register_serve, register_judges,
+                     register_bench, register_lingobp):
         register(app)
 
 
