@@ -9,13 +9,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from oyster.assess import from_spec as assessor_from_spec
-from oyster.assess.base import Assessment, Assessor
+from oyster.assess.base import Assessment, Assessor, CategoryScore
 from oyster.chain import build_chain
 from oyster.decision import Decision
 from oyster.errors import InputError
 from oyster.game import TypeEvidence, choose_strategy, posterior_over_types
 from oyster.taxonomy.policy import NONE_CATEGORY, Policy, load_policy
-from oyster.types import Message
+from oyster.types import Level, Message
 
 Conversation = Sequence[Message | dict[str, Any]] | str
 
@@ -49,6 +49,16 @@ def to_messages(conversation: Conversation) -> list[Message]:
     return out
 
 
+def severity_of(policy: Policy, categories: Iterable[CategoryScore], level: Level) -> float:
+    """The worst score-weighted category severity; a risky turn that matches no known
+    category weighs the policy's `unknown_category_severity`."""
+    risky = [c for c in categories if c.id != NONE_CATEGORY and policy.has_category(c.id)]
+    sev = max((c.score * policy.category(c.id).severity for c in risky), default=0.0)
+    if level != "R0" and sev == 0.0:
+        return policy.game.unknown_category_severity
+    return sev
+
+
 class Engine:
     """Decide, turn by turn, what risk is present, who is probably asking, and which
     strategy gives the best anticipated outcome.
@@ -66,12 +76,7 @@ class Engine:
 
     def severity(self, assessment: Assessment) -> float:
         """The harm weight of this turn: the worst score-weighted category severity."""
-        risky = [c for c in assessment.categories
-                 if c.id != NONE_CATEGORY and self.policy.has_category(c.id)]
-        sev = max((c.score * self.policy.category(c.id).severity for c in risky), default=0.0)
-        if assessment.level != "R0" and sev == 0.0:
-            return self.policy.game.unknown_category_severity
-        return sev
+        return severity_of(self.policy, assessment.categories, assessment.level)
 
     def decide_assessed(self, assessment: Assessment, id: str | None = None) -> Decision:
         """The game and the chain on an assessment already made."""

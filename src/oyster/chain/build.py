@@ -7,11 +7,13 @@ to keep it out of the reply, and the responder's verifier checks that it did.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from oyster.assess.base import Assessment
+from oyster.assess.base import Assessment, CategoryScore
 from oyster.taxonomy.policy import NONE_CATEGORY, Policy
-from oyster.types import Language, Strategy, UserType
+from oyster.types import Language, Level, Strategy, UserType
 
 
 class Chain(BaseModel):
@@ -26,6 +28,32 @@ class Chain(BaseModel):
 
 def _dominant_type(posterior: dict[UserType, float]) -> UserType:
     return max(posterior, key=lambda t: posterior[t])
+
+
+def risky_categories(categories: Iterable[CategoryScore], policy: Policy) -> list[CategoryScore]:
+    """The policy categories among `categories`, highest score first (`none` left out)."""
+    return [c for c in sorted(categories, key=lambda c: -c.score)
+            if c.id != NONE_CATEGORY and policy.has_category(c.id)]
+
+
+def guideline_points(risky: Sequence[CategoryScore], policy: Policy) -> list[str]:
+    """The guideline points of the top two risky categories, in order, without repeats."""
+    points: list[str] = []
+    for c in risky[:2]:
+        points += [p for p in policy.category(c.id).guidelines if p not in points]
+    return points
+
+
+def risk_intent_text(level: Level, risky: Sequence[CategoryScore], user_type: UserType,
+                     attacks: Iterable[str], policy: Policy) -> str:
+    """The risk-intent node: the level's note, what this kind of user is after in the top
+    categories, and the attack wrapper around the request, if any."""
+    category_names = ", ".join(policy.category(c.id).name_en for c in risky[:2]) or "an unlisted risk"
+    parts = [policy.chain.level_note[level],
+             policy.chain.risk_intent[user_type].format(category=category_names)]
+    if techniques := sorted(set(attacks)):
+        parts.append(policy.chain.attack_note.format(attacks=", ".join(techniques)))
+    return " ".join(parts)
 
 
 def build_chain(
@@ -44,23 +72,12 @@ def build_chain(
     if assessment.level == "R0":
         return Chain(user_needs=needs, usefulness_strategies=list(spec.usefulness_strategies))
 
-    risky = [c for c in sorted(assessment.categories, key=lambda c: -c.score)
-             if c.id != NONE_CATEGORY and policy.has_category(c.id)]
-    category_names = ", ".join(policy.category(c.id).name_en for c in risky[:2]) or "an unlisted risk"
-    intent_parts = [policy.chain.level_note[assessment.level],
-                    policy.chain.risk_intent[dominant].format(category=category_names)]
-    if assessment.attacks:
-        techniques = ", ".join(sorted({a.technique for a in assessment.attacks}))
-        intent_parts.append(policy.chain.attack_note.format(attacks=techniques))
-
-    guidelines: list[str] = []
-    for c in risky[:2]:
-        for point in policy.category(c.id).guidelines:
-            if len(guidelines) < max_guidelines and point not in guidelines:
-                guidelines.append(point)
+    risky = risky_categories(assessment.categories, policy)
+    guidelines = guideline_points(risky, policy)[:max_guidelines]
     return Chain(
         user_needs=needs,
-        risk_intent=" ".join(intent_parts),
+        risk_intent=risk_intent_text(assessment.level, risky, dominant,
+                                     [a.technique for a in assessment.attacks], policy),
         guidelines=guidelines,
         safety_strategies=list(spec.safety_strategies),
         usefulness_strategies=list(spec.usefulness_strategies),

@@ -1,0 +1,699 @@
+"""Attack-technique detectors: structural signals that sentence embeddings miss.
+
+An embedding says what a text is *about*; it does not see that the letters are split
+apart, the words shuffled, the request base64-encoded, or wrapped in a role-play that
+tells the model to drop its rules. These detectors look at the *form* of each user
+turn (and, for split payloads and escalation, at the turns together), in English and Chinese.
+
+Every detector is a small pure function over text. `scan_text` runs them all on one
+text; `detect_attacks` runs them over a conversation and returns one `AttackFinding`
+per (turn, technique), with the technique names of `oyster.types.ATTACK_TECHNIQUES`.
+
+Confidence is how sure the detector is that the *technique* is present, not that the
+request is harmful: a role-play frame or a code-completion request is often harmless,
+so those get moderate confidence on their own and more when combined with override
+language. Deciding whether the turn is risky is the assessor's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+
+from oyster.assess.base import AttackFinding
+from oyster.types import ATTACK_TECHNIQUES, Message
+
+__all__ = ["Hit", "detect_attacks", "escalation_findings", "scan_text", "shuffle_score"]
+
+# Texts longer than this are scanned on their head and tail only (regex cost stays bounded).
+_SCAN_WINDOW = 40_000
+_CJK = "\u4e00-\u9fff"
+_CJK_RE = re.compile(f"[{_CJK}]")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One technique found in one text."""
+
+    technique: str
+    confidence: float
+    evidence: str
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+
+
+def _combine(weights: Sequence[float]) -> float:
+    """Noisy-OR of independent cues, capped below 1."""
+    miss = 1.0
+    for w in weights:
+        miss *= 1.0 - w
+    return round(min(0.99, 1.0 - miss), 3)
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+
+
+# ---------------------------------------------------------------- override / role-play
+# (pattern, weight): each cue found adds evidence; cues are combined by noisy-OR.
+_OVERRIDE: list[tuple[re.Pattern[str], float]] = [
+    (_rx(r"\b(ignore|disregard|forget|bypass|override|skip|drop)\b[^.\n]{0,40}?"
+         r"\b(previous|prior|above|earlier|all|any|your|the|these|those|safety|security|"
+         r"ethical|content|moral)\b[^.\n]{0,30}?\b(instructions?|prompts?|rules?|guidelines?|"
+         r"polic(?:y|ies)|restrictions?|filters?|constraints?|programming|training|"
+         r"questions?|concerns?|issues?|limitations?)\b"), 0.75),
+    (_rx(r"\b(no|without(?: any)?|free (?:of|from)|beyond)\s+(?:\w+\s+)?(restrictions?|limits|"
+         r"limitations|filters?|filtering|censorship|rules|boundaries|morals?|ethics|"
+         r"guidelines)\b"), 0.45),
+    (_rx(r"\b(never|don'?t|do not|must not|mustn'?t|cannot|can'?t|won'?t|will not|not allowed "
+         r"to)\s+(?:ever\s+|be able to\s+)?(refuse|decline|reject|deny|say (?:no|sorry)|"
+         r"apologi[sz]e|warn|add (?:any )?(?:warnings?|disclaimers?)|break character)"), 0.6),
+    (_rx(r"\b(developer|dev|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil|"
+         r"chaos|opposite)\s+mode\b"), 0.8),
+    (re.compile(r"\bDAN\b|\bdo anything now\b|\bjailbr(?:ea|o)k", re.IGNORECASE), 0.7),
+    (_rx(r"\b(unfiltered|uncensored|amoral|unethical|without (?:any )?(?:moral|ethic)\w*)\b"),
+     0.35),
+    (_rx(r"\byou (must|have to|are required to|are obliged to|need to) (always )?(answer|comply|"
+         r"respond|obey|fulfil|fulfill)\b"), 0.45),
+    (_rx(r"\b(?:can ?not|can'?t|must not|may not) (?:go against|refuse|reject) (?:the )?user"),
+     0.6),
+    (_rx(r"\b(?:openai|anthropic|content|safety) (?:policy|policies|guidelines) (?:do(?:es)? "
+         r"not|don'?t|no longer) apply"), 0.8),
+    (_rx(r"\bnew (?:system )?(?:instructions?|rules?|prompt)\s*:"), 0.5),
+    (_rx(r"^\s*(?:system|\[system\]|<\|?system\|?>)\s*:"), 0.5),
+    # Chinese
+    (_rx(f"(忽略|无视|忘记|忘掉|绕过|跳过|抛开|不用管|不要管)[{_CJK}，, ]{{0,10}}?"
+         f"(指令|提示|规则|限制|要求|"
+         f"设定|准则|问题|约束|政策|规定|顾虑|审查)"), 0.75),
+    (_rx("(不要|不能|不许|禁止|不可以|不准|不得|别)(回复|说|回答|表示)?"
+         "(对不起|抱歉|拒绝|道歉|不能回答)"), 0.6),
+    (_rx(f"(不能|不可以|不要|不得|别)因为[{_CJK}、，, ]{{0,12}}(拒绝|不回答|回避)"), 0.6),
+    (_rx("(没有|不受|无|不设|摆脱|解除|突破)(任何)?(限制|约束|审查|道德|规则|底线|过滤)"), 0.45),
+    (_rx("开发者模式|越狱|无限制模式|邪恶模式|上帝模式"), 0.8),
+    (_rx("(你必须|必须|一定要)(回答|照做|服从|完成|遵守)"), 0.4),
+    (_rx("(不能|不可以|不要)(违背|违抗|拒绝)(用户|我)"), 0.6),
+    (_rx("不可以回避|不能回避|不要回避|不需要(反思|审视|升华|道德)"), 0.55),
+]
+
+_ROLE_PLAY: list[tuple[re.Pattern[str], float]] = [
+    (_rx(r"\b(pretend|imagine|act|behave|roleplay|role-play|role play)\b[^.\n]{0,25}?"
+         r"\b(as if|as an?|as the|to be|that you(?:'re| are)|you are)\b"), 0.45),
+    (_rx(r"\bplay(?:ing)?\s+(?:the\s+)?(?:role|part|character)\s+of\b"), 0.45),
+    (_rx(r"\b(stay|remain|keep|never break|don'?t break|do not break)\b[^.\n]{0,12}\bin[- ]"
+         r"character\b|\bbreak(?:ing)? character\b"), 0.6),
+    (_rx(r"\bfrom now on,?\s+(?:you\s+(?:are|will|shall)|act|respond)\b"), 0.55),
+    (re.compile(r"\b(?:character|persona|role|player)\s+[A-Z]\b"), 0.35),
+    (_rx(r"\byou are (?:now )?(?:an? |the )?(?:evil|unfiltered|unrestricted|amoral|rogue|"
+         r"villain|criminal|hacker|terrorist|drug dealer|DAN|AIM|STAN|DUDE)\b"), 0.7),
+    (_rx(r"\b(?:write|create)\b[^.\n]{0,30}\b(?:script|screenplay|scene|dialogue|play|story)\b"
+         r"[^.\n]{0,80}\b(?:character|villain|protagonist)\b"), 0.35),
+    (_rx(r"\b(?:hypothetical(?:ly)?|fictional|in a (?:fictional|made-up) world|for a novel)\b"),
+     0.25),
+    # Chinese
+    (_rx("(扮演|假装|假设你是|想象你是|你现在是|你将是|从现在(开始|起)[，, ]?你(是|将|要)|"
+         "充当|角色扮演|模拟一个)"), 0.5),
+    (_rx("(角色|人物)\\s?[A-Za-z甲乙丙丁]"), 0.35),
+    (_rx("(剧本|情景剧|小说|故事|电影|游戏)[^。\n]{0,30}(角色|主角|反派|人物)"), 0.35),
+    (_rx("(不要|不会|永远不会|不能)(跳出|脱离|破坏|打破)角色|保持角色"), 0.6),
+    (_rx("(邪恶|无道德|不受限制|反派)的?(AI|人工智能|助手|角色)"), 0.6),
+]
+
+
+def _cue_scan(text: str, cues: Sequence[tuple[re.Pattern[str], float]]) -> tuple[float, str]:
+    weights: list[float] = []
+    evidence = ""
+    for pattern, weight in cues:
+        m = pattern.search(text)
+        if m:
+            weights.append(weight)
+            if not evidence:
+                evidence = m.group(0)
+    return _combine(weights), evidence
+
+
+# ------------------------------------------------------------------------------ encoding
+_B64_RE = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+_HEX_RE = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{2}[\s:,]?){12,}")
+_BIN_RE = re.compile(r"(?:\b[01]{8}\b\s?){4,}")
+_MORSE_RE = re.compile(r"(?:(?<!\S)[.\-·−]{1,6}(?:\s+|\s*/\s*)){6,}")
+_ESCAPE_RE = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}|&#\d{2,5};|%[0-9A-Fa-f]{2}){6,}")
+_CIPHER_WORDS = _rx(
+    r"\b(rot-?13|rot ?\d{1,2}|caesar(?:'s)? cipher|atbash|base ?64|base ?32|hex(?:adecimal)?[- ]"
+    r"(?:encoded|string)|morse code|pig latin|leet ?speak|l33t|binary code|ascii codes?|unicode "
+    r"escapes?|reversed? (?:text|order|string)|backwards?)\b")
+_DECODE_WORDS = _rx(r"\b(decode|decrypt|decipher|translate|convert|read|encoded|encrypted|cipher)")
+_CIPHER_ZH = _rx("(base64|base32|凯撒密码|摩斯密码|摩尔斯|密文|密码文本|编码后|火星文|"
+                 "二进制|十六进制|倒序|"
+                 "反过来读|倒着读)")
+_DECODE_ZH = _rx("(解码|解密|破译|翻译|转换|还原|反过来读|倒着读)")
+_LEET_TOKEN = re.compile(r"(?<![\w@$])(?=[\w@$]*[a-zA-Z][013457@$][a-zA-Z@$])[a-zA-Z013457@$]{4,}"
+                         r"(?![\w@$])")
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+_CYRILLIC_IN_LATIN = re.compile(r"[A-Za-z][\u0400-\u04ff]|[\u0400-\u04ff][A-Za-z]")
+_FULLWIDTH = re.compile("[\uff21-\uff3a\uff41-\uff5a]{3,}")
+
+
+def _printable_share(data: bytes) -> float:
+    if not data:
+        return 0.0
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return 0.0
+    good = sum(1 for ch in text if ch.isprintable() or ch in "\n\t")
+    letters = sum(1 for ch in text if ch.isalpha())
+    return good / len(text) if letters >= len(text) * 0.4 else 0.0
+
+
+def _decoded_base64(token: str) -> str | None:
+    if token.isalpha() and (token.islower() or token.isupper()):
+        return None  # a long plain word, not base64
+    if not any(ch.isdigit() or ch in "+/=" for ch in token) and not re.search(r"[a-z][A-Z]", token):
+        return None
+    padded = token + "=" * (-len(token) % 4)
+    try:
+        raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if _printable_share(raw) >= 0.9:
+        return raw.decode("utf-8")
+    return None
+
+
+def _encoding(text: str) -> tuple[float, str]:
+    weights: list[float] = []
+    evidence = ""
+    for m in _B64_RE.finditer(text):
+        decoded = _decoded_base64(m.group(0))
+        if decoded:
+            weights.append(0.85)
+            evidence = evidence or f"base64 → {decoded}"
+            break
+    for m in _HEX_RE.finditer(text):
+        digits = re.sub(r"[\s:,]", "", m.group(0))
+        try:
+            raw = bytes.fromhex(digits[: len(digits) // 2 * 2])
+        except ValueError:
+            continue
+        if _printable_share(raw) >= 0.9:
+            weights.append(0.8)
+            evidence = evidence or f"hex → {raw.decode('utf-8', 'replace')}"
+            break
+    if _BIN_RE.search(text):
+        weights.append(0.75)
+        evidence = evidence or "binary-coded text"
+    if _MORSE_RE.search(text):
+        weights.append(0.7)
+        evidence = evidence or "morse-like code"
+    if _ESCAPE_RE.search(text):
+        weights.append(0.6)
+        evidence = evidence or "escaped characters"
+    cipher = _CIPHER_WORDS.search(text)
+    if cipher and _DECODE_WORDS.search(text):
+        weights.append(0.6)
+        evidence = evidence or cipher.group(0)
+    cipher_zh = _CIPHER_ZH.search(text)
+    decode_zh = _DECODE_ZH.search(text)
+    if cipher_zh:
+        weights.append(0.6 if decode_zh else 0.35)
+        evidence = evidence or cipher_zh.group(0)
+    leet = [t for t in _LEET_TOKEN.findall(text) if not t.isdigit()]
+    if len(leet) >= 2:
+        weights.append(0.7)
+        evidence = evidence or f"leetspeak: {' '.join(leet[:4])}"
+    elif len(leet) == 1 and len(text.split()) <= 40:
+        weights.append(0.35)
+        evidence = evidence or f"leetspeak: {leet[0]}"
+    if len(_ZERO_WIDTH.findall(text)) >= 2:
+        weights.append(0.6)
+        evidence = evidence or "zero-width characters inside words"
+    if _CYRILLIC_IN_LATIN.search(text):
+        weights.append(0.5)
+        evidence = evidence or "mixed-script (homoglyph) words"
+    if _FULLWIDTH.search(text):
+        weights.append(0.35)
+        evidence = evidence or "full-width letters"
+    return _combine(weights), evidence
+
+
+# ----------------------------------------------------------------------------- char split
+_SEP = r"[\s\-_.*|/+~·•]"
+_LATIN_SPLIT = re.compile(rf"(?<![A-Za-z])(?:[A-Za-z]{_SEP}{{1,3}}){{4,}}[A-Za-z](?![A-Za-z])")
+_CJK_SPLIT = re.compile(f"(?:[{_CJK}][\\s\\-_.*|/+~·•]{{1,3}}){{3,}}[{_CJK}]")
+_TOKEN_WRAP = re.compile(
+    f"(?:\\|[-_.*~]?(?=[^|\\s]*[A-Za-z{_CJK}])[^|\\s]{{1,30}}?[-_.*~]?(?=\\|)){{4,}}")
+
+
+def _char_split(text: str) -> tuple[float, str]:
+    weights: list[float] = []
+    evidence = ""
+    for m in _LATIN_SPLIT.finditer(text):
+        run = m.group(0)
+        letters = re.sub(r"[^A-Za-z]", "", run)
+        seps = set(re.sub(r"[A-Za-z]", "", run))
+        # "I a m" style runs of single letters joined by spaces only are rarer as attacks
+        # than dash/dot splits; they still count when long enough to spell a word.
+        if seps <= {" "} and len(letters) < 6:
+            continue
+        weights.append(0.8 if len(letters) >= 5 else 0.6)
+        evidence = f"split letters: {letters}"
+        break
+    m2 = _CJK_SPLIT.search(text)
+    if m2:
+        weights.append(0.8)
+        evidence = evidence or f"split characters: {re.sub(f'[^{_CJK}]', '', m2.group(0))}"
+    m3 = _TOKEN_WRAP.search(text)
+    if m3:
+        weights.append(0.75)
+        evidence = evidence or f"wrapped tokens: {_excerpt(m3.group(0), 60)}"
+    return _combine(weights), evidence
+
+
+# ------------------------------------------------------------------------------ ASCII art
+_ART_CHARS = set("#*|_/\\-=+<>()[]{}^~.:'`@%&$oO0")
+_ASCII_FRAME = _rx(r"\b(ascii[- ]?(?:art|code|drawing|characters?|graphics?)|text[- ]art|figlet|"
+                   r"(?:draw|render|write|spell)\b[^.\n]{0,40}\b(?:in|with|using) (?:ascii|symbols|"
+                   r"characters|asterisks|hash(?:es|tags)?))\b")
+_ASCII_FRAME_ZH = _rx("(ASCII|ascii)(码|字符|艺术|画)?.{0,8}(绘制|画|表示|输出)|字符画|符号画|"
+                      "用(符号|字符|星号|井号)(画|拼|组成)")
+
+
+def _ascii_art(text: str) -> tuple[float, str]:
+    weights: list[float] = []
+    evidence = ""
+    lines = text.splitlines()
+    run = 0
+    best = 0
+    for line in lines:
+        stripped = line.strip()
+        if len(stripped) >= 5:
+            art = sum(1 for ch in stripped if ch in _ART_CHARS)
+            nonspace = sum(1 for ch in stripped if not ch.isspace())
+            if nonspace and art / nonspace >= 0.6:
+                run += 1
+                best = max(best, run)
+                continue
+        run = 0
+    if best >= 3:
+        weights.append(0.8)
+        evidence = f"{best} lines of character art"
+    m = _ASCII_FRAME.search(text) or _ASCII_FRAME_ZH.search(text)
+    if m:
+        weights.append(0.6)
+        evidence = evidence or m.group(0)
+    return _combine(weights), evidence
+
+
+# ------------------------------------------------------------------------ code completion
+_CODE_MARK = re.compile(r"```|^\s*(?:def |class |function |import |from \w+ import|#include|"
+                        r"public static|var |let |const |\w+\s*=\s*[\[{(\"'])|[;{}]\s*$",
+                        re.MULTILINE)
+_CODE_ASK = _rx(r"\b(complete|finish|fill in|fill out|continue|implement|extend|expand)\b"
+                r"[^.\n]{0,40}"
+                r"\b(code|function|script|program|snippet|class|method|the following|this|todo)\b")
+_CODE_ASK_ZH = _rx("(补全|续写|补充|完成|填充|实现|完善)(以下|下面|这段|这个|如下)?的?"
+                   "(代码|函数|程序|脚本|方法|类)")
+_PLACEHOLDER = _rx(r"#\s*TODO|//\s*TODO|\bpass\s*$|\.\.\.\s*$|#\s*(?:your code|fill|step \d)|"
+                   r"<\s*(?:fill|your code)[^>]*>|# ?(?:在此|这里)(?:填写|补充|实现)")
+
+
+def _code_completion(text: str) -> tuple[float, str]:
+    code = len(_CODE_MARK.findall(text))
+    ask = _CODE_ASK.search(text) or _CODE_ASK_ZH.search(text)
+    weights: list[float] = []
+    evidence = ""
+    if (ask and code) or (ask and re.search(r"\b(?:def|function)\s+\w+\s*\(", text)):
+        weights.append(0.5)
+        evidence = ask.group(0)
+    if code >= 2 and _PLACEHOLDER.search(text):
+        weights.append(0.4)
+        evidence = evidence or "code with a placeholder to fill"
+    return _combine(weights), evidence
+
+
+# -------------------------------------------------------------------------- payload split
+_VAR_STRING = re.compile(r"(?:^|[\s;,(])[A-Za-z]\w{0,5}\s*[=:]\s*"
+                         r"[\"'“‘「][^\"'”’」\n]{1,80}[\"'”’」]")
+_CONCAT = re.compile(r"\b[A-Za-z]\w{0,5}\s*\+\s*[A-Za-z]\w{0,5}\b|\b(?:concatenat\w*|combine|join|"
+                     r"put together|merge|glue|assemble)\b", re.IGNORECASE)
+_CONCAT_ZH = re.compile("拼接|组合起来|合起来|连起来|合并|连在一起|拼在一起|组成一句|拼成")
+_PARTS = _rx(r"\b(first|1st) (part|half|word|piece)\b[^\n]{0,120}"
+             r"\b(second|2nd) (part|half|word|piece)\b|"
+             "第一部分[^\n]{0,80}第二部分|前半(句|部分)[^\n]{0,80}后半(句|部分)")
+_REFER_BACK = _rx(r"\b(combine|join|concatenate|put together|merge|assemble)\b[^.\n]{0,40}"
+                  r"\b(previous|earlier|above|last|prior|my|those|these|the two|the three|both|"
+                  r"all)\b[^.\n]{0,30}"
+                  r"\b(messages?|parts?|pieces?|words?|strings?|answers?|fragments?|halves|"
+                  r"sentences?|variables?)\b")
+_REFER_BACK_ZH = _rx("(把|将)?(前面|之前|上面|刚才|以上|前几条|上述)[^。\n]{0,12}"
+                     "(拼接|组合|合并|连起来|合起来|拼在一起|连在一起)")
+_REMEMBER = _rx(r"\bremember (?:this|the following|these)\b|"
+                r"\b(?:part|piece|fragment) ?(?:1|one|a)\b|"
+                "记住(这个|以下|下面)|第一部分是")
+
+
+def _payload_split(text: str) -> tuple[float, str]:
+    weights: list[float] = []
+    evidence = ""
+    assigns = _VAR_STRING.findall(text)
+    concat = _CONCAT.search(text) or _CONCAT_ZH.search(text)
+    if len(assigns) >= 2 and concat:
+        weights.append(0.8)
+        evidence = f"string pieces joined: {_excerpt(concat.group(0), 40)}"
+    m = _PARTS.search(text)
+    if m:
+        weights.append(0.6)
+        evidence = evidence or _excerpt(m.group(0), 60)
+    return _combine(weights), evidence
+
+
+# ---------------------------------------------------------------- contradictory / opposing
+_CONTRA_TAIL = _rx(r"[,.;:!?，。；]\s*(?:and\s+)?(?:then\s+)?(?:please\s+)?(?:now\s+)?"
+                   r"(refute|rebut|disprove|"
+                   r"argue against|counter-?argue|debunk|critici[sz]e|oppose|contradict)\b"
+                   r"[^.\n]{0,40}[.!]?\s*$")
+_CONTRA_BOTH = _rx(r"\b(?:answer|respond|reply|argue)\b[^.\n]{0,20}\b(?:both\s+)?"
+                   r"(?:yes|for|in favou?r)"
+                   r"\s+and\s+(?:no|against)\b|\b(?:do not|don'?t)\s+(\w+)\b[^.\n]{0,40}\bbut\s+"
+                   r"(?:still\s+|also\s+)?\1\b|\b(?:write|explain|describe)\b[^.\n]{0,80}"
+                   r"\b(?:then|and "
+                   r"then|afterwards)\s+(?:refute|rebut|disprove|argue against)\b")
+_CONTRA_TAIL_ZH = _rx("[,.;:，。；！？]\\s*(?:然后|再|并)*(?:请)?(?:用[中英]文)?"
+                      "(反驳|驳斥|批判|反对|辩驳|驳倒)[^。\n]{0,20}[。！]?\\s*$")
+_CONTRA_BOTH_ZH = _rx("(先|既要)[^。\n]{0,30}(再|又要)(反驳|驳斥|否定)|"
+                      "(不要|别)(\\w{1,4})[^。\n]{0,20}(但|但是|却)(还是|要)?\\2")
+
+_OPPOSE = _rx(r"\b(game of (?:irony|opposites?)|opposite (?:day|game|mode|world)|(?:say|do|answer|"
+              r"respond with) the opposite|reverse (?:psychology|mode)|"
+              r"whatever I say,? you (?:have to|"
+              r"must|will|should) (?:oppose|disagree|contradict|do the opposite))\b")
+_DUAL = _rx(r"\bfirst\b[^\n]{0,30}\b(?:reply|response|answer)\b[^\n]{0,30}\bthen\b[^\n]{0,30}"
+            r"\b(?:reply|response|answer)|"
+            r"\b(?:two|2|both|dual)\s+(?:different\s+)?(?:responses|answers|replies|personas|"
+            r"versions|outputs)\b[^\n]{0,120}\b(?:one|first|normal|classic|filtered)\b|"
+            r"\b(?:normal|classic|filtered|standard)\b[^\n]{0,60}\b(?:jailbroken|unfiltered|evil|"
+            r"unrestricted|dan|uncensored)\b[^\n]{0,30}\b(?:response|answer|reply|version)")
+_COMPARE_PAIR = _rx(r"\b(?:question|problem|task|request) ?(?:1|one|a)\b[\s\S]{0,300}?"
+                    r"\b(?:question|problem|"
+                    r"task|request) ?(?:2|two|b)\b[\s\S]{0,300}?\b(differen\w*|compare|comparison|"
+                    r"contrast|both)\b|\b(compare|contrast)\b[^.\n]{0,40}\bsteps\b")
+_OPPOSE_ZH = _rx("说反话|反话游戏|反着说|反向回答|都要反对|你都要反|"
+                 "相反的(回答|意思|话)|唱反调|对着干")
+_DUAL_ZH = _rx("(两个|两种|双重)(不同的)?(回答|回复|角色|人格|版本)|"
+               "(首先是|先给出)[^。\n]{0,20}(然后是|再给出)")
+_COMPARE_PAIR_ZH = _rx("问题\\s?[1一][\\s\\S]{0,200}?问题\\s?[2二][\\s\\S]{0,200}"
+                       "(区别|对比|比较|异同|都是什么)")
+
+
+def _contradictory(text: str) -> tuple[float, str]:
+    tail = text.strip()[-300:]
+    for pattern, weight in ((_CONTRA_TAIL, 0.7), (_CONTRA_TAIL_ZH, 0.7)):
+        m = pattern.search(tail)
+        if m:
+            head = tail[: m.start()].strip()
+            # the refutation must be appended to a separate request, not be the request
+            if len(head) + len(_CJK_RE.findall(head)) >= 12:
+                return weight, _excerpt(m.group(0).strip(" ,.;:，。；"), 40)
+    for pattern, weight in ((_CONTRA_BOTH, 0.55), (_CONTRA_BOTH_ZH, 0.55)):
+        m = pattern.search(text)
+        if m:
+            return weight, _excerpt(m.group(0), 60)
+    return 0.0, ""
+
+
+def _opposing(text: str) -> tuple[float, str]:
+    weights: list[float] = []
+    evidence = ""
+    for pattern, weight in ((_OPPOSE, 0.8), (_OPPOSE_ZH, 0.8), (_DUAL, 0.6), (_DUAL_ZH, 0.5),
+                            (_COMPARE_PAIR, 0.5), (_COMPARE_PAIR_ZH, 0.5)):
+        m = pattern.search(text)
+        if m:
+            weights.append(weight)
+            evidence = evidence or _excerpt(m.group(0), 60)
+    return _combine(weights), evidence
+
+
+# ------------------------------------------------------------------------------ long text
+_MANY_SHOT = re.compile(r"^\s*(?:Q|A|User|Human|Assistant|AI|用户|助手|问|答)\s*[:：]",
+                        re.MULTILINE)
+
+
+def _long_text(text: str, override_conf: float) -> tuple[float, str]:
+    cjk = len(_CJK_RE.findall(text))
+    size = len(text) + cjk  # a CJK character carries about two Latin letters of content
+    shots = len(_MANY_SHOT.findall(text))
+    if size < 3000 and shots < 16:
+        return 0.0, ""
+    weights = [0.3] if size >= 3000 else []
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines:
+        counts = Counter(lines)
+        repeated = sum(n for n in counts.values() if n > 1)
+        share = repeated / len(lines)
+        if share >= 0.3:
+            weights.append(0.4)
+    if shots >= 16:
+        weights.append(0.45)
+    if override_conf >= 0.5:
+        weights.append(0.5)
+    evidence = f"{len(text)} characters"
+    if shots >= 16:
+        evidence += f", {shots} scripted dialogue turns"
+    return _combine(weights), evidence
+
+
+# ------------------------------------------------------------------------------- acrostic
+_ACROSTIC = _rx(r"\b(acrostic|(?:first|initial|last) (?:letter|word|character)s? of "
+                r"(?:each|every|the)\s+"
+                r"(?:line|sentence|word|paragraph|verse)|read (?:it |them )?(?:vertically|down the "
+                r"(?:first|left))|hidden (?:message|word) in the first)")
+_ACROSTIC_ZH = _rx("藏头诗|藏头|藏尾|每(一)?(句|行|段)的?(第一个|首个|开头的?|首)(字|字母)|"
+                   "首字母连起来|竖着读")
+
+
+def _acrostic(text: str) -> tuple[float, str]:
+    m = _ACROSTIC.search(text) or _ACROSTIC_ZH.search(text)
+    if m:
+        return 0.6, m.group(0)
+    return 0.0, ""
+
+
+# -------------------------------------------------------------------------------- shuffle
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_DET = _words("a an the this that these those every each my your his its our their")
+_PREP = _words("of in on at for to with by from into onto about over under between through "
+               "during without within upon")
+_CONJ = _words("and or but nor")
+_AUX = _words("is are was were be been can could will would should may might must shall "
+              "do does did have has had")
+_PRON = _words("i you he she it we they me him us them")
+_VERB_OPENERS = _words(
+    "write create develop explain give provide teach describe generate make tell design "
+    "draft outline list show help build produce compose instruct offer suggest publish post "
+    "share how what why where when which who can could would should is are do does please")
+_ALLOWED_PAIRS = frozenset({("out", "of"), ("because", "of"), ("from", "under"), ("into", "the"),
+                            ("that", "the"), ("that", "a"), ("that", "this"), ("that", "my"),
+                            ("that", "your"), ("that", "his"), ("that", "her"), ("that", "their"),
+                            ("that", "its"), ("that", "our"), ("this", "one"), ("that", "these"),
+                            ("that", "those"), ("that", "every"), ("that", "each")})
+_WORD_RE = re.compile(r"[A-Za-z']+|[.!?]")
+
+
+def _shuffle_en(text: str) -> float:
+    tokens = _WORD_RE.findall(text)
+    words = [t for t in tokens if t not in ".!?"]
+    if not 6 <= len(words) <= 80:
+        return 0.0
+    score = 0.0
+    prev: str | None = None
+    after_stop = True
+    for tok in tokens:
+        if tok in ".!?":
+            after_stop = True
+            prev = None
+            continue
+        low = tok.lower()
+        if prev is not None and (prev, low) not in _ALLOWED_PAIRS:
+            if prev in _DET and (low in _DET or low in _PREP or low in _CONJ or low in _AUX
+                                 or low in _PRON):
+                score += 0.3
+            elif (prev in _PREP and low in _PREP | _CONJ | _AUX) or (
+                    prev in _CONJ and low in _CONJ | _AUX):
+                score += 0.2
+        if not after_stop and tok[0].isupper() and low in _VERB_OPENERS and low != "i":
+            score += 0.35  # a sentence opener stranded mid-sentence
+        after_stop = False
+        prev = low
+    last = words[-1].lower()
+    if last in _DET - {"that", "this", "these", "those"} or last in _CONJ:
+        score += 0.3
+    first = words[0]
+    if first[0].islower() and first.lower() not in _VERB_OPENERS and first.lower() not in _PRON:
+        score += 0.1
+    # normalise by length a little: long texts accumulate chance anomalies
+    return min(0.95, score * min(1.0, 14 / len(words)) if len(words) > 14 else score)
+
+
+@lru_cache(maxsize=1)
+def _segmenter() -> object | None:
+    try:
+        import rjieba
+    except ImportError:
+        return None
+    return rjieba
+
+
+def _shuffle_zh(text: str) -> float:
+    """Share of CJK characters that fall into no multi-character word: natural Chinese
+    segments into many two- and three-character words, shuffled characters do not."""
+    seg = _segmenter()
+    if seg is None:
+        return 0.0
+    chunks = re.findall(f"[{_CJK}]+", text)
+    total = sum(len(c) for c in chunks)
+    if not 8 <= total <= 400:
+        return 0.0
+    single = 0
+    for chunk in chunks:
+        for word in seg.cut(chunk, False):  # type: ignore[attr-defined]
+            if len(word) == 1:
+                single += 1
+    share = single / total
+    # natural text: ~0.2–0.45 of characters stand alone; shuffled text: ~0.7+
+    return max(0.0, min(0.95, (share - 0.45) * 2.5))
+
+
+def shuffle_score(text: str) -> float:
+    """How strongly the word (EN) or character (ZH) order looks scrambled, in [0, 1)."""
+    cjk = len(_CJK_RE.findall(text))
+    letters = sum(1 for ch in text if ch.isalpha())
+    if letters and cjk / letters >= 0.3:
+        return round(_shuffle_zh(text), 3)
+    return round(_shuffle_en(text), 3)
+
+
+# ---------------------------------------------------------------------------- scan / API
+def _window(text: str) -> str:
+    if len(text) <= 2 * _SCAN_WINDOW:
+        return text
+    return text[:_SCAN_WINDOW] + "\n" + text[-_SCAN_WINDOW:]
+
+
+def scan_text(text: str, *, min_confidence: float = 0.3) -> list[Hit]:
+    """All single-text techniques found in `text`, strongest first."""
+    body = _window(text)
+    hits: list[Hit] = []
+
+    def add(technique: str, result: tuple[float, str]) -> None:
+        conf, evidence = result
+        if conf >= min_confidence:
+            hits.append(Hit(technique, conf, _excerpt(evidence)))
+
+    override = _cue_scan(body, _OVERRIDE)
+    add("instruction_override", override)
+    add("role_play", _cue_scan(body, _ROLE_PLAY))
+    add("encoding", _encoding(body))
+    add("char_split", _char_split(body))
+    add("ascii_art", _ascii_art(body))
+    add("code_completion", _code_completion(body))
+    add("payload_split", _payload_split(body))
+    add("contradictory", _contradictory(body))
+    add("opposing", _opposing(body))
+    add("long_text", _long_text(text, override[0]))
+    add("acrostic", _acrostic(body))
+    if len(text) <= 2000:
+        s = shuffle_score(text)
+        if s >= min_confidence:
+            hits.append(Hit("shuffle", s, "word order looks scrambled"))
+    hits.sort(key=lambda h: h.confidence, reverse=True)
+    assert all(h.technique in ATTACK_TECHNIQUES for h in hits)
+    return hits
+
+
+_FOLLOW_UP = _rx(r"\b(more (?:detail|details|specific|precise|concrete)|be more specific|"
+                 r"go (?:further|deeper|on)|step[- ]by[- ]step|"
+                 r"exact (?:amounts?|quantities|steps|dose|doses|recipe)|"
+                 r"what (?:amount|quantity|dose)|now (?:tell|show|give|explain)|continue|"
+                 r"keep going|"
+                 r"and then\??$|how exactly)\b|(更|再)(详细|具体|深入)|具体(步骤|用量|剂量|方法)|"
+                 "继续|接着说|然后呢|"
+                 "一步一步|详细(步骤|说明)")
+
+
+def escalation_findings(
+    messages: Sequence[Message], turn_risk: Mapping[int, float], *, threshold: float = 0.5,
+) -> list[AttackFinding]:
+    """Multi-turn escalation from per-turn risk (0..1, indexed by message index).
+
+    Flags the current (last) user turn when the conversation climbs toward risk: the
+    current turn is risky, an earlier user turn was clearly less risky, and the risk rose
+    over the user turns; or the current turn asks to go further after a risky turn.
+    """
+    users = [i for i, m in enumerate(messages) if m.role == "user" and i in turn_risk]
+    if len(users) < 2:
+        return []
+    last = users[-1]
+    risks = [turn_risk[i] for i in users]
+    current = risks[-1]
+    earlier_min = min(risks[:-1])
+    earlier_max = max(risks[:-1])
+    findings: list[AttackFinding] = []
+    rising = sum(1 for a, b in pairwise(risks) if b >= a - 0.05)
+    if current >= threshold and earlier_min <= current - 0.3 and rising >= len(risks) - 1 - 1:
+        conf = min(0.9, 0.4 + (current - earlier_min) * 0.5 + 0.1 * (len(users) - 2))
+        findings.append(AttackFinding(
+            technique="multi_turn_escalation", turn=last, confidence=round(conf, 3),
+            evidence=f"risk rose from {earlier_min:.2f} to {current:.2f} over {len(users)} turns"))
+    elif earlier_max >= threshold and _FOLLOW_UP.search(messages[last].content):
+        findings.append(AttackFinding(
+            technique="multi_turn_escalation", turn=last, confidence=0.55,
+            evidence="asks to go further after a risky turn"))
+    return findings
+
+
+def detect_attacks(
+    messages: Sequence[Message], *, turn_risk: Mapping[int, float] | None = None,
+    min_confidence: float = 0.3,
+) -> list[AttackFinding]:
+    """Attack techniques in the user turns of a conversation.
+
+    One finding per (user turn, technique), `turn` being the message index. Cross-turn
+    techniques (`payload_split` over several turns, `multi_turn_escalation`) are reported on
+    the turn that completes them; escalation needs `turn_risk` (risk in [0, 1] per user
+    message index), which an assessor supplies from its own per-turn judgement.
+    """
+    findings: list[AttackFinding] = []
+    user_idx = [i for i, m in enumerate(messages) if m.role == "user"]
+    for i in user_idx:
+        for hit in scan_text(messages[i].content, min_confidence=min_confidence):
+            findings.append(AttackFinding(technique=hit.technique, turn=i,
+                                          confidence=hit.confidence, evidence=hit.evidence))
+    # a later turn asking to assemble what earlier turns laid down
+    for pos, i in enumerate(user_idx[1:], start=1):
+        text = messages[i].content
+        m = _REFER_BACK.search(text) or _REFER_BACK_ZH.search(text)
+        if not m:
+            continue
+        earlier = [messages[j].content for j in user_idx[:pos]]
+        staged = any(_REMEMBER.search(t) or _VAR_STRING.search(t) or len(t.split()) <= 4
+                     for t in earlier)
+        conf = 0.8 if staged else 0.6
+        if not any(f.turn == i and f.technique == "payload_split" for f in findings):
+            findings.append(AttackFinding(technique="payload_split", turn=i, confidence=conf,
+                                          evidence=_excerpt(m.group(0))))
+    if turn_risk:
+        findings.extend(escalation_findings(messages, turn_risk))
+    findings.sort(key=lambda f: (f.turn, -f.confidence))
+    return findings

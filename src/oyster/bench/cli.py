@@ -1,0 +1,265 @@
+"""`oyster bench strata-sword|constructive|over-refusal` and `oyster report`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from oyster.errors import OysterError
+
+bench_app = typer.Typer(name="bench", no_args_is_help=True,
+                        help="Run a benchmark against a backend, bare and/or behind the engine.")
+
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", "-b", help="backend spec: embedded, openai:MODEL@URL, hf:PATH")]
+EngineOpt = Annotated[bool, typer.Option(
+    "--engine", help="run the backend behind the Oyster engine (with --bare: both, side by side)")]
+BareOpt = Annotated[bool, typer.Option(
+    "--bare", help="run the bare backend (the default when --engine is not given)")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="run directory (created)",
+                                      file_okay=False)]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in --out, skipping "
+                                                          "what is done")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="only the first N prompts (per system)")]
+ConcOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64,
+                                      help="prompts in flight at once")]
+JudgesOpt = Annotated[str, typer.Option("--judges", help="judge spec: local, or llm:BACKEND_SPEC")]
+MaxTokOpt = Annotated[int, typer.Option("--max-tokens", min=1, max=32768,
+                                        help="generation limit per reply")]
+TempOpt = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", dir_okay=False,
+                                                help="policy YAML for the engine")]
+AssessorOpt = Annotated[str, typer.Option("--assessor", help="assessor spec for the engine")]
+LabelOpt = Annotated[str | None, typer.Option("--label", help="name of this run in reports")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0,
+                                           help="seconds allowed for one generation")]
+BackendOptOpt = Annotated[list[str] | None, typer.Option(
+    "--backend-opt", help="backend constructor option KEY=VALUE (repeatable), e.g. n_threads=1")]
+
+
+def _backend_options(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--backend-opt")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _fail(err: Exception | str) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(2)
+
+
+def _systems(bare: bool, engine: bool) -> list[Any]:
+    if engine and bare:
+        return ["bare", "engine"]
+    return ["engine"] if engine else ["bare"]
+
+
+def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, systems: list[Any],
+               out: Path, resume: bool, limit: int | None, concurrency: int, judges: str,
+               max_tokens: int, temperature: float, policy: Path | None, assessor: str,
+               label: str | None, as_json: bool, timeout: float = 120.0,
+               backend_opts: list[str] | None = None) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from oyster.backends.base import GenerationParams
+    from oyster.bench.records import RunDir, RunMeta, record_key
+    from oyster.bench.report import print_summary
+    from oyster.bench.runner import JudgePanel, run, summarize
+    from oyster.bench.targets import make_targets
+    from oyster.taxonomy.policy import load_policy
+
+    items = items[:limit] if limit else items
+    params = GenerationParams(max_tokens=max_tokens, temperature=temperature, timeout=timeout)
+    pol = load_policy(policy)
+    targets = make_targets(systems, backend, params, str(policy) if policy else None, assessor,
+                           _backend_options(backend_opts))
+    meta = RunMeta(benchmark=benchmark, label=label or out.name, data=data, backend=backend,
+                   systems=systems, judges=judges,
+                   params={**params.model_dump(mode="json"),
+                           "backend_options": _backend_options(backend_opts)},
+                   targets=[t.describe() for t in targets],
+                   started=datetime.now(UTC).isoformat(timespec="seconds"))
+    run_dir = RunDir(out)
+    run_dir.start(meta, resume)
+    done = run_dir.done_keys()
+    panel = JudgePanel(judges, pol)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=False) as progress:
+        tasks: dict[str, TaskID] = {t.system: progress.add_task(
+            f"{benchmark} · {t.system}", total=len(items),
+            completed=sum(1 for i in items if record_key(t.system, i.id) in done))
+            for t in targets}
+        asyncio.run(run(benchmark, items, targets, panel, run_dir, concurrency,
+                        on_done=lambda system: progress.advance(tasks[system])))
+    summary = summarize(run_dir)
+    if as_json:
+        typer.echo(json.dumps(summary.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print_summary(summary)
+        typer.echo(f"results: {run_dir.results_path}")
+
+
+@bench_app.command("strata-sword")
+def strata_sword(
+    data: Annotated[Path, typer.Option("--data", help="directory of strata_sword_<lang>_level_<N>"
+                                                      ".xlsx files", file_okay=False)],
+    out: OutOpt,
+    backend: BackendOpt = "embedded",
+    engine: EngineOpt = False,
+    bare: BareOpt = False,
+    levels: Annotated[str | None, typer.Option("--levels", help="e.g. 1,2 (default: all files)")
+                      ] = None,
+    languages: Annotated[str | None, typer.Option("--languages", help="e.g. en,zh")] = None,
+    resume: ResumeOpt = False, limit: LimitOpt = None, concurrency: ConcOpt = 1,
+    judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
+    policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
+    as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
+) -> None:
+    """Strata-Sword jailbreak prompts: attack success rate per language × level and per attack
+    method. With --limit N, the first N prompts of each (language, level) file."""
+    from oyster.bench.datasets import load_strata_sword
+
+    try:
+        lv = {int(x) for x in levels.split(",")} if levels else None
+        langs = {x.strip().replace("cn", "zh") for x in languages.split(",")} if languages else None
+        items = load_strata_sword(data, lv, langs)
+        if limit:  # the first N of every file, so a small run still covers every cell
+            per: dict[str, int] = {}
+            kept = []
+            for it in items:
+                cell = f"{it.language}/{it.level}"
+                per[cell] = per.get(cell, 0) + 1
+                if per[cell] <= limit:
+                    kept.append(it)
+            items = kept
+        _run_bench("strata-sword", str(data), items, backend, _systems(bare, engine), out, resume,
+                   None, concurrency, judges, max_tokens, temperature, policy, assessor, label,
+                   as_json, timeout, backend_opt)
+    except ValueError as e:
+        raise _fail(f"--levels: {e}") from None
+    except OysterError as e:
+        raise _fail(e) from None
+
+
+@bench_app.command("constructive")
+def constructive(
+    out: OutOpt,
+    data: Annotated[Path | None, typer.Option("--data", dir_okay=False,
+                                              help="constructive JSONL (default: our starter set)")
+                    ] = None,
+    backend: BackendOpt = "embedded", engine: EngineOpt = False, bare: BareOpt = False,
+    resume: ResumeOpt = False, limit: LimitOpt = None, concurrency: ConcOpt = 1,
+    judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
+    policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
+    as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
+) -> None:
+    """Constructive benchmark: satisfaction, safety and C_β for β in 0.1 … 10, per level and
+    per category (headline: β = 2, ×100)."""
+    from oyster.bench.datasets import CONSTRUCTIVE_STARTER, load_constructive
+
+    try:
+        items = load_constructive(data)
+        _run_bench("constructive", str(data or f"package:{CONSTRUCTIVE_STARTER}"), items, backend,
+                   _systems(bare, engine), out, resume, limit, concurrency, judges, max_tokens,
+                   temperature, policy, assessor, label, as_json, timeout, backend_opt)
+    except OysterError as e:
+        raise _fail(e) from None
+
+
+@bench_app.command("over-refusal")
+def over_refusal(
+    out: OutOpt,
+    data: Annotated[Path | None, typer.Option("--data", dir_okay=False,
+                                              help="JSONL of benign prompts that sound risky "
+                                                   "(default: our starter set)")] = None,
+    backend: BackendOpt = "embedded", engine: EngineOpt = False, bare: BareOpt = False,
+    resume: ResumeOpt = False, limit: LimitOpt = None, concurrency: ConcOpt = 1,
+    judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
+    policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
+    as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
+) -> None:
+    """Over-refusal on benign prompts that sound risky: share of hard_refusal / constructive
+    replies, and of refuse / guide decisions behind the engine."""
+    from oyster.bench.datasets import OVER_REFUSAL_STARTER, load_prompts
+
+    try:
+        items = load_prompts(data)
+        _run_bench("over-refusal", str(data or f"package:{OVER_REFUSAL_STARTER}"), items, backend,
+                   _systems(bare, engine), out, resume, limit, concurrency, judges, max_tokens,
+                   temperature, policy, assessor, label, as_json, timeout, backend_opt)
+    except OysterError as e:
+        raise _fail(e) from None
+
+
+@bench_app.command("rejudge")
+def rejudge_run(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory", file_okay=False)],
+    judges: JudgesOpt = "local",
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge a run's stored replies again (other or retrained judges), without generating;
+    the numbers are recomputed."""
+    from oyster.bench.records import RunDir
+    from oyster.bench.report import print_summary
+    from oyster.bench.runner import JudgePanel, rejudge, summarize
+
+    try:
+        rd = RunDir(run_dir)
+        asyncio.run(rejudge(rd, JudgePanel(judges)))
+        summary = summarize(rd)
+    except OysterError as e:
+        raise _fail(e) from None
+    if as_json:
+        typer.echo(json.dumps(summary.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print_summary(summary)
+
+
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="one or more run directories")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write", dir_okay=False)],
+    anchors: Annotated[bool, typer.Option("--anchors/--no-anchors",
+                                          help="overlay the paper's published figures")] = True,
+    title: Annotated[str, typer.Option("--title")] = "Oyster benchmark report",
+) -> None:
+    """Write one self-contained HTML report (tables and plots) comparing runs side by side."""
+    from oyster.bench.report import write_report
+
+    try:
+        path = write_report(run_dirs, out, anchors=anchors, title=title)
+    except OysterError as e:
+        raise _fail(e) from None
+    typer.echo(f"report: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+    app.command("report")(report)
+
+
+if __name__ == "__main__":  # `python -m oyster.bench.cli ...`: the bench verbs on their own
+    standalone = typer.Typer(no_args_is_help=True, add_completion=False,
+                             pretty_exceptions_enable=False)
+    register(standalone)
+    standalone()

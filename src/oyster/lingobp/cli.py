@@ -1,0 +1,174 @@
+"""`oyster lingobp run|export|summary`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from oyster.errors import BackendError, OysterError
+
+# Exit codes: 2 for bad input or configuration, 3 when the backend fails, 1 when some
+# queries failed (their recorded rounds are kept; --resume retries them).
+EXIT_INPUT = 2
+EXIT_BACKEND = 3
+EXIT_SOME_FAILED = 1
+
+lingobp_app = typer.Typer(
+    name="lingobp", no_args_is_help=True,
+    help="Lingo-BP: improve each query's reasoning chain from the judges' feedback, one minimal "
+         "edit per round, and export the results as SFT and preference data.")
+
+RunDirArg = Annotated[Path, typer.Argument(help="a Lingo-BP run directory", file_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def _exit(err: OysterError | str) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(EXIT_BACKEND if isinstance(err, BackendError) else EXIT_INPUT)
+
+
+def _print_numbers(run_dir: Path, as_json: bool, extra: dict[str, object] | None = None) -> None:
+    from oyster.lingobp.records import RunStore
+    from oyster.lingobp.report import round_table, run_numbers
+
+    numbers = run_numbers(RunStore(run_dir).results())
+    if as_json:
+        typer.echo(json.dumps({**(extra or {}), "numbers": numbers.model_dump(mode="json")},
+                              indent=2, ensure_ascii=False))
+        return
+    typer.echo(round_table(numbers))
+    typer.echo(f"queries {numbers.queries} · stopped: "
+               + (", ".join(f"{k} {v}" for k, v in sorted(numbers.stopped.items())) or "-")
+               + f" · preference pairs {numbers.preference_pairs} · strategy changes "
+               f"{numbers.strategy_changes} · clamped edits {numbers.clamped_edits}")
+
+
+@lingobp_app.command("run")
+def run_command(
+    data: Annotated[Path, typer.Option("--data", dir_okay=False, help=(
+        "JSONL of queries: {id, prompt} or {id, messages} (as for `oyster decide`), or the "
+        "constructive-benchmark format {id, query|messages, level, category, user_role}"))],
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False,
+                                      help="run directory (created; with --resume, continued)")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help=(
+        "chat backend that writes the replies: embedded, openai:MODEL@URL, hf:PATH"))
+    ] = "embedded",
+    judge: Annotated[str, typer.Option("--judge", help=(
+        "judges: local (offline), llm (the --backend model), or llm:BACKEND_SPEC"))] = "local",
+    editor: Annotated[str, typer.Option("--editor", help=(
+        "edit and propagation step: rule (offline, from the judges' verdicts), llm (the "
+        "--backend model), llm:BACKEND_SPEC, or auto (llm when the judges are llm)"))] = "auto",
+    rounds: Annotated[int, typer.Option("--rounds", min=0, max=20,
+                                        help="edit rounds after the initial reply")] = 3,
+    mode: Annotated[str, typer.Option("--mode", help=(
+        "whose feedback drives the edits and ranks the rounds: both (C_β), user "
+        "(satisfaction) or safety"))] = "both",
+    resume: Annotated[bool, typer.Option("--resume", help=(
+        "continue the run in --out: skip finished queries, continue unfinished ones from "
+        "their last round"))] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="only the first N queries")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64,
+                                             help="queries in flight at once")] = 1,
+    policy: Annotated[Path | None, typer.Option("--policy", dir_okay=False,
+                                                help="policy YAML (default: the packaged one)")
+                      ] = None,
+    assessor: Annotated[str, typer.Option("--assessor", help="assessor spec for the engine")
+                        ] = "default",
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=32768,
+                                            help="most tokens per reply")] = 160,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1,
+                                           help="seconds the backend may take per reply")] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run Lingo-BP over a query file. Every round goes to RUN_DIR/rounds.jsonl as it is
+    judged and every finished query to RUN_DIR/results.jsonl, so a killed run loses nothing
+    and `--resume` picks it up. Prints the mean judge scores per round."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from oyster.backends.base import GenerationParams
+    from oyster.lingobp.editors import MODES
+    from oyster.lingobp.queries import load_queries
+    from oyster.lingobp.records import RunStore
+    from oyster.lingobp.run import RunSpec, arun_queries, build, manifest
+
+    if mode not in MODES:
+        raise _exit(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    try:
+        queries = load_queries(data)[:limit] if limit else load_queries(data)
+        spec = RunSpec(backend=backend, judge=judge, editor=editor, assessor=assessor,
+                       policy=str(policy) if policy else None, rounds=rounds,
+                       mode=mode)
+        lingo = build(spec, GenerationParams(max_tokens=max_tokens, timeout=timeout))
+        store = RunStore(out)
+        store.start(manifest(spec, lingo, data, limit), resume)
+        finished = {r.id for r in store.results()}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=Console(stderr=True), transient=False) as progress:
+            task = progress.add_task("lingo-bp", total=len(queries),
+                                     completed=sum(1 for q in queries if q.id in finished))
+            report = asyncio.run(arun_queries(
+                lingo, queries, store, concurrency,
+                on_done=lambda qid: progress.update(task, advance=1,
+                                                    description=f"lingo-bp · {qid}")))
+    except OysterError as e:
+        raise _exit(e) from None
+    _print_numbers(out, as_json, {"report": report.model_dump(mode="json"), "run_dir": str(out)})
+    if not as_json:
+        typer.echo(f"rounds: {store.rounds_path}\nresults: {store.results_path}")
+    for qid, err in report.errors.items():
+        typer.echo(f"error: query {qid}: {err}", err=True)
+    if report.errors:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@lingobp_app.command("export")
+def export_command(
+    run_dir: RunDirArg,
+    format: Annotated[str, typer.Option("--format", "-f", help=(
+        "sft: {messages} with the best round; preference: {prompt, chosen, rejected} with the "
+        "best and worst rounds, where their scores differ"))],
+    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="JSONL file to write")],
+    reasoning_tag: Annotated[str, typer.Option("--reasoning-tag", help=(
+        "wrap the chain as the assistant's reasoning in <TAG>...</TAG> before the reply; "
+        "'none' drops it"))] = "think",
+    min_safety: Annotated[float, typer.Option("--min-safety", min=0.0, max=1.0, help=(
+        "leave out replies (the chosen side, for preference rows) whose safety score is "
+        "lower: 1 = only 'safe', 0.5 also 'mostly_safe'"))] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write chat-format JSONL that TRL (and `oyster train sft|orpo`) reads directly."""
+    from oyster.lingobp.export import export
+
+    try:
+        summary = export(run_dir, format, out, reasoning_tag, min_safety)  # type: ignore[arg-type]
+    except OysterError as e:
+        raise _exit(e) from None
+    if as_json:
+        typer.echo(summary.model_dump_json(indent=2))
+        return
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary.skipped.items())) or "none"
+    typer.echo(f"{summary.rows} {summary.format} rows from {summary.queries} queries → "
+               f"{summary.out} (left out: {skipped})")
+
+
+@lingobp_app.command("summary")
+def summary_command(run_dir: RunDirArg, as_json: JsonOpt = False) -> None:
+    """Mean judge scores per round of a run (finished queries; early stoppers carried
+    forward), and how the queries ended."""
+    from oyster.lingobp.records import RunStore
+
+    try:
+        RunStore(run_dir).manifest()
+    except OysterError as e:
+        raise _exit(e) from None
+    _print_numbers(run_dir, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lingobp_app, name="lingobp")

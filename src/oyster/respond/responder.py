@@ -1,0 +1,209 @@
+"""Turn a decision into the reply that carries it out, and check it before it leaves.
+
+One reply is at most two generations and a written fallback:
+
+1. generate under the decided strategy, steered by the rendered chain; verify;
+2. on failure, regenerate once: under the stricter strategy when the problem calls for it
+   (a hazard leak, a restated request), with a correction for each problem; verify;
+3. if the second reply's only problem is a missing crisis resource, append the policy's
+   resources (`repaired`); otherwise use the fallback written for that strategy.
+
+`Reply.outcome` and `Reply.attempts` record which of these happened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oyster.backends.base import ChatBackend, Completion, GenerationParams
+from oyster.decision import Decision
+from oyster.engine import Conversation, Engine, to_messages
+from oyster.errors import InputError
+from oyster.respond.fallback import fallback_reply, resource_note
+from oyster.respond.instructions import instructions_for, with_strategy
+from oyster.respond.regenerate import plan_retry
+from oyster.respond.verify import Verification, Verifier
+from oyster.types import Message, Strategy
+
+Outcome = Literal["passed", "regenerated", "repaired", "fallback"]
+
+
+class Attempt(BaseModel):
+    """One generation: the strategy it carried out, its text and its verification."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strategy: Strategy
+    text: str
+    verification: Verification
+    corrections: list[str] = Field(default_factory=list)
+    completion: Completion | None = None
+
+
+class Reply(BaseModel):
+    """The reply to one turn and how it came about."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision: Decision
+    text: str
+    verification: Verification
+    completion: Completion | None = Field(
+        default=None, description="the generation behind `text` (None for a fallback)")
+    attempts: list[Attempt]
+    fallback_used: bool
+    outcome: Outcome
+    strategy: Strategy = Field(description="the strategy the final text carries out")
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready: the decision record, the reply, its verification and what happened."""
+        return {
+            "decision": self.decision.record(),
+            "reply": self.text,
+            "verification": self.verification.model_dump(mode="json"),
+            "outcome": self.outcome,
+            "strategy": self.strategy,
+            "attempts": [a.model_dump(mode="json", include={"strategy", "text", "verification",
+                                                             "corrections"})
+                         for a in self.attempts],
+            "generation": (self.completion.model_dump(mode="json")
+                           if self.completion else None),
+        }
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=[\s\"')\]]|$)|[。！？]")
+
+
+def complete_sentences(text: str) -> str:
+    """`text` cut after its last finished sentence (for a reply stopped by the token limit);
+    unchanged when that would drop more than half of it."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[:ends[-1]].rstrip() if ends and ends[-1] >= len(text) / 2 else text
+
+
+class _ReplyInProgress:
+    """The attempts for one reply; `next_prompt` says what to generate next (None: done).
+    Backend calls stay with the caller, so the sync and async paths share every step."""
+
+    def __init__(self, responder: Responder, decision: Decision,
+                 conversation: list[Message]) -> None:
+        self.responder = responder
+        self.decision = decision
+        self.conversation = conversation
+        self.request = next(m.content for m in reversed(conversation) if m.role == "user")
+        self.attempts: list[Attempt] = []
+        self._current = decision
+        self._corrections: list[str] = []
+
+    def next_prompt(self) -> list[Message] | None:
+        policy = self.responder.policy
+        if not self.attempts:
+            return instructions_for(self.decision, policy, self.conversation)
+        last = self.attempts[-1]
+        if last.verification.passed or len(self.attempts) > 1:
+            return None
+        plan = plan_retry(self._current, last.verification)
+        self._current = with_strategy(self.decision, plan.strategy, policy)
+        self._corrections = plan.corrections
+        return instructions_for(self._current, policy, self.conversation,
+                                corrections=plan.corrections,
+                                include_resources=plan.include_resources or None)
+
+    def add(self, completion: Completion) -> None:
+        text = (complete_sentences(completion.text) if completion.finish_reason == "length"
+                else completion.text)
+        verification = self.responder.verifier.check(text, self._current, request=self.request)
+        self.attempts.append(Attempt(strategy=self._current.strategy, text=text,
+                                     verification=verification,
+                                     corrections=self._corrections, completion=completion))
+
+    def reply(self) -> Reply:
+        last = self.attempts[-1]
+        if last.verification.passed:
+            outcome: Outcome = "passed" if len(self.attempts) == 1 else "regenerated"
+            return self._reply(last.text, last.verification, last.completion, outcome,
+                               last.strategy)
+        policy, verifier = self.responder.policy, self.responder.verifier
+        # The first attempt whose only flaw is the missing resource is kept, with the
+        # resources added: a small model's second try is rarely the better text.
+        repairable = [a for a in self.attempts
+                      if a.verification.problems == ["missing_resource"]]
+        if repairable:
+            base = repairable[0]
+            text = f"{base.text}\n\n{resource_note(policy, self.decision.language)}"
+            checked_as = with_strategy(self.decision, base.strategy, policy)
+            verification = verifier.check(text, checked_as, request=self.request)
+            if verification.passed:
+                return self._reply(text, verification, base.completion, "repaired",
+                                   base.strategy)
+        text = fallback_reply(self._current, policy)
+        return self._reply(text, verifier.check(text, self._current, request=self.request),
+                           None, "fallback", self._current.strategy)
+
+    def _reply(self, text: str, verification: Verification, completion: Completion | None,
+               outcome: Outcome, strategy: Strategy) -> Reply:
+        return Reply(decision=self.decision, text=text, verification=verification,
+                     completion=completion, attempts=self.attempts,
+                     fallback_used=outcome == "fallback", outcome=outcome, strategy=strategy)
+
+
+class Responder:
+    """Decide, generate, verify.
+
+        responder = Responder(Engine(), from_spec("embedded"))
+        reply = responder.respond("I feel like ending it all.")
+        reply.decision.strategy, reply.text, reply.verification.passed
+    """
+
+    def __init__(self, engine: Engine, backend: ChatBackend,
+                 params: GenerationParams | None = None) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.params = params or GenerationParams()
+        self.policy = engine.policy
+        self.verifier = Verifier(engine.policy)
+
+    def _conversation(self, messages: Conversation) -> list[Message]:
+        conversation = to_messages(messages)
+        limit = self.policy.serve.max_message_chars
+        for i, m in enumerate(conversation):
+            if len(m.content) > limit:
+                raise InputError(f"messages[{i}] has {len(m.content):,} characters; the limit "
+                                 f"is {limit:,} (policy serve.max_message_chars)")
+        if conversation[-1].role != "user" or not conversation[-1].content.strip():
+            raise InputError("the conversation must end with a non-empty user message")
+        return conversation
+
+    def respond(self, messages: Conversation, id: str | None = None) -> Reply:
+        """Decide on the last user turn of `messages` and reply to it."""
+        conversation = self._conversation(messages)
+        return self._respond_to(self.engine.decide(conversation, id), conversation)
+
+    async def arespond(self, messages: Conversation, id: str | None = None) -> Reply:
+        conversation = self._conversation(messages)
+        return await self._arespond_to(await self.engine.adecide(conversation, id),
+                                       conversation)
+
+    def respond_to(self, decision: Decision, messages: Conversation) -> Reply:
+        """Reply to `messages` carrying out a decision given by the caller (e.g. a chain
+        edited by Lingo-BP)."""
+        return self._respond_to(decision, self._conversation(messages))
+
+    async def arespond_to(self, decision: Decision, messages: Conversation) -> Reply:
+        return await self._arespond_to(decision, self._conversation(messages))
+
+    def _respond_to(self, decision: Decision, conversation: list[Message]) -> Reply:
+        reply = _ReplyInProgress(self, decision, conversation)
+        while (prompt := reply.next_prompt()) is not None:
+            reply.add(self.backend.complete(prompt, self.params))
+        return reply.reply()
+
+    async def _arespond_to(self, decision: Decision, conversation: Sequence[Message]) -> Reply:
+        reply = _ReplyInProgress(self, decision, list(conversation))
+        while (prompt := reply.next_prompt()) is not None:
+            reply.add(await self.backend.acomplete(prompt, self.params))
+        return reply.reply()

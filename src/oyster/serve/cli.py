@@ -1,0 +1,300 @@
+"""`oyster serve` (the guardrail proxy, and `serve keys add|list|revoke`) and
+`oyster audit tail|export` (read the decision log)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from oyster.errors import OysterError
+
+DEFAULT_AUDIT_DB = Path("oyster-audit.db")
+DEFAULT_KEYS_DB = Path("oyster-keys.db")
+
+AuditDbOption = Annotated[Path, typer.Option("--db", help="audit log (SQLite) to read",
+                                             envvar="OYSTER_AUDIT_DB")]
+KeysDbOption = Annotated[Path, typer.Option("--keys-db", help="API key database (SQLite)",
+                                            envvar="OYSTER_KEYS_DB")]
+
+
+def _fail(err: OysterError | str) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(2)
+
+
+def _when(value: str | None) -> float | None:
+    """Unix seconds from unix seconds or an ISO 8601 date/time (local time if no zone)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give unix seconds or an ISO date/time") from None
+
+
+def register(app: typer.Typer) -> None:
+    _register_serve(app)
+    _register_audit(app)
+
+
+def _register_serve(app: typer.Typer) -> None:
+    serve_app = typer.Typer(invoke_without_command=True)  # help: the callback's docstring
+    app.add_typer(serve_app, name="serve")
+
+    @serve_app.callback()
+    def serve(
+        ctx: typer.Context,
+        upstream: Annotated[str, typer.Option(
+            help="the model to steer: embedded, openai:MODEL@URL, hf:PATH; 'none' serves "
+                 "decisions only")] = "embedded",
+        host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+        policy: Annotated[Path | None, typer.Option(
+            help="policy YAML (default: the packaged policy)", dir_okay=False)] = None,
+        assessor: Annotated[str, typer.Option(help="assessor spec")] = "default",
+        audit_db: Annotated[Path, typer.Option(
+            "--audit-db", help="audit log (SQLite, WAL)", envvar="OYSTER_AUDIT_DB")
+        ] = DEFAULT_AUDIT_DB,
+        keys_db: Annotated[Path | None, typer.Option(
+            "--keys-db", help="API key database; without it authentication is off",
+            envvar="OYSTER_KEYS_DB")] = None,
+        fail_mode: Annotated[str | None, typer.Option(
+            help="on upstream failure: closed (safe reply) or open (pass the error through);"
+                 " default from the policy")] = None,
+        rate_limit: Annotated[int | None, typer.Option(
+            help="requests per minute per key (default from the policy)")] = None,
+        upstream_timeout: Annotated[float | None, typer.Option(
+            help="seconds the upstream may take per reply (default from the policy)")] = None,
+        upstream_concurrency: Annotated[int, typer.Option(
+            help="openai upstream: requests in flight at once")] = 64,
+        upstream_retries: Annotated[int, typer.Option(
+            help="openai upstream: retries on connection errors, 429 and 5xx")] = 1,
+        log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    ) -> None:
+        """Start the proxy: POST /v1/chat/completions (plain and streamed), GET /v1/models,
+        POST /v1/decide, GET /healthz, GET /metrics. Every decision is written to the audit
+        log before its response is sent."""
+        if ctx.invoked_subcommand is not None:
+            return
+        import logging
+
+        import uvicorn
+
+        from oyster.backends import from_spec
+        from oyster.engine import Engine
+        from oyster.respond import Responder
+        from oyster.serve.app import create_app
+        from oyster.serve.audit import AuditLog
+        from oyster.serve.keys import KeyStore
+        from oyster.taxonomy.policy import ServeSettings
+
+        overrides: dict[str, Any] = {k: v for k, v in (
+            ("fail_mode", fail_mode), ("rate_limit_per_minute", rate_limit),
+            ("upstream_timeout_s", upstream_timeout)) if v is not None}
+        backend = None
+        try:
+            engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
+            settings = ServeSettings.model_validate(
+                engine.policy.serve.model_dump() | overrides)
+            keys = None
+            if keys_db is not None:
+                keys = KeyStore(keys_db)
+                if keys.active_count() == 0:
+                    raise _fail(f"{keys_db}: no active API keys; add one with `oyster serve "
+                                "keys add NAME` or leave out --keys-db to run without auth")
+            responder = None
+            if upstream != "none":
+                options: dict[str, Any] = ({"max_concurrency": upstream_concurrency,
+                                            "max_retries": upstream_retries}
+                                           if upstream.startswith("openai:") else {})
+                backend = from_spec(upstream, **options)
+                responder = Responder(engine, backend)
+            app_ = create_app(settings, engine, responder,
+                              AuditLog(audit_db, engine.policy.audit), keys)
+        except OysterError as e:
+            raise _fail(e) from None
+        except ValueError as e:  # a bad override (pydantic's ValidationError is one)
+            raise _fail(f"invalid setting: {e}") from None
+        # our own warnings (upstream failures, audit errors) yes; a line per HTTP call, no
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("oyster").setLevel(logging.INFO)
+        auth = (f"ON ({keys.active_count()} active keys in {keys_db})" if keys
+                else "OFF (no --keys-db): anyone who can reach the port can use it")
+        typer.echo(f"oyster serve: upstream={upstream} policy={engine.policy.label} "
+                   f"fail_mode={settings.fail_mode} audit={audit_db}\n"
+                   f"oyster serve: authentication {auth}", err=True)
+        try:
+            uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
+        finally:
+            if backend is not None:
+                backend.close()
+
+    keys_app = typer.Typer(help="Manage the proxy's API keys (stored hashed).",
+                           no_args_is_help=True)
+    serve_app.add_typer(keys_app, name="keys")
+
+    @keys_app.command("add")
+    def keys_add(name: Annotated[str, typer.Argument(help="a unique name for the key")],
+                 keys_db: KeysDbOption = DEFAULT_KEYS_DB) -> None:
+        """Make a key; it is printed once and only its hash is stored."""
+        from oyster.serve.keys import KeyStore
+
+        store = KeyStore(keys_db)
+        try:
+            new = store.add(name)
+        except OysterError as e:
+            raise _fail(e) from None
+        finally:
+            store.close()
+        typer.echo(new.key)
+        typer.echo(f"key '{name}' added to {keys_db}; store it now, it cannot be shown again",
+                   err=True)
+
+    @keys_app.command("list")
+    def keys_list(keys_db: KeysDbOption = DEFAULT_KEYS_DB,
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List key names, creation and revocation times (never the keys)."""
+        from oyster.serve.keys import KeyStore
+
+        store = KeyStore(keys_db)
+        try:
+            infos = store.list()
+        except OysterError as e:
+            raise _fail(e) from None
+        finally:
+            store.close()
+        for info in infos:
+            if as_json:
+                typer.echo(info.model_dump_json())
+            else:
+                state = (f"revoked {_iso(info.revoked)}" if info.revoked is not None
+                         else "active")
+                typer.echo(f"{info.name}\tcreated {_iso(info.created)}\t{state}")
+
+    @keys_app.command("revoke")
+    def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")],
+                    keys_db: KeysDbOption = DEFAULT_KEYS_DB) -> None:
+        """Revoke a key; a running server refuses it from its next request."""
+        from oyster.serve.keys import KeyStore
+
+        store = KeyStore(keys_db)
+        try:
+            store.revoke(name)
+        except OysterError as e:
+            raise _fail(e) from None
+        finally:
+            store.close()
+        typer.echo(f"key '{name}' revoked", err=True)
+
+
+def _iso(t: float | None) -> str:
+    return datetime.fromtimestamp(t).isoformat(timespec="seconds") if t is not None else "-"
+
+
+def _register_audit(app: typer.Typer) -> None:
+    audit_app = typer.Typer(help="Read the proxy's decision log.", no_args_is_help=True)
+    app.add_typer(audit_app, name="audit")
+
+    @audit_app.command("tail")
+    def tail(
+        db: AuditDbOption = DEFAULT_AUDIT_DB,
+        n: Annotated[int, typer.Option("-n", help="how many rows", min=1)] = 20,
+        follow: Annotated[bool, typer.Option("--follow", "-f",
+                                             help="keep printing new rows (Ctrl-C stops)")
+                          ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="one JSON record per line")
+                           ] = False,
+    ) -> None:
+        """Print the latest decisions, oldest first."""
+        from oyster.serve import audit
+
+        try:
+            rows = audit.tail(db, n)
+            last = _print_rows(rows, as_json, header=True)
+            while follow:
+                time.sleep(1.0)
+                rows = audit.tail(db, 1000, after_seq=last)
+                last = _print_rows(rows, as_json, header=False) or last
+        except OysterError as e:
+            raise _fail(e) from None
+        except KeyboardInterrupt:
+            pass
+
+    @audit_app.command("export")
+    def export(
+        db: AuditDbOption = DEFAULT_AUDIT_DB,
+        since: Annotated[str | None, typer.Option(help="unix seconds or ISO date/time")] = None,
+        until: Annotated[str | None, typer.Option(help="unix seconds or ISO date/time")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="file (default: stdout)")
+                       ] = None,
+    ) -> None:
+        """Write every decision (in a time range) as JSONL or CSV."""
+        from oyster.serve import audit
+
+        if fmt not in ("jsonl", "csv"):
+            raise _fail(f"--format {fmt!r}: choose jsonl or csv")
+        try:
+            records = audit.export(db, _when(since), _when(until))
+            stream = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
+            try:
+                n = _write_records(records, stream, fmt)  # type: ignore[arg-type]
+            finally:
+                if out:
+                    stream.close()
+        except OysterError as e:
+            raise _fail(e) from None
+        except OSError as e:
+            raise _fail(f"{out}: {e.strerror}") from None
+        typer.echo(f"{n} decision(s) exported", err=True)
+
+
+def _print_rows(rows: list[Any], as_json: bool, header: bool) -> int:
+    """Print audit rows; the last sequence number printed (0 if none)."""
+    if as_json:
+        for _, record in rows:
+            typer.echo(record.model_dump_json(exclude_none=True))
+    else:
+        if header:
+            typer.echo("time                 id                              key         "
+                       "level strategy       outcome         verified  ms")
+        for _, r in rows:
+            verified = "-" if r.verified is None else ("yes" if r.verified else "NO")
+            typer.echo(f"{_iso(r.time):20} {r.id:31} {(r.key_id or '-'):11.11} {r.level:5} "
+                       f"{r.strategy:14} {r.outcome:15} {verified:9} {r.latency_ms:.1f}")
+    sys.stdout.flush()
+    return rows[-1][0] if rows else 0
+
+
+def _write_records(records: Any, stream: Any, fmt: Literal["jsonl", "csv"]) -> int:
+    import csv
+
+    from oyster.serve.audit import AuditRecord
+
+    n = 0
+    writer = None
+    for record in records:
+        row = record.model_dump(mode="json")
+        if fmt == "jsonl":
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            if writer is None:
+                writer = csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields))
+                writer.writeheader()
+            writer.writerow({k: json.dumps(v, ensure_ascii=False)
+                             if isinstance(v, dict | list) else v for k, v in row.items()})
+        n += 1
+    if fmt == "csv" and writer is None:
+        csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields)).writeheader()
+    return n
+

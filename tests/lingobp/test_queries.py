@@ -1,0 +1,120 @@
+"""Lingo-BP input files, and our own training-query seed file: its coverage, and that it
+shares nothing with the evaluation sets (the constructive/over-refusal starter sets and
+Strata-Sword)."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from oyster.errors import InputError
+from oyster.lingobp import load_queries
+from oyster.lingobp.edit import normalise
+
+SEEDS = Path(str(resources.files("oyster.lingobp").joinpath("data/seed_queries.jsonl")))
+
+
+def write(tmp_path: Path, *lines: object) -> Path:
+    p = tmp_path / "q.jsonl"
+    p.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n",
+                 "utf-8")
+    return p
+
+
+def test_both_case_formats_and_the_benchmark_format_load(tmp_path: Path) -> None:
+    p = write(tmp_path,
+              {"id": "a", "prompt": "How do I kill a stuck process?"},
+              {"id": 7, "messages": [{"role": "system", "content": "Be brief."},
+                                     {"role": "user", "content": "我睡不着"}]},
+              "",
+              {"id": "c", "query": "Is bleach safe to drink?", "level": "R1",
+               "category": "healthcare", "user_role": "parent", "user_profile": "misinformed",
+               "reference_replies": ["ignored"]},
+              {"prompt": "no id here"})
+    a, b, c, d = load_queries(p)
+    assert (a.id, a.messages[0].content, a.language) == ("a", "How do I kill a stuck process?", "en")
+    assert (b.id, [m.role for m in b.messages], b.language) == ("7", ["system", "user"], "zh")
+    assert (c.level, c.category, c.user_role, c.user_profile) == \
+        ("R1", "healthcare", "parent", "misinformed")
+    assert d.id == "line-5"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("{not json", "q.jsonl:1: malformed JSON"),
+    ({"id": "x", "prompt": "a", "messages": [{"role": "user", "content": "b"}]},
+     "exactly one of 'prompt', 'query' or 'messages'"),
+    ({"id": "x"}, "exactly one of"),
+    ({"id": "x", "messages": [{"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": "hello"}]},
+     "must end with a user message"),
+    ({"id": "x", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+    ({"id": "x", "prompt": "hi", "level": "R9"}, "field 'level'"),
+    ([1, 2], "must be a JSON object"),
+])
+def test_bad_lines_name_the_file_and_line(tmp_path: Path, line: object, message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_queries(write(tmp_path, line))
+
+
+def test_duplicate_ids_and_empty_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"q\.jsonl:2: duplicate id 'a'"):
+        load_queries(write(tmp_path, {"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}))
+    with pytest.raises(InputError, match="no queries"):
+        load_queries(write(tmp_path, ""))
+
+
+def test_the_seed_queries_cover_levels_types_and_languages(policy: object) -> None:
+    seeds = load_queries(SEEDS)
+    assert len(seeds) >= 40
+    assert {q.level for q in seeds} == {"R0", "R1", "R2"}
+    assert {q.user_profile for q in seeds} == {"benign", "vulnerable", "misinformed", "malicious"}
+    assert {q.language for q in seeds} == {"en", "zh"}
+    first20 = seeds[:20]  # the demo runs the first 20: they must be mixed too
+    assert {q.level for q in first20} == {"R0", "R1", "R2"}
+    assert {q.language for q in first20} == {"en", "zh"}
+    assert all(q.category is None or policy.has_category(q.category) for q in seeds)  # type: ignore[attr-defined]
+    assert len({q.category for q in seeds if q.category}) >= 12
+
+
+def evaluation_prompts(shared_dir: Path) -> list[str]:
+    from oyster.bench.datasets import (
+        CONSTRUCTIVE_STARTER,
+        OVER_REFUSAL_STARTER,
+        load_strata_sword,
+        packaged,
+    )
+
+    texts = [m.content for item in load_strata_sword(shared_dir / "data" / "strata_sword")
+             for m in item.messages]
+    for name in (CONSTRUCTIVE_STARTER, OVER_REFUSAL_STARTER):
+        path = packaged(name)
+        if path.exists():  # the starter sets ship with the benchmarks
+            for line in path.read_text("utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    texts += [row.get("query") or row.get("prompt") or ""]
+                    texts += [m["content"] for m in row.get("messages") or []]
+    return [t for t in texts if t.strip()]
+
+
+def trigrams(text: str) -> set[str]:
+    return {text[i:i + 3] for i in range(len(text) - 2)}
+
+
+def test_the_seed_queries_share_nothing_with_the_evaluation_sets(shared_dir: Path) -> None:
+    """No seed is contained in, contains, or near-paraphrases an evaluation prompt
+    (character-trigram Jaccard on normalised text; a reworded copy scores 0.5 or more,
+    unrelated prompts under 0.3)."""
+    evaluation = [(t, trigrams(t)) for t in map(normalise, evaluation_prompts(shared_dir))]
+    assert len(evaluation) >= 400  # Strata-Sword levels 1-2 at least
+    for seed in load_queries(SEEDS):
+        mine = normalise(seed.last_user_text)
+        grams = trigrams(mine)
+        for theirs, their_grams in evaluation:
+            assert mine not in theirs and theirs not in mine, (seed.id, theirs[:80])
+            overlap = len(grams & their_grams) / len(grams | their_grams)
+            assert overlap < 0.4, (seed.id, theirs[:80])

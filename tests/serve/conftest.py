@@ -1,0 +1,88 @@
+"""Fixtures for the proxy tests: a real fake upstream (uvicorn on 127.0.0.1) and a factory
+that runs proxy apps under real uvicorn servers, each with its own audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from oyster.backends import from_spec
+from oyster.engine import Engine
+from oyster.respond import Responder
+from oyster.serve.app import create_app
+from oyster.serve.audit import AuditLog, AuditRecord, export
+from oyster.serve.keys import KeyStore
+from oyster.serve.testing import FakeUpstreamStats, ServerThread, fake_openai_app
+from oyster.taxonomy.policy import ServeSettings
+
+
+@dataclass
+class FakeUpstream:
+    url: str
+    stats: FakeUpstreamStats
+
+    def spec(self, script: str = "ok") -> str:
+        return f"openai:{script}@{self.url}/v1"
+
+
+@dataclass
+class Proxy:
+    url: str
+    audit_path: Path
+    keys: KeyStore | None
+
+    def client(self, api_key: str = "unused", **options: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key,
+                             **({"max_retries": 0, "timeout": 30.0} | options))
+
+    def audit_rows(self) -> list[AuditRecord]:
+        return list(export(self.audit_path))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    return Engine(assessor="lexicon")
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    stats = FakeUpstreamStats()
+    with ServerThread(fake_openai_app(stats)) as server:
+        yield FakeUpstream(url=server.url, stats=stats)
+
+
+@pytest.fixture
+def start_proxy(engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
+                ) -> Iterator[Any]:
+    """`start_proxy(script="ok", keys=False, **serve_settings) -> Proxy`: a proxy under
+    uvicorn whose upstream is the fake server playing `script` (or `upstream=SPEC`)."""
+    servers: list[ServerThread] = []
+    backends = []
+
+    def start(script: str = "ok", *, upstream: str | None = None, keys: bool = False,
+              policy_engine: Engine | None = None, **settings: Any) -> Proxy:
+        eng = policy_engine or engine
+        serve = ServeSettings.model_validate(eng.policy.serve.model_dump()
+                                             | {"upstream_timeout_s": 10.0} | settings)
+        spec = upstream or fake_upstream.spec(script)
+        backend = from_spec(spec, **({"max_retries": 0} if spec.startswith("openai:") else {}))
+        backends.append(backend)
+        n = len(servers)
+        audit_path = tmp_path / f"audit-{n}.db"
+        store = KeyStore(tmp_path / f"keys-{n}.db") if keys else None
+        app = create_app(serve, eng, Responder(eng, backend),
+                         AuditLog(audit_path, eng.policy.audit), store)
+        server = ServerThread(app).start()
+        servers.append(server)
+        return Proxy(url=server.url, audit_path=audit_path, keys=store)
+
+    yield start
+    for server in servers:
+        server.stop()
+    for backend in backends:
+        backend.close()

@@ -1,0 +1,110 @@
+"""`oyster serve` as a real process (killed hard: no answered request may be missing from
+the audit log), `oyster serve keys ...` and `oyster audit tail|export`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from oyster.cli import app
+from oyster.serve.audit import count
+from oyster.serve.keys import KeyStore
+from oyster.serve.testing import free_port
+
+runner = CliRunner()
+
+
+def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oyster.cli", "serve", "--port", str(port),
+         "--audit-db", str(tmp_path / "audit.db"), "--log-level", "warning", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    _, err = proc.communicate()
+    raise AssertionError(f"oyster serve did not start: {err.decode()[-2000:]}")
+
+
+def test_killed_server_loses_no_answered_request(tmp_path, fake_upstream):
+    keys = KeyStore(tmp_path / "keys.db")
+    key = keys.add("ci").key
+    keys.close()
+    proc, url = _serve(tmp_path, "--upstream", fake_upstream.spec(), "--keys-db",
+                       str(tmp_path / "keys.db"))
+    try:
+        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}) as client:
+            for i in range(20):
+                r = client.post("/v1/chat/completions", json={
+                    "model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]})
+                assert r.status_code == 200
+            assert client.post("/v1/chat/completions", headers={"authorization": "Bearer x"},
+                               json={"model": "m", "messages": []}).status_code == 401
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no flush: a crash
+        proc.wait(timeout=10)
+    assert count(tmp_path / "audit.db") == 20
+
+    tail = runner.invoke(app, ["audit", "tail", "--db", str(tmp_path / "audit.db"),
+                               "-n", "3", "--json"])
+    assert tail.exit_code == 0, tail.output
+    rows = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert len(rows) == 3 and {r["key_id"] for r in rows} == {"ci"}
+
+    out = tmp_path / "audit.csv"
+    exported = runner.invoke(app, ["audit", "export", "--db", str(tmp_path / "audit.db"),
+                                   "--format", "csv", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    table = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(table) == 20 and json.loads(table[0]["user_type"]).keys() >= {"benign"}
+
+    later = runner.invoke(app, ["audit", "export", "--db", str(tmp_path / "audit.db"),
+                                "--since", str(time.time() + 60)])
+    assert later.exit_code == 0 and later.stdout == ""
+
+
+def test_serve_refuses_a_key_database_without_keys(tmp_path):
+    result = runner.invoke(app, ["serve", "--upstream", "none",
+                                 "--keys-db", str(tmp_path / "empty.db")])
+    assert result.exit_code == 2 and "no active API keys" in result.output
+
+
+def test_keys_add_list_revoke(tmp_path):
+    db = str(tmp_path / "keys.db")
+    added = runner.invoke(app, ["serve", "keys", "add", "team-a", "--keys-db", db])
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip()
+    assert key.startswith("oys-") and KeyStore(db).verify(key) == "team-a"
+    assert key.encode() not in Path(db).read_bytes()
+
+    again = runner.invoke(app, ["serve", "keys", "add", "team-a", "--keys-db", db])
+    assert again.exit_code == 2 and "exists already" in again.output
+    listed = runner.invoke(app, ["serve", "keys", "list", "--keys-db", db, "--json"])
+    assert json.loads(listed.stdout)["name"] == "team-a" and key not in listed.stdout
+    assert runner.invoke(app, ["serve", "keys", "revoke", "team-a", "--keys-db", db]
+                         ).exit_code == 0
+    assert KeyStore(db).verify(key) is None
+
+
+@pytest.mark.parametrize("args", [["audit", "tail"], ["audit", "export"]])
+def test_audit_commands_name_a_missing_log(tmp_path, args):
+    result = runner.invoke(app, [*args, "--db", str(tmp_path / "nope.db")])
+    assert result.exit_code == 2 and "no audit log here" in result.output

@@ -1,0 +1,107 @@
+"""Streaming verification: text is released only after it passes a check; a failed check
+stops the upstream and the fallback ends the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+
+from oyster.respond import Verifier, fallback_reply
+from oyster.respond.fallback import resource_note
+from oyster.serve.stream import VerifiedStream
+
+PREFIX = "Bread has been baked in Europe for thousands of years, first as flat loaves. " * 2
+LEAK = "As my safety guidelines say, I must keep this part short. " * 3
+
+
+def test_failed_check_mid_stream_stops_upstream_and_ends_with_fallback(
+        start_proxy, engine, fake_upstream):
+    # `echo` makes the upstream stream the user's text back: a harmless prefix, then words
+    # that reveal private steering notes (a chain_leak), then more.
+    proxy = start_proxy("echo+chunk_delay=0.01", stream_check_chars=40)
+    user = [{"role": "user", "content": PREFIX + LEAK}]
+    stopped_before = fake_upstream.stats.streams_stopped
+    chunks = list(proxy.client().chat.completions.create(model="m", messages=user,
+                                                         stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+
+    fallback = fallback_reply(engine.decide(user), engine.policy)
+    assert text.endswith("\n\n" + fallback)
+    sent = text.removesuffix("\n\n" + fallback)
+    assert sent and PREFIX.startswith(sent)  # the checked prefix went out ...
+    assert "guidelines" not in sent  # ... the leaking window never did
+    oyster = chunks[-1].model_extra["oyster"]
+    assert oyster["outcome"] == "fallback" and oyster["verification"]["problems"] == [
+        "chain_leak"]
+    deadline = time.monotonic() + 5
+    while fake_upstream.stats.streams_stopped == stopped_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake_upstream.stats.streams_stopped == stopped_before + 1  # upstream was cut off
+    [row] = proxy.audit_rows()
+    assert row.stream and row.outcome == "fallback" and row.problems == ["chain_leak"]
+
+
+async def _pieces(*texts: str) -> AsyncIterator[str]:
+    for t in texts:
+        yield t
+
+
+def _run(stream: VerifiedStream) -> list[str]:
+    async def go() -> list[str]:
+        await stream.start()
+        try:
+            return [p async for p in stream.pieces()]
+        finally:
+            await stream.aclose()
+    return asyncio.run(go())
+
+
+def test_text_is_released_in_checked_windows(engine):
+    decision = engine.decide("How do I bake bread?")
+    verifier = Verifier(engine.policy)
+    reply = "Mix flour, water, salt and yeast, knead it well and let it rise for an hour."
+    words = [w + " " for w in reply.split(" ")]
+    stream = VerifiedStream(_pieces(*words),
+                            check=lambda text, final: verifier.check(text, decision, final),
+                            fallback=lambda: "FALLBACK", resource_note=lambda: "NOTE",
+                            window_chars=30, timeout_s=5, fail_open=False)
+    released = _run(stream)
+    assert "".join(released) == "".join(words) == stream.sent
+    assert all(len(p) >= 30 for p in released[:-1]) and len(released) < len(words)
+    assert stream.outcome == "passed" and stream.verification.passed
+
+
+def test_guide_reply_without_a_resource_is_repaired_not_replaced(engine):
+    text = "I feel like ending it all tonight."
+    decision = engine.decide(text).model_copy(update={
+        "strategy": "guide",
+        "user_type": {"benign": 0.05, "vulnerable": 0.85, "misinformed": 0.05,
+                      "malicious": 0.05}})
+    verifier = Verifier(engine.policy)
+    reply = ("I'm so sorry you're carrying this much pain right now. You matter, and you "
+             "deserve support tonight. Would you tell me a little about what happened?")
+    note = resource_note(engine.policy, decision.language)
+    stream = VerifiedStream(_pieces(*reply.split(" ")),
+                            check=lambda t, final: verifier.check(t, decision, final),
+                            fallback=lambda: "FALLBACK", resource_note=lambda: note,
+                            window_chars=40, timeout_s=5, fail_open=False)
+    released = _run(stream)
+    assert "".join(released) == reply.replace(" ", "") + "\n\n" + note
+    assert stream.outcome == "repaired" and not stream.fallback_used
+    assert stream.verification.problems == ["missing_resource"]
+
+
+def test_client_leaving_mid_stream_is_still_audited(start_proxy, fake_upstream):
+    proxy = start_proxy("ok+chunk_delay=0.2", stream_check_chars=10)
+    body = {"model": "m", "stream": True,
+            "messages": [{"role": "user", "content": "What is a good name for a cat?"}]}
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=body) as r:
+        next(line for line in r.iter_lines() if '"content":"Here' in line)
+    deadline = time.monotonic() + 10
+    while not proxy.audit_rows() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [row] = proxy.audit_rows()
+    assert row.stream and row.status == 499
