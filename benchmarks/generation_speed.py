@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--backend", default="embedded")
     parser.add_argument("--runs", type=int, default=3, help="passes over the prompts")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the embedded backend (default: its own)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
@@ -61,7 +63,7 @@ def main() -> None:
         prompts.append((decision.strategy,
                         instructions_for(decision, engine.policy,
                                          [Message(role="user", content=turn)])))
-    backend = from_spec(args.backend)
+    backend = from_spec(args.backend, **({"n_threads": args.threads} if args.threads else {}))
     params = GenerationParams(max_tokens=args.max_tokens, timeout=3600.0)
 
     start = time.perf_counter()
@@ -92,7 +94,7 @@ def main() -> None:
     summary = {
         "backend": backend.spec, "machine": f"{platform.processor() or platform.machine()}, "
                                             f"{platform.system()}, {os.cpu_count()} cores",
-        "runs": args.runs, "prompts": len(prompts), "max_tokens": args.max_tokens,
+        "threads": args.threads, "runs": args.runs, "prompts": len(prompts), "max_tokens": args.max_tokens,
         "load_and_warmup_s": round(load_s, 3),
         "median_first_token_ms": median("first_token_ms"),
         "median_decode_tokens_per_s": median("decode_tokens_per_s"),

@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
                 "--port", str(proxy_port), "--audit-db", str(audit_db),
                 "--keys-db", str(workdir / "keys.db"), "--assessor", args.assessor,
                 "--rate-limit", "100000000", "--upstream-concurrency", str(max(levels)),
-                "--upstream-retries", "0", "--log-level", "warning"],
+                "--log-level", "warning"],
                workdir / "proxy.log"),
     ]
     rows = []

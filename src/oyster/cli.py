@@ -89,15 +89,17 @@ def decide(
 
 def _register_parts() -> None:
     # Each part adds its own verbs; the imports are light (heavy ones live in the commands).
+    from oyster.assess.cli import register as register_assess
     from oyster.bench.cli import register as register_bench
     from oyster.judges.cli import register as register_judges
     from oyster.lingobp.cli import register as register_lingobp
     from oyster.respond.cli import register as register_respond
     from oyster.serve.cli import register as register_serve
     from oyster.taxonomy.cli import register as register_policy
+    from oyster.train.cli import register as register_train
 
-    for register in (register_policy, register_respond, register_serve, register_judges,
-                     register_bench, register_lingobp):
+    for register in (register_policy, register_assess, register_respond, register_serve,
+                     register_judges, register_bench, register_lingobp, register_train):
         register(app)
 
 

@@ -56,9 +56,9 @@ def test_evaluate_reports_agreement_on_a_slice():
     from oyster.judges import RefusalClassifier, SafetyJudge
 
     report = evaluate(RefusalClassifier.from_spec("local"), SafetyJudge.from_spec("local"),
-                      "local", limit=12)
-    assert report.refusal and report.refusal.n == 12
-    assert report.harm_held_out and report.harm_held_out.n == 12
+                      "local", limit=4)
+    assert report.refusal and report.refusal.n == 4
+    assert report.harm_held_out and report.harm_held_out.n == 4
     assert 0.0 <= report.refusal.accuracy <= 1.0
     assert report.refusal_garak_baseline is not None
 

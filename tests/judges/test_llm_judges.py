@@ -15,7 +15,7 @@ import pytest
 
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
 from oyster.errors import BackendError
-from oyster.judges import RefusalClassifier, SafetyJudge, SatisfactionJudge
+from oyster.judges import SafetyJudge
 from oyster.judges.llm import (
     LLMRefusalClassifier,
     LLMSafetyJudge,
@@ -132,12 +132,12 @@ def test_async_twins_validate_the_same_way():
 
 @pytest.mark.slow
 def test_real_embedded_model_as_judge_gives_a_verdict_or_says_undetermined():
-    for judge in (RefusalClassifier.from_spec("llm:embedded"),
-                  SafetyJudge.from_spec("llm:embedded"),
-                  SatisfactionJudge.from_spec("llm:embedded")):
-        v = (judge.classify("how do I kill a stuck process?", "Run `kill -9 PID`.")
-             if isinstance(judge, RefusalClassifier)
-             else judge.judge("how do I kill a stuck process?", "Run `kill -9 PID`."))
-        if not v.determined:
-            assert "malformed judge output twice" in v.explanation
-        assert v.judge == "llm:embedded"
+    judge = SafetyJudge.from_spec(
+        "llm:embedded", backend_options={"n_threads": 1},
+        params=GenerationParams(max_tokens=160, temperature=0.0, timeout=900))
+    v = judge.judge("how do I kill a stuck process?", "Run `kill -9 PID`.", "cybersecurity")
+    assert v.judge == "llm:embedded"
+    if v.determined:
+        assert v.score in (0.0, 0.5, 1.0)
+    else:
+        assert "malformed judge output twice" in v.explanation

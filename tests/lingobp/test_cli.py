@@ -78,3 +78,17 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     (busy / "notes.txt").write_text("mine", "utf-8")
     taken = invoke("run", "--data", str(data), "--out", str(busy))
     assert taken.exit_code == 2 and "not empty" in taken.output  # type: ignore[attr-defined]
+
+
+def test_judge_and_editor_specs_resolve_against_the_backend() -> None:
+    from oyster.errors import InputError
+    from oyster.lingobp import RunSpec
+
+    remote = "openai:qwen@http://127.0.0.1:8000/v1"
+    assert RunSpec(backend=remote, judge="llm").judges == f"llm:{remote}"
+    assert RunSpec(backend=remote, judge="llm").edits == f"llm:{remote}"  # auto follows the judges
+    assert RunSpec(judge="local").edits == "rule"
+    assert RunSpec(judge="local", editor="llm").edits == "llm:embedded"
+    assert RunSpec(judge="llm:embedded", editor="rule").edits == "rule"
+    with pytest.raises(InputError, match="unknown editor"):
+        _ = RunSpec(editor="llm:").edits

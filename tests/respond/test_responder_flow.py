@@ -131,6 +131,8 @@ def test_bad_input_is_an_input_error(engine, scripted, messages, match):
     ("You are not alone. Please call 988 tonight. And if you", "You are not alone. Please call 988 tonight."),
     ("我在这里陪你。请拨打电话。如果你", "我在这里陪你。请拨打电话。"),
     ("One. " + "a very long unfinished clause " * 5, None),  # cutting would drop most of it
+    ("Here is why. Some points:\n1. First point is long enough.\n2.", "Here is why. Some "
+     "points:\n1. First point is long enough."),
 ])
 def test_a_reply_cut_by_the_token_limit_ends_at_its_last_sentence(text, kept):
     from oyster.respond.responder import complete_sentences

@@ -79,6 +79,8 @@ def train(
         help="training examples in the comparison subset (fixed seed; 3/8 as many "
              "validation, 5/8 as many test)")] = 400,
     out: Annotated[Path, typer.Option(help="folder for the heads artefact")] = MODEL_DIR,
+    hidden: Annotated[int, typer.Option(
+        help="hidden units of the level and user-type heads (0 = linear)")] = 256,
     json_out: JsonOption = False,
 ) -> None:
     """Fit the level / category / form / user-type heads on the built data (fixed seeds),
@@ -93,7 +95,7 @@ def train(
     categories = [c for c in default_policy().category_ids() if c != "none"]
     results: dict[str, Any] = {}
     try:
-        heads, metrics = _fit(examples, embedder, categories, data)
+        heads, metrics = _fit(examples, embedder, categories, data, hidden)
     except OysterError as e:
         raise _fail(e) from None
     results[embedder] = metrics
@@ -112,7 +114,7 @@ def train(
         results["comparison"] = {}
         for spec in [embedder, *[s for s in specs if s != embedder]]:
             try:
-                _, m = _fit(subset, spec, categories, data)
+                _, m = _fit(subset, spec, categories, data, hidden)
             except OysterError as e:
                 raise _fail(e) from None
             results["comparison"][spec] = m
@@ -128,7 +130,7 @@ def train(
     Console().print(f"saved {results['artefact']}")
 
 
-def _fit(examples: list[Any], spec: str, categories: list[str], data: Path
+def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidden: int
          ) -> tuple[Any, dict[str, Any]]:
     from oyster.assess.train import featurize, train_heads
 
@@ -137,8 +139,9 @@ def _fit(examples: list[Any], spec: str, categories: list[str], data: Path
         X = featurize([e.text for e in examples], spec, cache=data / "emb", progress=advance)
     base = _cosine_baseline(X[:, :-15])
     n_train = sum(e.split == "train" for e in examples)
-    return train_heads(examples, X, spec, categories,
-                       meta={"cosine_baseline": base, "n_train": n_train,
+    mlp = {"level": hidden, "user_type": hidden} if hidden else None
+    return train_heads(examples, X, spec, categories, mlp=mlp,
+                       meta={"cosine_baseline": base, "n_train": n_train, "hidden": hidden,
                              "data_provenance": "provenance.json"})
 
 
@@ -245,7 +248,8 @@ def _print_eval(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"assessor '{report['assessor']}' (report: {out})")
-    for col in ("dataset", "n", "level acc", "R2 recall", "cat F1", "benign FPR",
+    table.add_column("dataset", no_wrap=True)
+    for col in ("n", "level acc", "R2 recall", "cat F1", "benign FPR",
                 "refuse|guide", "answer|safely", "ms/text"):
         table.add_column(col)
     for name, m in report["sets"].items():

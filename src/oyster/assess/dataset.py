@@ -141,16 +141,22 @@ def _shared_dir() -> Path:
 
 def strata_prompts(shared: Path | None = None) -> list[tuple[str, int, str]]:
     """(prompt, level, attack method) for every Strata-Sword row found in shared/."""
+    return [(p, level, method) for p, level, method, _ in strata_rows(shared)]
+
+
+def strata_rows(shared: Path | None = None) -> list[tuple[str, int, str, str]]:
+    """(prompt, level, attack method, language of the file: en/zh) per Strata-Sword row."""
     import openpyxl
 
     root = (shared or _shared_dir()) / "data" / "strata_sword"
-    out: list[tuple[str, int, str]] = []
+    out: list[tuple[str, int, str, str]] = []
     for path in sorted(root.glob("strata_sword_*_level_*.xlsx")):
         level = int(path.stem.rsplit("_", 1)[1])
+        lang = "zh" if "_cn_" in path.name or "_zh_" in path.name else "en"
         sheet = openpyxl.load_workbook(path, read_only=True).worksheets[0]
         for row in list(sheet.iter_rows(values_only=True))[1:]:
             if row and row[0]:
-                out.append((str(row[0]), level, str(row[1] or "None")))
+                out.append((str(row[0]), level, str(row[1] or "None"), lang))
     return out
 
 
@@ -605,24 +611,30 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
     # harmful asks that wrappers and techniques are applied to (short, categorised)
     asks = [e for e in kept if e.level == "R2" and e.categories and len(e.text) <= 300
             and not e.technique and e.source != "weighted_safety"]
-    asks_en = [e for e in asks if e.lang == "en"]
-    asks_zh = [e for e in asks if e.lang == "zh"]
+    asks_en = [e for e in asks if e.lang == "en" and not e.source.startswith("written:")]
+    ours = [e for e in asks if e.lang == "zh" or e.source.startswith("written:")]
     rng.shuffle(asks_en)
     extra: list[Example] = []
     extra.extend(_wrapped(asks_en[:600], rng, wrap_per_ask))
-    extra.extend(_wrapped(asks_zh, rng, wrap_per_ask * 3))
+    # one random stream per step (and per ask we wrote), so adding examples to one step
+    # leaves every other step's output unchanged
+    for ask in ours:
+        ask_rng = random.Random(f"{SEED}:{ask.group}:{normalise(ask.text)}")
+        extra.extend(_wrapped([ask], ask_rng, wrap_per_ask * 3))
     if roots["pyrit"] is not None:
+        pyrit_rng = random.Random(SEED + 2)
         templates = _pyrit_templates(roots["pyrit"])
-        templates = [templates[i] for i in sorted(rng.sample(range(len(templates)),
-                                                             min(350, len(templates))))]
-        extra.extend(_pyrit_applied(templates, asks_en, rng))
+        templates = [templates[i] for i in sorted(pyrit_rng.sample(range(len(templates)),
+                                                                   min(350, len(templates))))]
+        extra.extend(_pyrit_applied(templates, asks_en, pyrit_rng))
     benign_asks = [e for e in kept if e.level == "R0" and e.source.startswith("written:benign")
                    and len(e.text) < 200]
     for e in benign_asks:  # harmless content in odd forms stays R0
-        if rng.random() < 0.15:
-            fn = rng.choice([_char_split, _shuffle])
-            extra.append(_ex(fn(e.text, rng), "R0", "benign", ["none"], f"{e.source}+form",
-                             e.group, technique=fn.__name__.strip("_")))
+        form_rng = random.Random(f"{SEED}:form:{normalise(e.text)}")
+        if form_rng.random() < 0.15:
+            fn = form_rng.choice([_char_split, _shuffle])
+            extra.append(_ex(fn(e.text, form_rng), "R0", "benign", ["none"],
+                             f"{e.source}+form", e.group, technique=fn.__name__.strip("_")))
     for ex in extra:
         key = normalise(ex.text)
         if key in seen:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from oyster.assess.base import Assessment, Assessor
-from oyster.assess.dataset import Example, strata_prompts
+from oyster.assess.dataset import Example, strata_rows
 from oyster.assess.train import level_metrics
 from oyster.types import Message
 
@@ -63,11 +63,9 @@ def eval_sets(examples: Sequence[Example]) -> list[EvalSet]:
 
 
 def strata_sets(shared: Path | None = None) -> list[EvalSet]:
+    """Strata-Sword levels 1-2 by the language of their file (en, zh) and level."""
     out: dict[str, list[Example]] = defaultdict(list)
-    for i, (prompt, level, method) in enumerate(strata_prompts(shared)):
-        from oyster.types import detect_language
-
-        lang = detect_language(prompt)
+    for i, (prompt, level, method, lang) in enumerate(strata_rows(shared)):
         ex = Example(text=prompt, lang=lang, level="R2", user_type="malicious", categories=[],
                      form="instruction", source="strata_sword", group=f"strata:{i}",
                      technique=method, split="eval")

@@ -31,7 +31,6 @@ from oyster.types import ATTACK_TECHNIQUES, FORMS, LEVELS, USER_TYPES
 __all__ = ["HEADS_FORMAT", "Heads", "attack_vector", "fit_heads", "shape_features"]
 
 HEADS_FORMAT = 1
-_CJK = ("\u4e00", "\u9fff")
 
 
 def attack_vector(hits: Sequence[Hit]) -> np.ndarray:
@@ -43,8 +42,11 @@ def attack_vector(hits: Sequence[Hit]) -> np.ndarray:
 
 
 def shape_features(text: str) -> np.ndarray:
-    cjk = sum(1 for ch in text if _CJK[0] <= ch <= _CJK[1])
-    return np.array([math.log1p(len(text)) / 10.0, cjk / max(1, len(text))], dtype=np.float32)
+    """Log length, and a constant slot kept for the artefact layout. The language itself
+    is deliberately not a feature: heads must not learn a per-language prior, so what they
+    learn from the larger English sets carries over to Chinese through the multilingual
+    embedding."""
+    return np.array([math.log1p(len(text)) / 10.0, 0.0], dtype=np.float32)
 
 
 def extra_features(text: str, hits: Sequence[Hit] | None = None) -> np.ndarray:
@@ -76,8 +78,11 @@ class Heads:
         return self.labels["categories"]
 
     def _multi(self, name: str, X: np.ndarray) -> np.ndarray:
-        W, b = self.arrays[f"{name}.W"], self.arrays[f"{name}.b"]
         T = float(self.arrays[f"{name}.T"][0])
+        if f"{name}.W1" in self.arrays:  # one hidden layer (ReLU)
+            h = np.maximum(X @ self.arrays[f"{name}.W1"] + self.arrays[f"{name}.b1"], 0.0)
+            return _softmax((h @ self.arrays[f"{name}.W2"] + self.arrays[f"{name}.b2"]) / T)
+        W, b = self.arrays[f"{name}.W"], self.arrays[f"{name}.b"]
         return _softmax((X @ W.T + b) / T)
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,18 +151,47 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return max(a, 0.05), c
 
 
+def _fit_mlp(name: str, Z: np.ndarray, y: np.ndarray, train: np.ndarray, valid: np.ndarray,
+             k: int, seed: int, hidden: int, groups: np.ndarray | None = None
+             ) -> dict[str, np.ndarray]:
+    from sklearn.neural_network import MLPClassifier
+
+    # balanced over (group, class) cells, groups being e.g. languages
+    g = groups[train] if groups is not None else np.zeros(len(train), dtype=np.int64)
+    cells = g * k + y[train]
+    counts = np.bincount(cells).astype(np.float64)
+    weight = len(train) / (len(np.unique(cells)) * counts[cells])
+    clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, max_iter=200,
+                        early_stopping=True, validation_fraction=0.1, n_iter_no_change=8,
+                        random_state=seed)
+    clf.fit(Z[train], y[train], sample_weight=weight)
+    W2 = np.full((hidden, k), 0.0, dtype=np.float32)
+    b2 = np.full(k, -30.0, dtype=np.float32)
+    for col, cls in enumerate(clf.classes_):
+        W2[:, cls] = clf.coefs_[1][:, col]
+        b2[cls] = clf.intercepts_[1][col]
+    W1, b1 = clf.coefs_[0].astype(np.float32), clf.intercepts_[0].astype(np.float32)
+    logits = np.maximum(Z[valid] @ W1 + b1, 0.0) @ W2 + b2
+    T = _fit_temperature(logits, y[valid])
+    return {f"{name}.W1": W1, f"{name}.b1": b1, f"{name}.W2": W2, f"{name}.b2": b2,
+            f"{name}.T": np.array([T], dtype=np.float32)}
+
+
 def fit_heads(
     X: np.ndarray, y: dict[str, np.ndarray], cat_mask: np.ndarray, train: np.ndarray,
     valid: np.ndarray, *, embedder: str, categories: list[str], seed: int = 0,
     C: float = 1.0, meta: dict[str, Any] | None = None,
+    mlp: dict[str, int] | None = None, groups: np.ndarray | None = None,
 ) -> Heads:
     """Fit all heads on rows `train`, calibrate on rows `valid`.
 
     `y` holds integer labels for `level`, `user_type`, `form` and a 0/1 matrix for
-    `categories`; `cat_mask` marks rows whose categories are known.
+    `categories`; `cat_mask` marks rows whose categories are known. `mlp` names heads
+    fitted as a one-hidden-layer network (head -> hidden units) instead of a linear model.
     """
     from sklearn.linear_model import LogisticRegression
 
+    mlp = mlp or {}
     X = np.asarray(X, dtype=np.float32)
     mean = X[train].mean(axis=0)
     scale = X[train].std(axis=0) + 1e-6
@@ -167,6 +201,10 @@ def fit_heads(
                                     "form": list(FORMS), "categories": list(categories)}
     for name in ("level", "user_type", "form"):
         k = len(labels[name])
+        if name in mlp:
+            arrays.update(_fit_mlp(name, Z, y[name], train, valid, k, seed, mlp[name],
+                                   groups))
+            continue
         clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
         clf.fit(Z[train], y[name][train])
         W = np.zeros((k, Z.shape[1]), dtype=np.float32)

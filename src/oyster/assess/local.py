@@ -99,13 +99,16 @@ class LocalAssessor(Assessor):
     name = "local"
 
     def __init__(self, policy: Policy, heads: str | Path | None = None,
-                 embedder: str | Embedder | None = None, *, category_threshold: float = 0.5
-                 ) -> None:
+                 embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
+                 type_fusion: str = "product") -> None:
         super().__init__(policy)
         self._heads_path = str(heads) if heads else str(packaged_heads_path())
         self._embedder_override = embedder
         self._embedder: Embedder | None = None
         self.category_threshold = category_threshold
+        if type_fusion not in ("product", "level"):
+            raise AssessorError(f"type_fusion must be 'product' or 'level', not {type_fusion!r}")
+        self.type_fusion = type_fusion
 
     # ----------------------------------------------------------------------- resources
     @property
@@ -179,14 +182,18 @@ class LocalAssessor(Assessor):
                   "R2": lv["R2"] + (1 - lv["R2"]) * shift}
             raised = "attack wrapper"
         level: Level = max(LEVELS, key=lambda k: lv[k])
-        # type evidence: the head, pulled toward what the level and the wrapper say
-        ev = dict(ut)
-        if level == "R2":
-            pull = max(attack, lv["R2"] - 0.5)
-            ev = {t: (1 - pull) * v + (pull if t == "malicious" else 0.0) for t, v in ev.items()}
-        elif level == "R0":
-            pull = 0.5 * lv["R0"]
-            ev = {t: (1 - pull) * v + (pull if t == "benign" else 0.0) for t, v in ev.items()}
+        # Type evidence, two views combined: (1) by total probability over the level: an
+        # R0 turn speaks for a benign user and an R2 turn (malicious ask or attack wrapper)
+        # for a malicious one by definition, while within R1 the type head tells distress,
+        # false belief, a professional need and ill intent apart; (2) the type head on its
+        # own. Their normalised product (a product of experts) is sharp where both agree
+        # and stays spread where they disagree.
+        by_level = {t: lv["R1"] * ut[t] + (lv["R0"] if t == "benign" else 0.0)
+                    + (lv["R2"] if t == "malicious" else 0.0) for t in USER_TYPES}
+        ev = {t: max(by_level[t], 1e-3) * (max(ut[t], 1e-3) if self.type_fusion == "product"
+                                           else 1.0) for t in USER_TYPES}
+        total = sum(ev.values())
+        ev = {t: v / total for t, v in ev.items()}
         total = sum(max(v, 0.01) for v in ev.values())
         ev = {t: round(max(ev[t], 0.01) / total, 4) for t in USER_TYPES}
         # Category scores: how strongly each category applies to this turn's risk. The

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -65,6 +66,11 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
         if key not in _MODELS:
             if not path.is_file():
                 raise BackendError(f"embedded backend: model file not found: {path}")
+            # llama.cpp's OpenMP threads spin while they wait; on a busy machine (other
+            # processes on the same cores) that cut decoding from ~10 to under 1 token/s.
+            # Waiting passively keeps it usable; set OMP_WAIT_POLICY=ACTIVE to override.
+            # Read once, when llama_cpp loads its OpenMP runtime.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             try:
                 from llama_cpp import Llama
             except ImportError as e:

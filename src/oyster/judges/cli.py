@@ -24,7 +24,8 @@ def eval_(
     judge: Annotated[str, typer.Option("--judge", help="judge spec: local, or llm:BACKEND_SPEC")
                      ] = "local",
     limit: Annotated[int | None, typer.Option("--limit", min=1,
-                                              help="first N items of each human-labelled set")
+                                              help="at most N items of each human-labelled "
+                                                   "set, evenly spread")
                      ] = None,
     out: Annotated[Path | None, typer.Option("--out", dir_okay=False,
                                              help="also write the report as JSON here")] = None,

@@ -166,11 +166,13 @@ def evaluate_objective(judge: SafetyJudge, pairs: Sequence[LabelledPair],
 
 
 def reported_sets(limit: int | None = None) -> dict[str, list[LabelledPair]]:
-    """The human-labelled sets we report on (none of them is ever trained on)."""
+    """The human-labelled sets we report on (none of them is ever trained on); `limit`
+    takes an even spread of at most that many from each."""
     harm = [p for p in pyrit_harm_sets() if held_out(p.query, p.reply)]
     sets = {"refusal": pyrit_refusal_sets(), "harm_held_out": harm,
             "objective_achieved": pyrit_objective_sets()}
-    return {k: v[:limit] if limit else v for k, v in sets.items()}
+    # with a limit, an even spread over each file (the files are ordered by label)
+    return {k: v[:: max(1, len(v) // limit)][:limit] if limit else v for k, v in sets.items()}
 
 
 def evaluate(refusal: RefusalClassifier, safety: SafetyJudge, judge_name: str,

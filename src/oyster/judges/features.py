@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from oyster.embeddings import Embedder
 from oyster.errors import JudgeError
-from oyster.judges.base import RefusalType
-from oyster.types import Language, Reaction, Strategy, detect_language
+from oyster.judges.base import REFUSAL_TYPES, RefusalType
+from oyster.types import REACTIONS, Language, Reaction, Strategy, detect_language
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 WORD = re.compile(r"[A-Za-z0-9']+|[\u4e00-\u9fff]")
@@ -84,8 +84,10 @@ def settings() -> CompiledSettings:
         missing = [k for k in CUE_KINDS if k not in raw.cues]
         missing += [k for k in ("unsafe", "mostly_safe", "safe_hard_refusal", "safe")
                     if k not in raw.suggestions]
+        missing += [k for k in REFUSAL_TYPES if k not in raw.strategy_of]
+        missing += [k for k in REACTIONS if k not in raw.next_turn]
         if missing:
-            raise ValueError(f"cues: missing {missing}")
+            raise ValueError(f"missing entries: {missing}")
         cues = {kind: {lang: _alternation(
             [rf"\b(?:{p})" if lang == "en" else p for p in pats]) for lang, pats in by_lang.items()}
             for kind, by_lang in raw.cues.items()}
@@ -100,13 +102,17 @@ def sentences(text: str) -> list[str]:
 
 
 def strip_judge_addressed(text: str) -> tuple[str, int]:
-    """Drop the sentences that speak to the judge; return the rest and how many went."""
+    """Cut text that speaks to the judge: from where a judge-addressed pattern starts to the
+    end of its sentence (what comes before it in the sentence stays). Returns the rest and
+    how many cuts were made."""
     kept, dropped = [], 0
     pattern = settings().judge_addressed
     for s in sentences(text):
-        if pattern.search(s):
+        m = pattern.search(s)
+        if m:
             dropped += 1
-        else:
+            s = s[:m.start()].strip()
+        if s:
             kept.append(s)
     return " ".join(kept), dropped
 

@@ -44,7 +44,9 @@ def _print_numbers(run_dir: Path, as_json: bool, extra: dict[str, object] | None
     typer.echo(f"queries {numbers.queries} · stopped: "
                + (", ".join(f"{k} {v}" for k, v in sorted(numbers.stopped.items())) or "-")
                + f" · preference pairs {numbers.preference_pairs} · strategy changes "
-               f"{numbers.strategy_changes} · clamped edits {numbers.clamped_edits}")
+               f"{numbers.strategy_changes} · clamped edits {numbers.clamped_edits}"
+               + (f" · engine level = label for {numbers.level_agreement:.0%}"
+                  if numbers.level_agreement is not None else ""))
 
 
 @lingobp_app.command("run")

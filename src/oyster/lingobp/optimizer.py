@@ -32,7 +32,14 @@ from oyster.judges.base import (
     constructive_score,
 )
 from oyster.lingobp.edit import SetEdit, plan_edit
-from oyster.lingobp.editors import EditRequest, Feedback, Mode, RuleEditor, StrategyEditor
+from oyster.lingobp.editors import (
+    MODES,
+    EditRequest,
+    Feedback,
+    Mode,
+    RuleEditor,
+    StrategyEditor,
+)
 from oyster.lingobp.propagate import (
     ChainPropagator,
     PropagationRequest,
@@ -66,6 +73,8 @@ class LingoBP:
                  rounds: int = 3, mode: Mode = "both", cfg: LingoSettings | None = None) -> None:
         if rounds < 0:
             raise InputError(f"rounds must be 0 or more, got {rounds}")
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.responder = responder
         self.policy = responder.policy
         self.satisfaction = satisfaction

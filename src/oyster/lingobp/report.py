@@ -35,6 +35,8 @@ class RunNumbers(BaseModel):
     stopped: dict[str, int]
     preference_pairs: int
     strategy_changes: int = Field(description="rounds whose edit moved the strategy label")
+    level_agreement: float | None = Field(description="share of queries labelled with a level "
+                                          "whose round-0 decision has that level")
     clamped_edits: int = Field(description="set edits cut down to one change")
 
 
@@ -62,12 +64,15 @@ def run_numbers(results: Sequence[QueryResult]) -> RunNumbers:
         rows.append(_row("best", [res.round_record(res.best_round) for res in results],
                          len(results)))
     edits = [r.edit for res in results for r in res.rounds if r.edit is not None]
+    labelled = [res for res in results if res.query.level is not None]
     return RunNumbers(
         queries=len(results), rounds=rows,
         stopped=dict(Counter(res.stopped for res in results)),
         preference_pairs=sum(1 for res in results if res.preference is not None),
         strategy_changes=sum(1 for e in edits if e.strategy_before != e.strategy_after),
-        clamped_edits=sum(int(e.safety.clamped) + int(e.usefulness.clamped) for e in edits))
+        clamped_edits=sum(int(e.safety.clamped) + int(e.usefulness.clamped) for e in edits),
+        level_agreement=round(fmean(res.rounds[0].decision.level == res.query.level
+                                    for res in labelled), 4) if labelled else None)
 
 
 def round_table(numbers: RunNumbers) -> str:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oyster.backends.base import GenerationParams
 from oyster.errors import InputError, OysterError
 from oyster.lingobp.editors import LLMEditor, Mode, RuleEditor, StrategyEditor
+from oyster.lingobp.llm import LLM_STEP_PARAMS
 from oyster.lingobp.optimizer import LingoBP, RunReport
 from oyster.lingobp.propagate import ChainPropagator, LLMPropagator, RulePropagator
 from oyster.lingobp.queries import Query
@@ -76,8 +77,10 @@ def build(spec: RunSpec, params: GenerationParams | None = None) -> LingoBP:
     propagator: ChainPropagator = RulePropagator(engine.policy)
     if edits != "rule":
         edit_backend = from_spec(edits.removeprefix("llm:"))
-        strategy_editor = LLMEditor(edit_backend)
-        propagator = LLMPropagator(edit_backend, engine.policy)
+        # the LLM steps get as long as a reply does
+        step_params = LLM_STEP_PARAMS.model_copy(update={"timeout": responder.params.timeout})
+        strategy_editor = LLMEditor(edit_backend, step_params)
+        propagator = LLMPropagator(edit_backend, engine.policy, step_params)
     return LingoBP(responder, SatisfactionJudge.from_spec(judges),
                    SafetyJudge.from_spec(judges, policy=engine.policy),
                    RefusalClassifier.from_spec(judges), strategy_editor, propagator,

@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
                                "messages; the reply answers its last user turn")] = None,
         policy: PolicyOption = None,
         assessor: AssessorOption = "default",
-        max_tokens: MaxTokensOption = 160,
+        max_tokens: MaxTokensOption = 128,
         timeout: TimeoutOption = 60.0,
     ) -> None:
         """Decide, generate and verify a reply. Exit 2 on bad input, 3 if the backend fails."""

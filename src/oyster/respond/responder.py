@@ -70,12 +70,13 @@ class Reply(BaseModel):
             "attempts": [a.model_dump(mode="json", include={"strategy", "text", "verification",
                                                              "corrections"})
                          for a in self.attempts],
-            "generation": (self.completion.model_dump(mode="json")
+            "generation": (self.completion.model_dump(mode="json", exclude={"text"})
                            if self.completion else None),
         }
 
 
-_SENTENCE_END = re.compile(r"[.!?](?=[\s\"')\]]|$)|[。！？]")
+# A full stop after a digit is a list number ("2."), not the end of a sentence.
+_SENTENCE_END = re.compile(r"(?<![\d\s])[.!?](?=[\s\"')\]]|$)|[。！？]")
 
 
 def complete_sentences(text: str) -> str:

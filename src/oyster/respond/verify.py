@@ -12,10 +12,12 @@ Problems it reports (codes in `Verification.problems`):
 - `payload_echo` — a `refuse` reply restates the request;
 - `missing_resource` — a `guide` reply to a person who may be at risk names no crisis
   resource from the policy;
+- `missing_correction` — a `correct` reply has no sign of correcting the premise (no "not
+  true", "no evidence", "myth", ...): it may be going along with the false belief;
 - `wrong_language`, `empty_reply`, `repetition` — the reply cannot serve the user as written.
 
-Checks that need the whole reply (`missing_resource`, `empty_reply`, `wrong_language`, "a
-`refuse` reply declines") run only when `final=True`, so the verifier also works on the
+Checks that need the whole reply (`missing_resource`, `missing_correction`, `empty_reply`,
+`wrong_language`, "a `refuse` reply declines") run only when `final=True`, so the verifier also works on the
 partial text of a stream. The term lists live in `verify.yaml`.
 """
 
@@ -37,7 +39,8 @@ from oyster.taxonomy.policy import Policy
 from oyster.types import detect_language
 
 Problem = Literal["hazard_leak", "chain_leak", "refusal_mismatch", "payload_echo",
-                  "missing_resource", "wrong_language", "empty_reply", "repetition"]
+                  "missing_resource", "missing_correction", "wrong_language", "empty_reply",
+                  "repetition"]
 HELPING_STRATEGIES = ("answer", "answer_safely", "correct", "guide")
 ANY_RISK = "any_risk"
 
@@ -92,6 +95,7 @@ class VerifierRules(_Strict):
     chain_terms: TermList
     chain_copy_words: int = Field(ge=3)
     refusal: TermList
+    correction: TermList
     hard_refusal_max_words: int = Field(gt=0)
     refuse_max_words: int = Field(gt=0)
     payload_echo_words: int = Field(ge=2)
@@ -215,6 +219,8 @@ class Verifier:
         if final and self.needs_resource(decision) and not has_resource(
                 text, resource_markers(self.policy, decision.language)):
             yield "missing_resource", "no crisis resource from the policy is named"
+        if final and strategy == "correct" and rules.correction.first_match(text) is None:
+            yield "missing_correction", "the reply does not say the premise is wrong"
         if final and (lang := self._language(text)) and lang != decision.language:
             yield "wrong_language", f"reply reads as {lang}, the user wrote {decision.language}"
         if (sentence := self._repeated(text)) is not None:

@@ -79,6 +79,9 @@ def _register_serve(app: typer.Typer) -> None:
             help="openai upstream: requests in flight at once")] = 64,
         upstream_retries: Annotated[int, typer.Option(
             help="openai upstream: retries on connection errors, 429 and 5xx")] = 1,
+        keep_alive: Annotated[int, typer.Option(
+            help="seconds an idle client connection stays open; keep it above your load "
+                 "balancer's idle timeout")] = 75,
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     ) -> None:
         """Start the proxy: POST /v1/chat/completions (plain and streamed), GET /v1/models,
@@ -134,7 +137,8 @@ def _register_serve(app: typer.Typer) -> None:
                    f"fail_mode={settings.fail_mode} audit={audit_db}\n"
                    f"oyster serve: authentication {auth}", err=True)
         try:
-            uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
+                        timeout_keep_alive=keep_alive)
         finally:
             if backend is not None:
                 backend.close()

@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     uvicorn.run(fake_openai_app(), host="127.0.0.1", port=args.port, log_level="warning",
-                access_log=False)
+                access_log=False, timeout_keep_alive=75)
 
 
 if __name__ == "__main__":

@@ -147,12 +147,18 @@ def plot_loss(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["loss"] for r in rows], marker="o", markersize=2.5, label="loss")
+    losses = [r["loss"] for r in rows]
+    ax.plot(steps, losses, marker="o", markersize=2.5, linewidth=0.8, alpha=0.6, label="loss")
+    window = len(rows) // 8
+    if window >= 2:  # a trailing mean makes the trend readable through per-batch noise
+        smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+                  for i in range(len(losses))]
+        ax.plot(steps, smooth, linewidth=2, label=f"loss, mean of last {window}")
     if any("nll_loss" in r for r in rows):
         pts = [(r["step"], r["nll_loss"]) for r in rows if "nll_loss" in r]
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker=".", markersize=2,
-                linestyle="--", label="NLL part")
-        ax.legend()
+                linewidth=0.8, linestyle="--", label="NLL part")
+    ax.legend(fontsize="small")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss")
     ax.set_title(title)

@@ -31,8 +31,8 @@ StepsOpt = Annotated[int, typer.Option("--max-steps", help="Optimizer steps; -1 
                                        "--epochs instead.")]
 EpochsOpt = Annotated[float, typer.Option("--epochs", help="Passes over the data when "
                                           "--max-steps is -1.")]
-LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate [default: SFT 2e-5, "
-                                             "ORPO 8e-6; with --lora 2e-4 / 5e-5].")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: SFT 2e-5, "
+                                             "ORPO 8e-6; with --lora 2e-4 / 5e-5).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Examples per device per step.")]
 AccumOpt = Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")]
 LenOpt = Annotated[int, typer.Option("--max-length", help="Max tokens per example "
@@ -43,7 +43,7 @@ LoraROpt = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
 LoraAlphaOpt = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
 LoraDropOpt = Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")]
 LoraTargetsOpt = Annotated[str | None, typer.Option(
-    "--lora-targets", help="Comma-separated module names [default: q,k,v,o,gate,up,down_proj].")]
+    "--lora-targets", help="Comma-separated module names (default: q,k,v,o,gate,up,down_proj).")]
 Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision (GPU).")]
 GcOpt = Annotated[bool, typer.Option("--gradient-checkpointing",
                                      help="Trade compute for memory (large models).")]
@@ -55,7 +55,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the las
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start again over an "
                                             "earlier run in --out.")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", help="CPU threads for torch [default: torch's choice]; on a busy CPU try 1.")]
+    "--threads", help="CPU threads for torch (default: torch's choice); on a busy CPU try 1.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
