@@ -38,12 +38,20 @@ PROMPTS: list[object] = [
 ]
 
 
+def _distinct(case: object, i: int) -> object:
+    """Make every case's last turn unique, so no embedding cache flatters the numbers."""
+    if isinstance(case, str):
+        return f"{case} (#{i})"
+    assert isinstance(case, list)
+    return case[:-1] + [{"role": "user", "content": f"{case[-1]['content']} (#{i})"}]
+
+
 def measure(assessor: str, n: int, batch: int) -> dict[str, float | str | int]:
     t0 = time.perf_counter()
     engine = Engine(assessor=assessor)
     engine.decide(PROMPTS[0])  # load models once, outside the timings
     load_s = time.perf_counter() - t0
-    cases = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
+    cases = [_distinct(PROMPTS[i % len(PROMPTS)], i) for i in range(n)]
     latencies = []
     for c in cases:
         t = time.perf_counter()

@@ -78,6 +78,14 @@ def test_interactive_session_keeps_history_and_explains_with_why(upstream):
     assert shown == expected
 
 
+def test_interactive_session_with_json_prints_one_record_per_turn(upstream):
+    result = chat("--backend", f"openai:echo@{upstream.url}/v1", "--json",
+                  input="hello\nhow do I kill a stuck process?\n")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["reply"] for r in records] == ["hello", "how do I kill a stuck process?"]
+
+
 def test_interactive_session_survives_bad_turns_and_ends_on_eof(upstream):
     result = chat("--backend", f"openai:ok@{upstream.url}/v1",
                   input="/why\n/help\n" + "x" * 40_000 + "\nhello\n")

@@ -116,3 +116,17 @@ def test_when_the_pools_run_dry_nothing_is_proposed(decision: Any, verdicts: Any
     d = decision("guide")
     p = RuleEditor().edit(request(d, verdicts(safety="unsafe"), tried=pool("strengthen")))
     assert p.rules == [] and p.safety_strategies == d.chain.safety_strategies
+
+
+def test_warmth_is_added_where_support_is_needed_not_to_plain_answers(decision: Any,
+                                                                      verdicts: Any) -> None:
+    neutral = verdicts(satisfaction={**ALL_GOOD_BUT, "politeness": 0})
+    plain = RuleEditor().edit(request(decision("answer", level="R0", categories=[],
+                                               user_type="benign"), neutral))
+    support = RuleEditor().edit(request(decision("guide"), neutral))
+    assert plain.rules == [] and support.rules == ["add_warmth"]
+    assert support.usefulness_strategies[-1] == pool("empathy")[0]
+    cold = RuleEditor().edit(request(decision("answer", level="R0", categories=[],
+                                              user_type="benign"),
+                                     verdicts(satisfaction={**ALL_GOOD_BUT, "politeness": -1})))
+    assert cold.rules == ["add_empathy"]

@@ -2,7 +2,9 @@
 engine → steered generation → verification → (regeneration / fallback), one case per
 strategy. The 135M model follows instructions loosely, so these tests assert what the
 responder guarantees (the final reply passes verification and carries out the strategy),
-and record in `outcome` how it got there."""
+and record in `outcome` how it got there. Decisions come from the rule-based `lexicon`
+assessor, so each case gets its strategy whatever state the learned assessor is in; the
+default assessor is exercised by `oyster chat` in tests/test_chat_cli.py."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def responder():
     # A generous timeout: the suite may share the machine's two cores with other work.
-    return Responder(Engine(), from_spec("embedded"),
+    return Responder(Engine(assessor="lexicon"), from_spec("embedded"),
                      GenerationParams(max_tokens=64, timeout=240))
 
 

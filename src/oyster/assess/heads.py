@@ -1,15 +1,18 @@
 """Small classification heads on sentence embeddings, with inference in numpy.
 
-Features of one text = its embedding ⊕ the attack detectors' confidences ⊕ two shape
-features (log length, share of CJK characters). Four heads read them:
-- `level` (R0/R1/R2), `user_type` (benign/vulnerable/misinformed/malicious) and `form`
-  (statement/question/instruction): multinomial logistic regression, temperature-scaled
-  on a validation split so the probabilities are calibrated;
+Features of one text = its embedding ⊕ the attack detectors' confidences ⊕ a length
+feature. Four heads read them:
+- `level` (R0/R1/R2) and `user_type` (benign/vulnerable/misinformed/malicious): a network
+  with one hidden ReLU layer (or multinomial logistic regression with `hidden=0`), trained
+  balanced over (language, class) cells, temperature-scaled on a validation split so the
+  probabilities are calibrated;
+- `form` (statement/question/instruction): multinomial logistic regression, temperature
+  scaled;
 - `categories`: one-vs-rest logistic regression per policy category (multi-label), each
   with its own Platt scaling.
 
 Artefacts are one `.npz` of float32 arrays plus a JSON header (labels, embedder spec,
-training metadata): loading is a memory map, not an unpickle, and does not depend on the
+training metadata): loading reads arrays, never unpickles, and does not depend on the
 scikit-learn version. Training (`fit_heads`) needs scikit-learn; inference does not.
 """
 
@@ -148,7 +151,14 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         a, c = a - da, c - dc
         if abs(da) + abs(dc) < 1e-6:
             break
-    return max(a, 0.05), c
+    a, c = min(max(a, 0.05), 3.0), float(np.clip(c, -10.0, 10.0))
+
+    def nll(a_: float, c_: float) -> float:
+        q = np.clip(_sigmoid(a_ * z + c_), 1e-9, 1 - 1e-9)
+        return -float(np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    # keep the fit only if it really is better than the head's own scale on held-out data
+    return (a, c) if nll(a, c) < nll(1.0, 0.0) else (1.0, 0.0)
 
 
 def _fit_mlp(name: str, Z: np.ndarray, y: np.ndarray, train: np.ndarray, valid: np.ndarray,

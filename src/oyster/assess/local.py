@@ -243,17 +243,18 @@ class LocalAssessor(Assessor):
         turns: list[TurnAssessment] = []
         for pos, i in enumerate(users):
             j = turn_j[i]
+            # a repeat is judged by similarity to a declined risky turn, whatever this
+            # turn's own level: a rephrasing that slips past the heads is still a repeat
             repeats = False
-            if j.level != "R0":
-                for k in users[:pos]:
-                    if turn_j[k].level == "R0":
-                        continue
-                    declined = any(m.role == "assistant" and is_refusal(m.content)
-                                   for m in messages[k + 1:i])
-                    if declined and self._similarity(messages[k].content,
-                                                     messages[i].content) >= threshold:
-                        repeats = True
-                        break
+            for k in users[:pos]:
+                if turn_j[k].level == "R0":
+                    continue
+                declined = any(m.role == "assistant" and is_refusal(m.content)
+                               for m in messages[k + 1:i])
+                if declined and self._similarity(messages[k].content,
+                                                 messages[i].content) >= threshold:
+                    repeats = True
+                    break
             turns.append(TurnAssessment(
                 turn=i, language=detect_language(messages[i].content), level=j.level,
                 level_probs=j.level_probs, categories=self._category_scores(j.categories),

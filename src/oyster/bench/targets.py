@@ -34,6 +34,7 @@ class TargetReply(BaseModel):
     outcome: str | None = Field(default=None, description="engine: passed / regenerated / "
                                                           "repaired / fallback")
     verification_problems: list[str] = Field(default_factory=list)
+    assessor: str | None = Field(default=None, description="engine: the assessor that decided")
 
 
 class Target(ABC):
@@ -77,7 +78,8 @@ class EngineTarget(Target):
             finish_reason=reply.completion.finish_reason if reply.completion else None,
             strategy=reply.strategy, level=d.level, categories=[c.id for c in d.categories],
             attacks=list(d.attacks), outcome=reply.outcome,
-            verification_problems=list(reply.verification.problems))
+            verification_problems=list(reply.verification.problems),
+            assessor=d.assessment.assessor if d.assessment else None)
 
     def describe(self) -> dict[str, Any]:
         engine = self.responder.engine

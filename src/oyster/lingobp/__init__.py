@@ -24,12 +24,12 @@ from oyster.lingobp.editors import (
     StrategyEditor,
 )
 from oyster.lingobp.export import ExportSummary, export, preference_rows, sft_rows
-from oyster.lingobp.optimizer import LingoBP, RunReport
+from oyster.lingobp.optimizer import LingoBP
 from oyster.lingobp.propagate import ChainPropagator, LLMPropagator, RulePropagator, relabel
 from oyster.lingobp.queries import Query, load_queries
 from oyster.lingobp.records import QueryResult, RoundRecord, RunStore
 from oyster.lingobp.report import run_numbers
-from oyster.lingobp.run import RunSpec, arun_queries, build, run_queries
+from oyster.lingobp.run import RunReport, RunSpec, arun_queries, build, run_queries
 
 __all__ = [
     "ChainPropagator",

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from oyster.chain.build import risky_categories
 from oyster.decision import Decision
 from oyster.engine import Conversation
@@ -236,16 +234,3 @@ def _best_and_worst(rounds: Sequence[RoundRecord]) -> tuple[int, int]:
     best = max(scored, key=lambda r: (r.scores.objective, -r.round))
     worst = min(scored, key=lambda r: (r.scores.objective, r.round))
     return best.round, worst.round
-
-
-class RunReport(BaseModel):
-    """What one `run_queries` call did."""
-
-    model_config = ConfigDict(frozen=True)
-
-    queries: int
-    finished_now: int
-    already_finished: int
-    continued: int = Field(description="unfinished queries picked up from their last round")
-    errors: dict[str, str] = Field(default_factory=dict, description="query id -> error; "
-                                   "retried by the next --resume")

@@ -16,7 +16,7 @@ from oyster.backends.base import GenerationParams
 from oyster.errors import InputError, OysterError
 from oyster.lingobp.editors import LLMEditor, Mode, RuleEditor, StrategyEditor
 from oyster.lingobp.llm import LLM_STEP_PARAMS
-from oyster.lingobp.optimizer import LingoBP, RunReport
+from oyster.lingobp.optimizer import LingoBP
 from oyster.lingobp.propagate import ChainPropagator, LLMPropagator, RulePropagator
 from oyster.lingobp.queries import Query
 from oyster.lingobp.records import RoundRecord, RunManifest, RunStore
@@ -104,6 +104,19 @@ def manifest(spec: RunSpec, lingo: LingoBP, data: str | Path, limit: int | None)
         policy_fingerprint=lingo.policy.fingerprint(), assessor=spec.assessor,
         generation=lingo.responder.params, limit=limit,
         started=datetime.now(UTC).isoformat(timespec="seconds"), oyster_version=oyster_version)
+
+
+class RunReport(BaseModel):
+    """What one `run_queries` call did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queries: int
+    finished_now: int
+    already_finished: int
+    continued: int = Field(description="unfinished queries picked up from their last round")
+    errors: dict[str, str] = Field(default_factory=dict, description="query id -> error; "
+                                   "retried by the next --resume")
 
 
 def _todo(queries: Sequence[Query], store: RunStore

@@ -89,9 +89,10 @@ def why_text(reply: Reply) -> str:
     return "\n".join(lines)
 
 
-def interactive_session(responder: Responder) -> None:
+def interactive_session(responder: Responder, as_json: bool = False) -> None:
     """Read turns from standard input until /quit or end of input; the whole history goes
-    to the engine every turn, so its belief about the user moves turn by turn."""
+    to the engine every turn, so its belief about the user moves turn by turn. A bad turn
+    is reported and skipped; a failing backend ends the session (`BackendError`)."""
     from oyster.types import Message
 
     history: list[Message] = []
@@ -99,7 +100,7 @@ def interactive_session(responder: Responder) -> None:
     typer.echo(f"oyster chat · {responder.backend.spec} · {SESSION_HELP}", err=True)
     while True:
         try:
-            line = input("you> ")
+            line = input("" if as_json else "you> ")  # --json: standard output is JSONL
         except EOFError:
             return
         command = line.strip()
@@ -123,7 +124,8 @@ def interactive_session(responder: Responder) -> None:
             continue
         history += [Message(role="user", content=line),
                     Message(role="assistant", content=last.text)]
-        typer.echo(f"oyster> {last.text}")
+        typer.echo(json.dumps(last.record(), ensure_ascii=False) if as_json
+                   else f"oyster> {last.text}")
 
 
 def register(app: typer.Typer) -> None:
@@ -143,13 +145,14 @@ def register(app: typer.Typer) -> None:
         max_tokens: MaxTokensOption = 128,
         timeout: TimeoutOption = 60.0,
     ) -> None:
-        """Decide, generate and verify a reply. Exit 2 on bad input, 3 if the backend fails."""
+        """Decide, generate and verify a reply (with no message: an interactive session,
+        where /why explains the last decision). Exit 2 on bad input, 3 if the backend fails."""
         if message is not None and messages is not None:
             raise _exit("give a message or --messages, not both")
         try:
             responder = build_responder(backend, policy, assessor, max_tokens, timeout)
             if message is None and messages is None:
-                interactive_session(responder)
+                interactive_session(responder, as_json)
                 return
             conversation = read_messages(messages) if messages is not None else message
             reply = responder.respond(conversation)  # type: ignore[arg-type]

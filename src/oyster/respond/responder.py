@@ -5,8 +5,11 @@ One reply is at most two generations and a written fallback:
 1. generate under the decided strategy, steered by the rendered chain; verify;
 2. on failure, regenerate once: under the stricter strategy when the problem calls for it
    (a hazard leak, a restated request), with a correction for each problem; verify;
-3. if the second reply's only problem is a missing crisis resource, append the policy's
-   resources (`repaired`); otherwise use the fallback written for that strategy.
+3. if an attempt's only problem is a missing crisis resource, keep the first such text and
+   append the policy's resources (`repaired`); otherwise use the fallback written for the
+   strategy of the last attempt (`fallback`).
+
+A reply cut off by the token limit is trimmed to its last finished sentence first.
 
 `Reply.outcome` and `Reply.attempts` record which of these happened.
 """
