@@ -57,9 +57,10 @@ def measure(assessor: str, n: int, batch: int) -> dict[str, float | str | int]:
         t = time.perf_counter()
         engine.decide(c)  # type: ignore[arg-type]
         latencies.append((time.perf_counter() - t) * 1000)
+    fresh = [_distinct(PROMPTS[i % len(PROMPTS)], n + i) for i in range(n)]  # not yet cached
     t = time.perf_counter()
     for i in range(0, n, batch):
-        engine.decide_many(cases[i:i + batch])  # type: ignore[arg-type]
+        engine.decide_many(fresh[i:i + batch])  # type: ignore[arg-type]
     batch_s = time.perf_counter() - t
     q = statistics.quantiles(latencies, n=20)
     return {"assessor": assessor, "n": n, "batch": batch, "load_s": round(load_s, 2),
