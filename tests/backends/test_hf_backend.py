@@ -64,3 +64,17 @@ def test_a_directory_without_a_model_is_a_clear_error(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(BackendError, match="cannot load"):
         from_spec(f"hf:{tmp_path}").complete(ASK, GREEDY)
+
+
+def test_thread_count_is_an_option_and_is_checked(checkpoint):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        b = from_spec(f"hf:{checkpoint}", n_threads=1)
+        assert torch.get_num_threads() == 1
+        assert b.complete(ASK, GREEDY).completion_tokens > 0
+        with pytest.raises(BackendError, match="n_threads"):
+            from_spec(f"hf:{checkpoint}", n_threads=0)
+    finally:
+        torch.set_num_threads(before)

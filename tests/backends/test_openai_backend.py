@@ -179,3 +179,19 @@ def test_no_key_for_the_openai_api_is_refused_up_front(monkeypatch):
     monkeypatch.delenv("OYSTER_API_KEY", raising=False)
     with pytest.raises(BackendError, match="no API key"):
         from_spec("openai:gpt-4o-mini")
+
+
+def test_aclose_closes_the_loops_async_client_and_the_backend_still_works(upstream):
+    b = backend(upstream, "echo")
+
+    async def use_then_close():
+        await b.acomplete(HI, FAST)
+        client, _ = b._async_client()
+        await b.aclose()
+        return client
+
+    client = asyncio.run(use_then_close())
+    assert client.is_closed()
+    assert b.complete(HI, FAST).text == "hello there"  # a later call opens a new client
+    b.close()
+    b.close()  # safe twice

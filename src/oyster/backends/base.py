@@ -109,3 +109,7 @@ class ChatBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources (connections, model memory). Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """`close` from async code; backends with loop-bound clients close those too."""
+        self.close()

@@ -200,10 +200,19 @@ class OpenAIBackend(ChatBackend):
                             yield piece
 
     def close(self) -> None:
+        """Close the sync client. Async clients hold connections bound to their event
+        loop and are closed by `aclose` on that loop; here they are only dropped."""
         if self._client is not None:
             self._client.close()
             self._client = None
         self._async.clear()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running loop, then everything `close` closes."""
+        entry = self._async.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[0].close()
+        self.close()
 
 
 def _short(text: str, limit: int = 200) -> str:

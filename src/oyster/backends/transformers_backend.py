@@ -60,8 +60,16 @@ class TransformersBackend(ChatBackend):
 
     kind: ClassVar[str] = "hf"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, n_threads: int | None = None) -> None:
         self.path = Path(path)
+        if n_threads is not None:
+            if n_threads < 1:
+                raise BackendError("hf backend: n_threads must be at least 1")
+            import torch
+
+            # process-wide in torch; one thread per process avoids OpenMP threads spinning
+            # against each other on a small or shared CPU (see docs/training.md)
+            torch.set_num_threads(n_threads)
 
     @property
     def spec(self) -> str:

@@ -15,17 +15,15 @@ query continues from its last recorded round.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from oyster._jsonl import Manifest, RunDirectory, append_jsonl, read_jsonl
 from oyster.backends.base import GenerationParams
 from oyster.chain import Chain
 from oyster.decision import Decision
-from oyster.errors import InputError
 from oyster.judges.base import RefusalVerdict, SafetyVerdict, SatisfactionVerdict
 from oyster.lingobp.edit import SetEdit
 from oyster.lingobp.editors import Mode
@@ -34,7 +32,6 @@ from oyster.respond.responder import Outcome
 from oyster.respond.verify import Verification
 from oyster.types import Strategy
 
-RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.jsonl"
 RESULTS_FILE = "results.jsonl"
 
@@ -145,10 +142,8 @@ class QueryResult(BaseModel):
                           margin=round(best.scores.objective - worst.scores.objective, 6))
 
 
-class RunManifest(BaseModel):
+class RunManifest(Manifest):
     """What a run is; a resumed run must match it in every field of `RESUME_FIELDS`."""
-
-    model_config = ConfigDict(extra="ignore")
 
     data: str
     data_sha256: str
@@ -168,18 +163,14 @@ class RunManifest(BaseModel):
     RESUME_FIELDS: ClassVar[tuple[str, ...]] = ("data_sha256", "backend", "judge", "editor", "rounds",
                                       "mode", "policy_fingerprint", "assessor", "generation")
 
-    def differs_from(self, other: RunManifest) -> list[str]:
-        return [f for f in self.RESUME_FIELDS if getattr(self, f) != getattr(other, f)]
 
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class RunStore:
+class RunStore(RunDirectory[RunManifest]):
     """The files of one run directory; appends are durable line by line."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    manifest_type = RunManifest
+    kind = "Lingo-BP run"
+    appended_files = (ROUNDS_FILE, RESULTS_FILE)
+    must_start_empty = True  # a fresh run never mixes its files with unrelated ones
 
     @property
     def rounds_path(self) -> Path:
@@ -190,36 +181,12 @@ class RunStore:
         return self.path / RESULTS_FILE
 
     def manifest(self) -> RunManifest:
-        p = self.path / RUN_FILE
-        try:
-            return RunManifest.model_validate_json(p.read_text("utf-8"))
-        except OSError as e:
-            raise InputError(f"{self.path}: not a Lingo-BP run directory ({RUN_FILE}: "
-                             f"{e.strerror or e})") from None
-        except ValidationError as e:
-            raise InputError(f"{p}: invalid run description: {e.errors()[0]['msg']}") from None
-
-    def start(self, manifest: RunManifest, resume: bool) -> None:
-        """Create the run, or check that `manifest` matches the run being resumed."""
-        if (self.path / RUN_FILE).exists():
-            if not resume:
-                raise InputError(f"{self.path} already holds a Lingo-BP run; pass --resume to "
-                                 "continue it or choose another --out")
-            differs = self.manifest().differs_from(manifest)
-            if differs:
-                raise InputError(f"{self.path}: cannot resume: {', '.join(differs)} differ from "
-                                 "the run already there")
-            for p in (self.rounds_path, self.results_path):
-                _cut_partial_line(p)
-        elif self.path.exists() and any(self.path.iterdir()):
-            raise InputError(f"{self.path}: exists and is not empty; choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / RUN_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", "utf-8")
+        return self._read_manifest()
 
     def rounds(self) -> dict[str, list[RoundRecord]]:
         """Recorded rounds by query id, in round order (a round written twice: the last)."""
         by_key: dict[tuple[str, int], RoundRecord] = {}
-        for r in _read_lines(self.rounds_path, RoundRecord):
+        for r in read_jsonl(self.rounds_path, RoundRecord):
             by_key[(r.query_id, r.round)] = r
         out: dict[str, list[RoundRecord]] = {}
         for (qid, _), r in sorted(by_key.items(), key=lambda kv: kv[0]):
@@ -228,42 +195,11 @@ class RunStore:
 
     def results(self) -> list[QueryResult]:
         """Finished queries in the order they finished (a query written twice: the last)."""
-        by_id = {r.id: r for r in _read_lines(self.results_path, QueryResult)}
+        by_id = {r.id: r for r in read_jsonl(self.results_path, QueryResult)}
         return list(by_id.values())
 
     def append_round(self, record: RoundRecord) -> None:
-        _append(self.rounds_path, record)
+        append_jsonl(self.rounds_path, record)
 
     def append_result(self, result: QueryResult) -> None:
-        _append(self.results_path, result)
-
-
-def _append(path: Path, record: BaseModel) -> None:
-    line = record.model_dump_json() + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _cut_partial_line(path: Path) -> None:
-    """Cut a half-written last line (a kill during a write) so appends stay valid."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-
-
-def _read_lines(path: Path, model: type[M]) -> Iterator[M]:
-    if not path.exists():
-        return
-    complete = path.read_text("utf-8").split("\n")[:-1]  # after the last newline: unfinished
-    for lineno, line in enumerate(complete, 1):
-        if not line.strip():
-            continue
-        try:
-            yield model.model_validate_json(line)
-        except ValidationError as e:
-            raise InputError(f"{path}:{lineno}: invalid record: {e.errors()[0]['msg']}") from None
+        append_jsonl(self.results_path, result)

@@ -119,6 +119,8 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
             yield
         finally:
             await anyio.to_thread.run_sync(audit.close)
+            if responder is not None:  # the upstream's pooled connections live on this loop
+                await responder.backend.aclose()
 
     app = FastAPI(title="Oyster guardrail proxy", lifespan=lifespan, docs_url=None,
                   redoc_url=None)
