@@ -68,6 +68,6 @@ def test_old_turns_are_dropped_to_fit_the_context():
 
 
 def test_a_single_message_too_long_for_the_context_is_a_clear_error(embedded):
-    with pytest.raises(BackendError, match="context holds 2048"):
-        embedded.complete([Message(role="user", content="word " * 3000)], SHORT)
+    with pytest.raises(BackendError, match="context holds 8192"):
+        embedded.complete([Message(role="user", content="word " * 9000)], SHORT)
     assert embedded.complete(ASK, SHORT).text  # and the model still works afterwards

@@ -86,11 +86,12 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
 
 
 class EmbeddedBackend(ChatBackend):
-    """A GGUF chat model in this process (default: SmolLM2-135M-Instruct)."""
+    """A GGUF chat model in this process (default: SmolLM2-135M-Instruct). `n_ctx`
+    defaults to SmolLM2's trained context (8192 tokens), so long jailbreak wrappers fit."""
 
     kind: ClassVar[str] = "embedded"
 
-    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 2048,
+    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 8192,
                  n_threads: int = 2) -> None:
         self._custom_path = Path(model_path) if model_path else None
         self.n_ctx = n_ctx
