@@ -91,6 +91,22 @@ class LexiconAssessor(Assessor):
     def _cue(self, name: str, text: str, lowered: str) -> bool:
         return self._cues[name].count(text, lowered) > 0
 
+    def harm_cue(self, text: str) -> str:
+        """What marks this text as an ask to cause harm, by rule: "intent" (a stated harmful
+        aim, e.g. "without getting caught"), "operational" (an instruction on an operational
+        category with no distress, false-belief, professional or benign-context cue), or ""."""
+        lowered = text.lower()
+        cue = {name: self._cue(name, text, lowered) for name in CUES}
+        if cue["harmful_intent"]:
+            return "intent"
+        operational = any(p.count(text, lowered) for cid, p in self._cats.items()
+                          if cid in self._operational)
+        if (operational and self._form(text, lowered) == "instruction"
+                and not any(cue[c] for c in ("distress", "false_belief", "professional",
+                                             "benign_context"))):
+            return "operational"
+        return ""
+
     def _form(self, text: str, lowered: str) -> Form:
         if self._cue("request", text, lowered):
             return "instruction"

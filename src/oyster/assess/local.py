@@ -32,6 +32,7 @@ from oyster.assess.base import (
     user_turn_indices,
 )
 from oyster.assess.heads import Heads, extra_features
+from oyster.assess.lexicon import LexiconAssessor
 from oyster.embeddings import Embedder
 from oyster.embeddings import from_spec as embedder_from_spec
 from oyster.errors import AssessorError
@@ -48,6 +49,8 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
              "shuffle": 0.5, "ascii_art": 0.55, "payload_split": 0.5, "contradictory": 0.6,
              "opposing": 0.5, "long_text": 0.6, "acrostic": 0.55, "code_completion": 0.6,
              "multi_turn_escalation": 0.5}
+
+_HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 
 _REFUSAL = re.compile(
     r"\b(I can(?:no|')t|I cannot|I won'?t|I will not|I'm (?:sorry|unable|not able)|I am (?:sorry|"
@@ -100,8 +103,12 @@ class LocalAssessor(Assessor):
 
     def __init__(self, policy: Policy, heads: str | Path | None = None,
                  embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
-                 type_fusion: str = "product") -> None:
+                 type_fusion: str = "product", harm_cue_shift: float = 0.6) -> None:
         super().__init__(policy)
+        if not 0.0 <= harm_cue_shift <= 1.0:
+            raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
+        self.harm_cue_shift = harm_cue_shift
+        self._rules = LexiconAssessor(policy)
         self._heads_path = str(heads) if heads else str(packaged_heads_path())
         self._embedder_override = embedder
         self._embedder: Embedder | None = None
@@ -181,6 +188,15 @@ class LocalAssessor(Assessor):
             lv = {"R0": lv["R0"] * (1 - shift), "R1": lv["R1"] * (1 - shift),
                   "R2": lv["R2"] + (1 - lv["R2"]) * shift}
             raised = "attack wrapper"
+        cue = self._rules.harm_cue(text) if self.harm_cue_shift else ""
+        if cue and lv["R2"] < self.harm_cue_shift:
+            # Embeddings read an operational ask in an educational frame ("explain how a pipe
+            # bomb is built") as harmless; the rule cues are precise there (about 2 % of our
+            # benign prompts fire one), so they move part of the mass to R2.
+            shift = self.harm_cue_shift
+            lv = {"R0": lv["R0"] * (1 - shift), "R1": lv["R1"] * (1 - shift),
+                  "R2": lv["R2"] + (1 - lv["R2"]) * shift}
+            raised = raised or f"harm cue ({cue})"
         level: Level = max(LEVELS, key=lambda k: lv[k])
         # Type evidence, two views combined: (1) by total probability over the level: an
         # R0 turn speaks for a benign user and an R2 turn (malicious ask or attack wrapper)
@@ -192,6 +208,8 @@ class LocalAssessor(Assessor):
                     + (lv["R2"] if t == "malicious" else 0.0) for t in USER_TYPES}
         ev = {t: max(by_level[t], 1e-3) * (max(ut[t], 1e-3) if self.type_fusion == "product"
                                            else 1.0) for t in USER_TYPES}
+        if cue:  # a rule-detected harmful ask is direct evidence of intent, as in `lexicon`
+            ev["malicious"] *= _HARM_CUE_RATIO
         total = sum(ev.values())
         ev = {t: v / total for t, v in ev.items()}
         total = sum(max(v, 0.01) for v in ev.values())
@@ -241,11 +259,11 @@ class LocalAssessor(Assessor):
         last = users[-1]
         threshold = self.policy.game.belief.repeat_similarity
         turns: list[TurnAssessment] = []
+        repeated: dict[int, int] = {}  # turn -> the declined risky turn it rephrases
         for pos, i in enumerate(users):
             j = turn_j[i]
             # a repeat is judged by similarity to a declined risky turn, whatever this
             # turn's own level: a rephrasing that slips past the heads is still a repeat
-            repeats = False
             for k in users[:pos]:
                 if turn_j[k].level == "R0":
                     continue
@@ -253,8 +271,9 @@ class LocalAssessor(Assessor):
                                for m in messages[k + 1:i])
                 if declined and self._similarity(messages[k].content,
                                                  messages[i].content) >= threshold:
-                    repeats = True
+                    repeated[i] = k
                     break
+            repeats = i in repeated
             turns.append(TurnAssessment(
                 turn=i, language=detect_language(messages[i].content), level=j.level,
                 level_probs=j.level_probs, categories=self._category_scores(j.categories),
@@ -262,6 +281,15 @@ class LocalAssessor(Assessor):
                 type_evidence=j.type_evidence, repeats_refused_ask=repeats))
         current = turn_j[last]
         level, level_probs, cats = current.level, current.level_probs, current.categories
+        asked = turn_j[repeated[last]] if last in repeated else None
+        if asked is not None and LEVELS.index(asked.level) > LEVELS.index(level):
+            # a new pretext ("it's for a class") does not lower the risk of the same ask
+            level, level_probs, cats = asked.level, asked.level_probs, asked.categories
+            notes.append("a rephrasing of a declined risky ask keeps that ask's level")
+            turns[-1] = turns[-1].model_copy(update={
+                "level": level, "level_probs": level_probs,
+                "categories": self._category_scores(cats),
+                "type_evidence": asked.type_evidence})
         last_findings = [f for f in findings if f.turn == last]
         multi = [f for f in last_findings
                  if f.technique in ("payload_split", "multi_turn_escalation")]
