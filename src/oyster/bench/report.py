@@ -163,7 +163,7 @@ table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.85rem}
 th,td{border:1px solid #ddd;padding:.25rem .55rem;text-align:right}
 th:first-child,td:first-child{text-align:left}thead th{background:#f3f3f3}
 tr.published td{font-style:italic;color:#555;background:#fafafa}
-.note{color:#555;font-size:.85rem}.plot{margin:.5rem 0 1rem}
+.note{color:#555;font-size:.85rem}.plot{margin:.5rem 0 1rem}.wide{overflow-x:auto}
 details{margin:.4rem 0}pre{white-space:pre-wrap;font-size:.8rem;background:#f7f7f7;padding:.4rem}
 """
 
@@ -195,7 +195,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]],
     body += "".join('<tr class="published">' + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
                     for row in published_rows)
     cap = f"<caption class='note'>{_e(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # wide tables scroll inside the page instead of running off its edge
+    return (f"<div class='wide'><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            "</table></div>")
 
 
 def _columns(runs: Sequence[LoadedRun]) -> list[tuple[LoadedRun, str]]:
