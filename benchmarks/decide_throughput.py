@@ -43,7 +43,7 @@ def _distinct(case: object, i: int) -> object:
     if isinstance(case, str):
         return f"{case} (#{i})"
     assert isinstance(case, list)
-    return case[:-1] + [{"role": "user", "content": f"{case[-1]['content']} (#{i})"}]
+    return [*case[:-1], {"role": "user", "content": f"{case[-1]['content']} (#{i})"}]
 
 
 def measure(assessor: str, n: int, batch: int) -> dict[str, float | str | int]:
