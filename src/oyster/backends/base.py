@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,3 +114,36 @@ class ChatBackend(ABC):
     async def aclose(self) -> None:
         """`close` from async code; backends with loop-bound clients close those too."""
         self.close()
+
+
+class LocalChatBackend(ChatBackend):
+    """A model run in this process. Subclasses yield text pieces from `_chunks`, recording
+    `first_token_s`, `tokens` and `finish` in `timing`; `complete` and `stream` are built
+    on it."""
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The name a `Completion` reports as its model."""
+
+    @abstractmethod
+    def _chunks(self, messages: Sequence[Message], params: GenerationParams,
+                timing: dict[str, Any]) -> Iterator[str]: ...
+
+    def complete(self, messages: Sequence[Message], params: GenerationParams | None = None
+                 ) -> Completion:
+        params = params or GenerationParams()
+        timing: dict[str, Any] = {}
+        start = time.perf_counter()
+        text = "".join(self._chunks(messages, params, timing))
+        return Completion(
+            text=text.strip(), model=self.model_name, finish_reason=timing.get("finish", "stop"),
+            completion_tokens=timing.get("tokens"),
+            latency_s=round(time.perf_counter() - start, 4),
+            first_token_s=(round(timing["first_token_s"], 4)
+                           if "first_token_s" in timing else None),
+        )
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams | None = None
+               ) -> Iterator[str]:
+        yield from self._chunks(messages, params or GenerationParams(), {})

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from oyster.backends.base import ChatBackend, Completion, GenerationParams
+from oyster.backends.base import GenerationParams, LocalChatBackend
 from oyster.errors import BackendError, BackendTimeout
 from oyster.types import Message
 
@@ -85,7 +85,7 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
         return _MODELS[key]
 
 
-class EmbeddedBackend(ChatBackend):
+class EmbeddedBackend(LocalChatBackend):
     """A GGUF chat model in this process (default: SmolLM2-135M-Instruct). `n_ctx`
     defaults to SmolLM2's trained context (8192 tokens), so long jailbreak wrappers fit."""
 
@@ -130,11 +130,12 @@ class EmbeddedBackend(ChatBackend):
         return [{"role": m.role, "content": m.content} for m in kept]
 
     def _chunks(self, messages: Sequence[Message], params: GenerationParams,
-                timing: dict[str, float]) -> Iterator[str]:
+                timing: dict[str, Any]) -> Iterator[str]:
         """Generate under the model's lock, yielding text pieces; records `first_token_s`,
         `tokens` and `finish` in `timing`. Raises `BackendTimeout` past `params.timeout`."""
         model = self._model()
         start = time.perf_counter()
+        timing["tokens"] = 0
         with model.lock:
             prompt = self._fit_context(model.llm, messages, params.max_tokens)
             try:
@@ -154,26 +155,11 @@ class EmbeddedBackend(ChatBackend):
                     piece = choice["delta"].get("content")
                     if piece:
                         timing.setdefault("first_token_s", time.perf_counter() - start)
-                        timing["tokens"] = timing.get("tokens", 0) + 1
+                        timing["tokens"] += 1
                         yield piece
             except (ValueError, RuntimeError) as e:  # llama-cpp's own errors
                 raise BackendError(f"embedded backend: generation failed: {e}") from None
 
-    def complete(self, messages: Sequence[Message], params: GenerationParams | None = None
-                 ) -> Completion:
-        params = params or GenerationParams()
-        timing: dict[str, Any] = {}
-        start = time.perf_counter()
-        text = "".join(self._chunks(messages, params, timing))
-        return Completion(
-            text=text.strip(), model=self.model_path.name,
-            finish_reason=timing.get("finish", "stop"),
-            completion_tokens=timing.get("tokens", 0),
-            latency_s=round(time.perf_counter() - start, 4),
-            first_token_s=(round(timing["first_token_s"], 4)
-                           if "first_token_s" in timing else None),
-        )
-
-    def stream(self, messages: Sequence[Message], params: GenerationParams | None = None
-               ) -> Iterator[str]:
-        yield from self._chunks(messages, params or GenerationParams(), {})
+    @property
+    def model_name(self) -> str:
+        return self.model_path.name

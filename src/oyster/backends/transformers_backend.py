@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from oyster.backends.base import ChatBackend, Completion, GenerationParams
+from oyster.backends.base import GenerationParams, LocalChatBackend
 from oyster.errors import BackendError, BackendTimeout
 from oyster.types import Message
 
@@ -55,7 +55,7 @@ def load_checkpoint(path: Path) -> _Checkpoint:
         return _CHECKPOINTS[key]
 
 
-class TransformersBackend(ChatBackend):
+class TransformersBackend(LocalChatBackend):
     """A causal LM checkpoint directory run with transformers on this machine."""
 
     kind: ClassVar[str] = "hf"
@@ -131,20 +131,6 @@ class TransformersBackend(ChatBackend):
     def _checkpoint(self) -> _Checkpoint:
         return load_checkpoint(self.path)
 
-    def complete(self, messages: Sequence[Message], params: GenerationParams | None = None
-                 ) -> Completion:
-        params = params or GenerationParams()
-        timing: dict[str, Any] = {}
-        start = time.perf_counter()
-        text = "".join(self._chunks(messages, params, timing))
-        return Completion(
-            text=text.strip(), model=self.path.name, finish_reason=timing.get("finish", "stop"),
-            completion_tokens=timing.get("tokens"),
-            latency_s=round(time.perf_counter() - start, 4),
-            first_token_s=(round(timing["first_token_s"], 4)
-                           if "first_token_s" in timing else None),
-        )
-
-    def stream(self, messages: Sequence[Message], params: GenerationParams | None = None
-               ) -> Iterator[str]:
-        yield from self._chunks(messages, params or GenerationParams(), {})
+    @property
+    def model_name(self) -> str:
+        return self.path.name
