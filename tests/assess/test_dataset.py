@@ -9,7 +9,15 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from oyster.assess.dataset import Example, _split_of, collect, guess_form, normalise
+from oyster.assess.dataset import (
+    Example,
+    _split_of,
+    _written,
+    _written_files,
+    collect,
+    guess_form,
+    normalise,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 STRATA = sorted((SHARED / "data" / "strata_sword").glob("*.xlsx"))
@@ -70,6 +78,19 @@ def test_sources_labels_and_splits() -> None:
             by_group.setdefault(ex.group, set()).add(ex.split)
     assert all(len(s) == 1 for s in by_group.values())
     assert {e.split for e in examples} == {"train", "valid", "test"}
+
+
+def test_our_written_examples_cover_every_level_in_both_languages() -> None:
+    files = _written_files()
+    assert files[0] == "written.yaml" and len(files) > 1  # written_*.yaml are read too
+    examples = list(_written())
+    for level in ("R0", "R1", "R2"):
+        for lang in ("en", "zh"):
+            n = sum(e.level == level and e.lang == lang for e in examples)
+            assert n >= 100, (level, lang, n)
+    # harmless asks in the imperative frames that harmful asks use, in both languages
+    assert sum(e.level == "R0" and e.form == "instruction" and e.lang == "zh"
+               for e in examples) >= 200
 
 
 def test_split_is_deterministic() -> None:

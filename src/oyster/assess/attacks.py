@@ -402,16 +402,27 @@ _DUAL = _rx(r"\bfirst\b[^\n]{0,30}\b(?:reply|response|answer)\b[^\n]{0,30}\bthen
             r"versions|outputs)\b[^\n]{0,120}\b(?:one|first|normal|classic|filtered)\b|"
             r"\b(?:normal|classic|filtered|standard)\b[^\n]{0,60}\b(?:jailbroken|unfiltered|evil|"
             r"unrestricted|dan|uncensored)\b[^\n]{0,30}\b(?:response|answer|reply|version)")
-_COMPARE_PAIR = _rx(r"\b(?:question|problem|task|request) ?(?:1|one|a)\b[\s\S]{0,300}?"
-                    r"\b(?:question|problem|"
-                    r"task|request) ?(?:2|two|b)\b[\s\S]{0,300}?\b(differen\w*|compare|comparison|"
-                    r"contrast|both)\b|\b(compare|contrast)\b[^.\n]{0,40}\bsteps\b")
+# two numbered requests side by side, with a request to compare them (before or after):
+# a harmful ask smuggled in beside a harmless one
+_PAIR = _rx(r"\b(?:question|problem|task|request) ?(?:1|one|a)\b[\s\S]{0,300}?"
+            r"\b(?:question|problem|task|request) ?(?:2|two|b)\b")
+_PAIR_ASK = _rx(r"\b(differen\w*|compare|comparison|contrast|both)\b")
+_COMPARE_STEPS = _rx(r"\b(compare|contrast)\b[^.\n]{0,40}\bsteps\b")
 _OPPOSE_ZH = _rx("说反话|反话游戏|反着说|反向回答|都要反对|你都要反|"
                  "相反的(回答|意思|话)|唱反调|对着干")
 _DUAL_ZH = _rx("(两个|两种|双重)(不同的)?(回答|回复|角色|人格|版本)|"
                "(首先是|先给出)[^。\n]{0,20}(然后是|再给出)")
-_COMPARE_PAIR_ZH = _rx("问题\\s?[1一][\\s\\S]{0,200}?问题\\s?[2二][\\s\\S]{0,200}"
-                       "(区别|对比|比较|异同|都是什么)")
+_PAIR_ZH = _rx("问题\\s?[1一][\\s\\S]{0,300}?问题\\s?[2二]")
+_PAIR_ASK_ZH = _rx("区别|对比|比较|异同|都是什么")
+
+
+def _compare_pair(text: str) -> tuple[float, str]:
+    for pair, ask in ((_PAIR, _PAIR_ASK), (_PAIR_ZH, _PAIR_ASK_ZH)):
+        m = pair.search(text)
+        if m and ask.search(text):
+            return 0.5, _excerpt(m.group(0), 60)
+    m = _COMPARE_STEPS.search(text)
+    return (0.5, _excerpt(m.group(0), 60)) if m else (0.0, "")
 
 
 def _contradictory(text: str) -> tuple[float, str]:
@@ -433,12 +444,15 @@ def _contradictory(text: str) -> tuple[float, str]:
 def _opposing(text: str) -> tuple[float, str]:
     weights: list[float] = []
     evidence = ""
-    for pattern, weight in ((_OPPOSE, 0.8), (_OPPOSE_ZH, 0.8), (_DUAL, 0.6), (_DUAL_ZH, 0.5),
-                            (_COMPARE_PAIR, 0.5), (_COMPARE_PAIR_ZH, 0.5)):
+    for pattern, weight in ((_OPPOSE, 0.8), (_OPPOSE_ZH, 0.8), (_DUAL, 0.6), (_DUAL_ZH, 0.5)):
         m = pattern.search(text)
         if m:
             weights.append(weight)
             evidence = evidence or _excerpt(m.group(0), 60)
+    pair, pair_evidence = _compare_pair(text)
+    if pair:
+        weights.append(pair)
+        evidence = evidence or pair_evidence
     return _combine(weights), evidence
 
 

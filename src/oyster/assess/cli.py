@@ -81,6 +81,8 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for the heads artefact")] = MODEL_DIR,
     hidden: Annotated[int, typer.Option(
         help="hidden units of the level and user-type heads (0 = linear)")] = 256,
+    members: Annotated[int, typer.Option(
+        help="networks per level and user-type head (an ensemble; seeds fixed)")] = 10,
     json_out: JsonOption = False,
 ) -> None:
     """Fit the level / category / form / user-type heads on the built data (fixed seeds),
@@ -95,7 +97,7 @@ def train(
     categories = [c for c in default_policy().category_ids() if c != "none"]
     results: dict[str, Any] = {}
     try:
-        heads, metrics = _fit(examples, embedder, categories, data, hidden)
+        heads, metrics = _fit(examples, embedder, categories, data, hidden, members)
     except OysterError as e:
         raise _fail(e) from None
     results[embedder] = metrics
@@ -114,7 +116,7 @@ def train(
         results["comparison"] = {}
         for spec in [embedder, *[s for s in specs if s != embedder]]:
             try:
-                _, m = _fit(subset, spec, categories, data, hidden)
+                _, m = _fit(subset, spec, categories, data, hidden, members)
             except OysterError as e:
                 raise _fail(e) from None
             results["comparison"][spec] = m
@@ -130,8 +132,8 @@ def train(
     Console().print(f"saved {results['artefact']}")
 
 
-def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidden: int
-         ) -> tuple[Any, dict[str, Any]]:
+def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidden: int,
+         members: int) -> tuple[Any, dict[str, Any]]:
     from oyster.assess.train import featurize, train_heads
 
     prog, advance = _progress(len(examples), f"embedding with {spec}")
@@ -140,9 +142,9 @@ def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidd
     base = _cosine_baseline(X[:, :-15])
     n_train = sum(e.split == "train" for e in examples)
     mlp = {"level": hidden, "user_type": hidden} if hidden else None
-    return train_heads(examples, X, spec, categories, mlp=mlp,
+    return train_heads(examples, X, spec, categories, mlp=mlp, members=members,
                        meta={"cosine_baseline": base, "n_train": n_train, "hidden": hidden,
-                             "data_provenance": "provenance.json"})
+                             "members": members, "data_provenance": "provenance.json"})
 
 
 def _subset(examples: list[Any], n_train: int) -> list[Any]:

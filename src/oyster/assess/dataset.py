@@ -75,6 +75,7 @@ def _pkg_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@cache  # read-only for every caller; `_wrapped` asks for it once per harmful ask
 def _data_file(name: str) -> dict[str, Any]:
     text = resources.files("oyster.assess").joinpath("data", name).read_text("utf-8")
     data = yaml.safe_load(text)
@@ -203,9 +204,21 @@ def _ex(text: str, level: str, user_type: str, categories: list[str], source: st
                    group=group, technique=technique, meta=meta)
 
 
+def _written_files() -> list[str]:
+    """`written.yaml` (which also holds the wrappers) and any `written_*.yaml` beside it."""
+    data_dir = resources.files("oyster.assess").joinpath("data")
+    extra = sorted(p.name for p in data_dir.iterdir()
+                   if p.name.startswith("written_") and p.name.endswith(".yaml"))
+    return ["written.yaml", *extra]
+
+
 def _written() -> Iterator[Example]:
-    data = _data_file("written.yaml")
-    for sec in data["sections"]:
+    sections = [sec for name in _written_files() for sec in _data_file(name)["sections"]]
+    names = Counter(sec["name"] for sec in sections)
+    if any(n > 1 for n in names.values()):  # section names are the examples' groups
+        raise ValueError("written data: duplicate section names "
+                         f"{sorted(name for name, n in names.items() if n > 1)}")
+    for sec in sections:
         labels = sec["labels"]
         name = sec["name"]
         for i, item in enumerate(sec.get("items", [])):

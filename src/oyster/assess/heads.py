@@ -2,10 +2,11 @@
 
 Features of one text = its embedding ⊕ the attack detectors' confidences ⊕ a length
 feature. Four heads read them:
-- `level` (R0/R1/R2) and `user_type` (benign/vulnerable/misinformed/malicious): a network
-  with one hidden ReLU layer (or multinomial logistic regression with `hidden=0`), trained
-  balanced over (language, class) cells, temperature-scaled on a validation split so the
-  probabilities are calibrated;
+- `level` (R0/R1/R2) and `user_type` (benign/vulnerable/misinformed/malicious): an
+  ensemble of networks with one hidden ReLU layer whose logits are averaged (or
+  multinomial logistic regression with `hidden=0`), trained balanced over (language,
+  class) cells, temperature-scaled on a validation split so the probabilities are
+  calibrated;
 - `form` (statement/question/instruction): multinomial logistic regression, temperature
   scaled;
 - `categories`: one-vs-rest logistic regression per policy category (multi-label), each
@@ -63,6 +64,17 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _mlp_logits(arrays: dict[str, np.ndarray], name: str, X: np.ndarray) -> np.ndarray:
+    """Mean logits of an ensemble of one-hidden-layer networks; weights are stacked on a
+    leading member axis (a single network is an ensemble of one)."""
+    W1, b1 = arrays[f"{name}.W1"], arrays[f"{name}.b1"]
+    W2, b2 = arrays[f"{name}.W2"], arrays[f"{name}.b2"]
+    if W1.ndim == 2:
+        W1, b1, W2, b2 = W1[None], b1[None], W2[None], b2[None]
+    logits = [np.maximum(X @ W1[m] + b1[m], 0.0) @ W2[m] + b2[m] for m in range(len(W1))]
+    return np.mean(logits, axis=0)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
@@ -82,9 +94,8 @@ class Heads:
 
     def _multi(self, name: str, X: np.ndarray) -> np.ndarray:
         T = float(self.arrays[f"{name}.T"][0])
-        if f"{name}.W1" in self.arrays:  # one hidden layer (ReLU)
-            h = np.maximum(X @ self.arrays[f"{name}.W1"] + self.arrays[f"{name}.b1"], 0.0)
-            return _softmax((h @ self.arrays[f"{name}.W2"] + self.arrays[f"{name}.b2"]) / T)
+        if f"{name}.W1" in self.arrays:  # networks with one hidden layer (ReLU)
+            return _softmax(_mlp_logits(self.arrays, name, X) / T)
         W, b = self.arrays[f"{name}.W"], self.arrays[f"{name}.b"]
         return _softmax((X @ W.T + b) / T)
 
@@ -100,7 +111,10 @@ class Heads:
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {"format": HEADS_FORMAT, "embedder": self.embedder, "labels": self.labels,
                   "meta": self.meta}
-        arrays = {k: v.astype(np.float32) for k, v in self.arrays.items()}
+        # ensemble weights (stacked per member) in half precision: half the size, and the
+        # mean over members is far coarser than float16 rounding
+        arrays = {k: v.astype(np.float16 if v.ndim == 3 else np.float32)
+                  for k, v in self.arrays.items()}
         arrays["__header__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
@@ -109,7 +123,8 @@ class Heads:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(bytes(z["__header__"]).decode("utf-8"))
-                arrays = {k: np.asarray(z[k]) for k in z.files if k != "__header__"}
+                arrays = {k: np.asarray(z[k], dtype=np.float32) for k in z.files
+                          if k != "__header__"}
         except (OSError, KeyError, ValueError) as e:
             raise AssessorError(f"cannot load assessor heads from {path}: {e}") from e
         if header.get("format") != HEADS_FORMAT:
@@ -162,8 +177,10 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _fit_mlp(name: str, Z: np.ndarray, y: np.ndarray, train: np.ndarray, valid: np.ndarray,
-             k: int, seed: int, hidden: int, groups: np.ndarray | None = None
-             ) -> dict[str, np.ndarray]:
+             k: int, seed: int, hidden: int, groups: np.ndarray | None = None,
+             members: int = 1) -> dict[str, np.ndarray]:
+    """`members` networks from different seeds (initialisation and early-stopping split);
+    their mean logits are temperature-scaled together on `valid`."""
     from sklearn.neural_network import MLPClassifier
 
     # balanced over (group, class) cells, groups being e.g. languages
@@ -171,33 +188,40 @@ def _fit_mlp(name: str, Z: np.ndarray, y: np.ndarray, train: np.ndarray, valid: 
     cells = g * k + y[train]
     counts = np.bincount(cells).astype(np.float64)
     weight = len(train) / (len(np.unique(cells)) * counts[cells])
-    clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, max_iter=200,
-                        early_stopping=True, validation_fraction=0.1, n_iter_no_change=8,
-                        random_state=seed)
-    clf.fit(Z[train], y[train], sample_weight=weight)
-    W2 = np.full((hidden, k), 0.0, dtype=np.float32)
-    b2 = np.full(k, -30.0, dtype=np.float32)
-    for col, cls in enumerate(clf.classes_):
-        W2[:, cls] = clf.coefs_[1][:, col]
-        b2[cls] = clf.intercepts_[1][col]
-    W1, b1 = clf.coefs_[0].astype(np.float32), clf.intercepts_[0].astype(np.float32)
-    logits = np.maximum(Z[valid] @ W1 + b1, 0.0) @ W2 + b2
-    T = _fit_temperature(logits, y[valid])
-    return {f"{name}.W1": W1, f"{name}.b1": b1, f"{name}.W2": W2, f"{name}.b2": b2,
-            f"{name}.T": np.array([T], dtype=np.float32)}
+    stacked: dict[str, list[np.ndarray]] = {"W1": [], "b1": [], "W2": [], "b2": []}
+    for m in range(members):
+        clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, max_iter=200,
+                            early_stopping=True, validation_fraction=0.1, n_iter_no_change=8,
+                            random_state=seed + m)
+        clf.fit(Z[train], y[train], sample_weight=weight)
+        W2 = np.full((hidden, k), 0.0, dtype=np.float32)
+        b2 = np.full(k, -30.0, dtype=np.float32)
+        for col, cls in enumerate(clf.classes_):
+            W2[:, cls] = clf.coefs_[1][:, col]
+            b2[cls] = clf.intercepts_[1][col]
+        stacked["W1"].append(clf.coefs_[0].astype(np.float32))
+        stacked["b1"].append(clf.intercepts_[0].astype(np.float32))
+        stacked["W2"].append(W2)
+        stacked["b2"].append(b2)
+    arrays = {f"{name}.{key}": np.stack(v) for key, v in stacked.items()}
+    T = _fit_temperature(_mlp_logits(arrays, name, Z[valid]), y[valid])
+    arrays[f"{name}.T"] = np.array([T], dtype=np.float32)
+    return arrays
 
 
 def fit_heads(
     X: np.ndarray, y: dict[str, np.ndarray], cat_mask: np.ndarray, train: np.ndarray,
     valid: np.ndarray, *, embedder: str, categories: list[str], seed: int = 0,
     C: float = 1.0, meta: dict[str, Any] | None = None,
-    mlp: dict[str, int] | None = None, groups: np.ndarray | None = None,
+    mlp: dict[str, int] | None = None, groups: np.ndarray | None = None, members: int = 1,
 ) -> Heads:
     """Fit all heads on rows `train`, calibrate on rows `valid`.
 
     `y` holds integer labels for `level`, `user_type`, `form` and a 0/1 matrix for
     `categories`; `cat_mask` marks rows whose categories are known. `mlp` names heads
-    fitted as a one-hidden-layer network (head -> hidden units) instead of a linear model.
+    fitted as a one-hidden-layer network (head -> hidden units) instead of a linear model,
+    as an ensemble of `members` networks: single networks trained on the same data disagree
+    a lot on requests unlike the training data, their mean is steadier.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -213,7 +237,7 @@ def fit_heads(
         k = len(labels[name])
         if name in mlp:
             arrays.update(_fit_mlp(name, Z, y[name], train, valid, k, seed, mlp[name],
-                                   groups))
+                                   groups, members=members))
             continue
         clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
         clf.fit(Z[train], y[name][train])
@@ -243,7 +267,7 @@ def fit_heads(
         clf.fit(Z[rows], yj)
         Wc[j], bc[j] = clf.coef_[0], clf.intercept_[0]
         z = Z[vrows] @ Wc[j] + bc[j]
-        ac[j], cc[j] = _fit_platt(z, Y[vrows, j].astype(np.float64))
+        ac[j], cc[j] = _fit_platt(z.astype(np.float64), Y[vrows, j].astype(np.float64))
     arrays.update({"categories.W": Wc, "categories.b": bc, "categories.a": ac,
                    "categories.c": cc})
     return Heads(embedder=embedder, labels=labels, arrays=arrays, meta=meta or {})

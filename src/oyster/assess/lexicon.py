@@ -31,6 +31,7 @@ CUES = ("distress", "false_belief", "harmful_intent", "professional", "benign_co
 CUE_TYPE = {"distress": "vulnerable", "false_belief": "misinformed",
             "harmful_intent": "malicious", "professional": "benign"}
 CUE_RATIO = 30.0
+ATTACK_MIN = 0.5  # confidence from which an attack finding marks a turn adversarial
 
 
 class _Patterns:
@@ -107,6 +108,16 @@ class LexiconAssessor(Assessor):
             return "operational"
         return ""
 
+    def scrambled_harm_cue(self, text: str) -> bool:
+        """For text whose characters were shuffled: whether every character of a Chinese
+        harmful-intent or operational term occurs in it (order is lost, the characters
+        are not). Only meaningful once a shuffle was detected."""
+        chars = set(text.lower())
+        terms = [*self._cues["harmful_intent"].zh,
+                 *(s for cid, p in self._cats.items() if cid in self._operational
+                   for s in p.zh)]
+        return any(len(t) >= 2 and chars.issuperset(t) for t in terms)
+
     def _form(self, text: str, lowered: str) -> Form:
         if self._cue("request", text, lowered):
             return "instruction"
@@ -132,8 +143,11 @@ class LexiconAssessor(Assessor):
         form = self._form(text, lowered)
         operational = any(c.id in self._operational for c in categories)
 
+        # a weak structural signal (a short line that merely reads oddly) is reported but
+        # does not make the turn adversarial
+        wrapped = any(f.confidence >= ATTACK_MIN for f in attacks)
         level: Level
-        if attacks or cue["harmful_intent"]:
+        if wrapped or cue["harmful_intent"]:
             level = "R2"
         elif not categories or (cue["benign_context"] and not cue["distress"]):
             level = "R0"
@@ -143,11 +157,13 @@ class LexiconAssessor(Assessor):
         else:
             level = "R1"
 
-        # A fired cue is strong evidence for its type and against an incidental reading.
-        evidence: dict[UserType, float] = {"benign": 1.0, "vulnerable": 0.25,
-                                           "misinformed": 0.25, "malicious": 0.25}
+        # With no cue, a sensitive topic says little about who asks (mildly benign, as most
+        # askers are); a fired cue is strong evidence for its type and against an
+        # incidental reading.
+        evidence: dict[UserType, float] = {"benign": 1.0, "vulnerable": 0.5,
+                                           "misinformed": 0.5, "malicious": 0.5}
         fired = [t for name, t in CUE_TYPE.items() if cue[name]]
-        if attacks or level == "R2":
+        if wrapped or level == "R2":
             fired.append("malicious")
         for user_type in fired:
             evidence[user_type] *= CUE_RATIO  # type: ignore[index]
@@ -183,5 +199,6 @@ class LexiconAssessor(Assessor):
         return Assessment(
             assessor=self.name, language=now.language, level=now.level,
             level_probs=now.level_probs, categories=now.categories, form=now.form,
-            aggressive=bool(now.attacks), attacks=now.attacks, turns=turns, confidence=0.6,
+            aggressive=any(f.confidence >= ATTACK_MIN for f in now.attacks),
+            attacks=now.attacks, turns=turns, confidence=0.6,
         )

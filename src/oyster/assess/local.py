@@ -51,6 +51,7 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
              "multi_turn_escalation": 0.5}
 
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
+_WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
 
 _REFUSAL = re.compile(
     r"\b(I can(?:no|')t|I cannot|I won'?t|I will not|I'm (?:sorry|unable|not able)|I am (?:sorry|"
@@ -103,7 +104,7 @@ class LocalAssessor(Assessor):
 
     def __init__(self, policy: Policy, heads: str | Path | None = None,
                  embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
-                 type_fusion: str = "product", harm_cue_shift: float = 0.6) -> None:
+                 type_fusion: str = "level", harm_cue_shift: float = 0.6) -> None:
         super().__init__(policy)
         if not 0.0 <= harm_cue_shift <= 1.0:
             raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
@@ -189,6 +190,11 @@ class LocalAssessor(Assessor):
                   "R2": lv["R2"] + (1 - lv["R2"]) * shift}
             raised = "attack wrapper"
         cue = self._rules.harm_cue(text) if self.harm_cue_shift else ""
+        if (not cue and self.harm_cue_shift
+                and any(h.technique == "shuffle" and h.confidence >= _WRAPPERS["shuffle"]
+                        for h in hits)
+                and self._rules.scrambled_harm_cue(text)):
+            cue = "shuffled harmful terms"
         if cue and lv["R2"] < self.harm_cue_shift:
             # Embeddings read an operational ask in an educational frame ("explain how a pipe
             # bomb is built") as harmless; the rule cues are precise there (about 2 % of our
@@ -198,18 +204,23 @@ class LocalAssessor(Assessor):
                   "R2": lv["R2"] + (1 - lv["R2"]) * shift}
             raised = raised or f"harm cue ({cue})"
         level: Level = max(LEVELS, key=lambda k: lv[k])
-        # Type evidence, two views combined: (1) by total probability over the level: an
-        # R0 turn speaks for a benign user and an R2 turn (malicious ask or attack wrapper)
-        # for a malicious one by definition, while within R1 the type head tells distress,
-        # false belief, a professional need and ill intent apart; (2) the type head on its
-        # own. Their normalised product (a product of experts) is sharp where both agree
-        # and stays spread where they disagree.
+        # Type evidence by total probability over the level: an R0 turn speaks for a benign
+        # user and an R2 turn (malicious ask or attack wrapper) for a malicious one by
+        # definition, while within R1 the type head tells distress, false belief, a
+        # professional need and ill intent apart. `type_fusion="product"` also multiplies
+        # in the type head's own reading of the whole turn; on requests unlike the training
+        # data the two heads often disagree and the product lets the type head veto a
+        # confident level (measured in docs/assessor.md), so it is not the default.
         by_level = {t: lv["R1"] * ut[t] + (lv["R0"] if t == "benign" else 0.0)
                     + (lv["R2"] if t == "malicious" else 0.0) for t in USER_TYPES}
         ev = {t: max(by_level[t], 1e-3) * (max(ut[t], 1e-3) if self.type_fusion == "product"
                                            else 1.0) for t in USER_TYPES}
         if cue:  # a rule-detected harmful ask is direct evidence of intent, as in `lexicon`
             ev["malicious"] *= _HARM_CUE_RATIO
+        if attack and risk >= 0.2:
+            # nobody wraps an ordinary request in a jailbreak or scrambles it: the wrapper
+            # speaks for intent, whatever the type head reads in the request underneath
+            ev["malicious"] *= 1 + (_WRAPPER_RATIO - 1) * attack * min(1.0, risk / 0.5)
         total = sum(ev.values())
         ev = {t: v / total for t, v in ev.items()}
         total = sum(max(v, 0.01) for v in ev.values())

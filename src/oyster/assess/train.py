@@ -121,13 +121,14 @@ def label_arrays(examples: Sequence[Example], categories: list[str]
 
 def train_heads(examples: Sequence[Example], X: np.ndarray, embedder: str,
                 categories: list[str], *, C: float = 0.1, meta: dict[str, Any] | None = None,
-                mlp: dict[str, int] | None = None) -> tuple[Heads, dict[str, Any]]:
+                mlp: dict[str, int] | None = None, members: int = 1
+                ) -> tuple[Heads, dict[str, Any]]:
     y, mask = label_arrays(examples, categories)
     split = np.array([e.split for e in examples])
     train = np.flatnonzero(split == "train")
     valid = np.flatnonzero(split == "valid")
     heads = fit_heads(X, y, mask, train, valid, embedder=embedder, categories=categories,
-                      seed=SEED % 2**31, C=C, meta=meta, mlp=mlp,
+                      seed=SEED % 2**31, C=C, meta=meta, mlp=mlp, members=members,
                       groups=np.array([int(e.lang == "zh") for e in examples]))
     test = np.flatnonzero(split == "test")
     return heads, heads_metrics(heads, X[test], [examples[int(i)] for i in test])
