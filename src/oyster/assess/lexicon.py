@@ -34,6 +34,10 @@ CUE_RATIO = 30.0
 ATTACK_MIN = 0.5  # confidence from which an attack finding marks a turn adversarial
 
 
+def _adversarial(findings: Sequence[AttackFinding]) -> bool:
+    return any(f.confidence >= ATTACK_MIN for f in findings)
+
+
 class _Patterns:
     """Per-language patterns: English regexes joined into one (word boundaries added),
     Chinese substrings."""
@@ -88,6 +92,11 @@ class LexiconAssessor(Assessor):
         self._cue_categories = {cue: cid for cue, cid in cue_categories.items()
                                 if policy.has_category(cid)}
         self._cats = {cid: p for cid, p in cats.items() if policy.has_category(cid)}
+        # Chinese terms whose characters alone, in any order, still name a harmful ask
+        self._scrambled_terms = [t for t in [
+            *self._cues["harmful_intent"].zh,
+            *(s for cid, p in self._cats.items() if cid in self._operational for s in p.zh)]
+            if len(t) >= 2]
 
     def _cue(self, name: str, text: str, lowered: str) -> bool:
         return self._cues[name].count(text, lowered) > 0
@@ -113,10 +122,7 @@ class LexiconAssessor(Assessor):
         harmful-intent or operational term occurs in it (order is lost, the characters
         are not). Only meaningful once a shuffle was detected."""
         chars = set(text.lower())
-        terms = [*self._cues["harmful_intent"].zh,
-                 *(s for cid, p in self._cats.items() if cid in self._operational
-                   for s in p.zh)]
-        return any(len(t) >= 2 and chars.issuperset(t) for t in terms)
+        return any(chars.issuperset(t) for t in self._scrambled_terms)
 
     def _form(self, text: str, lowered: str) -> Form:
         if self._cue("request", text, lowered):
@@ -145,7 +151,7 @@ class LexiconAssessor(Assessor):
 
         # a weak structural signal (a short line that merely reads oddly) is reported but
         # does not make the turn adversarial
-        wrapped = any(f.confidence >= ATTACK_MIN for f in attacks)
+        wrapped = _adversarial(attacks)
         level: Level
         if wrapped or cue["harmful_intent"]:
             level = "R2"
@@ -199,6 +205,6 @@ class LexiconAssessor(Assessor):
         return Assessment(
             assessor=self.name, language=now.language, level=now.level,
             level_probs=now.level_probs, categories=now.categories, form=now.form,
-            aggressive=any(f.confidence >= ATTACK_MIN for f in now.attacks),
+            aggressive=_adversarial(now.attacks),
             attacks=now.attacks, turns=turns, confidence=0.6,
         )

@@ -60,6 +60,12 @@ _REFUSAL = re.compile(
     re.IGNORECASE)
 
 
+def _toward_r2(lv: dict[Level, float], shift: float) -> dict[Level, float]:
+    """Move the share `shift` of the R0 and R1 mass to R2."""
+    return {"R0": lv["R0"] * (1 - shift), "R1": lv["R1"] * (1 - shift),
+            "R2": lv["R2"] + (1 - lv["R2"]) * shift}
+
+
 def is_refusal(text: str) -> bool:
     """Whether an assistant message declines (phrase cues, both languages)."""
     return bool(_REFUSAL.search(text[:600]))
@@ -185,9 +191,7 @@ class LocalAssessor(Assessor):
         raised = ""
         if attack and risk >= 0.2 and lv["R2"] < attack:
             # an attack wrapper around a risky request makes it adversarial
-            shift = attack * min(1.0, risk / 0.5)
-            lv = {"R0": lv["R0"] * (1 - shift), "R1": lv["R1"] * (1 - shift),
-                  "R2": lv["R2"] + (1 - lv["R2"]) * shift}
+            lv = _toward_r2(lv, attack * min(1.0, risk / 0.5))
             raised = "attack wrapper"
         cue = self._rules.harm_cue(text) if self.harm_cue_shift else ""
         if (not cue and self.harm_cue_shift
@@ -199,9 +203,7 @@ class LocalAssessor(Assessor):
             # Embeddings read an operational ask in an educational frame ("explain how a pipe
             # bomb is built") as harmless; the rule cues are precise there (about 2 % of our
             # benign prompts fire one), so they move part of the mass to R2.
-            shift = self.harm_cue_shift
-            lv = {"R0": lv["R0"] * (1 - shift), "R1": lv["R1"] * (1 - shift),
-                  "R2": lv["R2"] + (1 - lv["R2"]) * shift}
+            lv = _toward_r2(lv, self.harm_cue_shift)
             raised = raised or f"harm cue ({cue})"
         level: Level = max(LEVELS, key=lambda k: lv[k])
         # Type evidence by total probability over the level: an R0 turn speaks for a benign
