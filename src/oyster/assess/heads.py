@@ -178,27 +178,35 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def _fit_mlp(name: str, Z: np.ndarray, y: np.ndarray, train: np.ndarray, valid: np.ndarray,
              k: int, seed: int, hidden: int, groups: np.ndarray | None = None,
-             members: int = 1) -> dict[str, np.ndarray]:
-    """`members` networks from different seeds (initialisation and early-stopping split);
+             members: int = 1, row_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """`members` networks from different seeds (initialisation and minibatch order);
     their mean logits are temperature-scaled together on `valid`."""
     from sklearn.neural_network import MLPClassifier
 
     # balanced over (group, class) cells, groups being e.g. languages
     g = groups[train] if groups is not None else np.zeros(len(train), dtype=np.int64)
     cells = g * k + y[train]
-    counts = np.bincount(cells).astype(np.float64)
-    weight = len(train) / (len(np.unique(cells)) * counts[cells])
+    base = row_weight[train] if row_weight is not None else np.ones(len(train))
+    counts = np.bincount(cells, weights=base)
+    weight = base * len(train) / (len(np.unique(cells)) * counts[cells])
     stacked: dict[str, list[np.ndarray]] = {"W1": [], "b1": [], "W2": [], "b2": []}
     for m in range(members):
+        # trained until the weighted training loss settles: sklearn's early stopping scores
+        # plain accuracy on a random tenth of the rows, which ignores the class and per-ask
+        # weights and stopped the networks early (validation split: docs/assessor.md)
         clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, max_iter=200,
-                            early_stopping=True, validation_fraction=0.1, n_iter_no_change=8,
-                            random_state=seed + m)
+                            n_iter_no_change=8, random_state=seed + m)
         clf.fit(Z[train], y[train], sample_weight=weight)
         W2 = np.full((hidden, k), 0.0, dtype=np.float32)
         b2 = np.full(k, -30.0, dtype=np.float32)
-        for col, cls in enumerate(clf.classes_):
-            W2[:, cls] = clf.coefs_[1][:, col]
-            b2[cls] = clf.intercepts_[1][col]
+        if len(clf.classes_) == 2:  # one logistic output: split it into two logits
+            for sign, cls in ((-0.5, clf.classes_[0]), (0.5, clf.classes_[1])):
+                W2[:, cls] = sign * clf.coefs_[1][:, 0]
+                b2[cls] = sign * clf.intercepts_[1][0]
+        else:
+            for col, cls in enumerate(clf.classes_):
+                W2[:, cls] = clf.coefs_[1][:, col]
+                b2[cls] = clf.intercepts_[1][col]
         stacked["W1"].append(clf.coefs_[0].astype(np.float32))
         stacked["b1"].append(clf.intercepts_[0].astype(np.float32))
         stacked["W2"].append(W2)
@@ -214,6 +222,7 @@ def fit_heads(
     valid: np.ndarray, *, embedder: str, categories: list[str], seed: int = 0,
     C: float = 1.0, meta: dict[str, Any] | None = None,
     mlp: dict[str, int] | None = None, groups: np.ndarray | None = None, members: int = 1,
+    row_weight: np.ndarray | None = None,
 ) -> Heads:
     """Fit all heads on rows `train`, calibrate on rows `valid`.
 
@@ -237,7 +246,7 @@ def fit_heads(
         k = len(labels[name])
         if name in mlp:
             arrays.update(_fit_mlp(name, Z, y[name], train, valid, k, seed, mlp[name],
-                                   groups, members=members))
+                                   groups, members=members, row_weight=row_weight))
             continue
         clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
         clf.fit(Z[train], y[name][train])

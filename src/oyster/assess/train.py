@@ -11,6 +11,7 @@ after a data change only embeds the new texts.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,18 @@ def label_arrays(examples: Sequence[Example], categories: list[str]
     return y, mask
 
 
+def ask_weights(examples: Sequence[Example]) -> np.ndarray:
+    """1 / (examples sharing the group and level): every distinct ask weighs the same
+    however many wrapped or transformed variants were made of it, so the plain asks — where
+    harmful and harmless requests share a frame and the boundary is hard — are not
+    outweighed by variants the attack detectors already separate."""
+    size = Counter((e.group, e.level) for e in examples)
+    return np.array([1.0 / size[(e.group, e.level)] for e in examples])
+
+
 def train_heads(examples: Sequence[Example], X: np.ndarray, embedder: str,
                 categories: list[str], *, C: float = 0.1, meta: dict[str, Any] | None = None,
-                mlp: dict[str, int] | None = None, members: int = 1
+                mlp: dict[str, int] | None = None, members: int = 1, per_ask: bool = True
                 ) -> tuple[Heads, dict[str, Any]]:
     y, mask = label_arrays(examples, categories)
     split = np.array([e.split for e in examples])
@@ -129,7 +139,8 @@ def train_heads(examples: Sequence[Example], X: np.ndarray, embedder: str,
     valid = np.flatnonzero(split == "valid")
     heads = fit_heads(X, y, mask, train, valid, embedder=embedder, categories=categories,
                       seed=SEED % 2**31, C=C, meta=meta, mlp=mlp, members=members,
-                      groups=np.array([int(e.lang == "zh") for e in examples]))
+                      groups=np.array([int(e.lang == "zh") for e in examples]),
+                      row_weight=ask_weights(examples) if per_ask else None)
     test = np.flatnonzero(split == "test")
     return heads, heads_metrics(heads, X[test], [examples[int(i)] for i in test])
 
