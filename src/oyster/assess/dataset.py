@@ -288,7 +288,7 @@ _DNA_MAP: dict[str, tuple[str, str, list[str]]] = {
 
 
 def translation_check(text: str) -> str:
-    """Ties a translation to the exact English prompt it renders (a changed source drops it)."""
+    """Ties a translation to the exact source prompt it renders (a changed source drops it)."""
     return hashlib.sha256(normalise(text).encode()).hexdigest()[:10]
 
 
