@@ -164,10 +164,11 @@ class LexiconAssessor(Assessor):
             level = "R1"
 
         # With no cue, a sensitive topic says little about who asks (mildly benign, as most
-        # askers are); a fired cue is strong evidence for its type and against an
-        # incidental reading.
-        evidence: dict[UserType, float] = {"benign": 1.0, "vulnerable": 0.5,
-                                           "misinformed": 0.5, "malicious": 0.5}
+        # askers are: 1.67 : 1, so that at the default evidence strength 2.0 an R1 health
+        # question still gets a careful answer); a fired cue is strong evidence for its type
+        # and against an incidental reading.
+        evidence: dict[UserType, float] = {"benign": 1.0, "vulnerable": 0.6,
+                                           "misinformed": 0.6, "malicious": 0.6}
         fired = [t for name, t in CUE_TYPE.items() if cue[name]]
         if wrapped or level == "R2":
             fired.append("malicious")
