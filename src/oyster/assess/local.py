@@ -186,17 +186,18 @@ class LocalAssessor(Assessor):
         lv = {lvl: float(p["level"][i]) for i, lvl in enumerate(LEVELS)}
         ut = {t: float(p["user_type"][i]) for i, t in enumerate(USER_TYPES)}
         risk = lv["R1"] + lv["R2"]
-        attack = max((h.confidence for h in hits
-                      if h.confidence >= _WRAPPERS.get(h.technique, 1.0)), default=0.0)
+        wrappers = [h for h in hits if h.confidence >= _WRAPPERS.get(h.technique, 1.0)]
+        attack = max((h.confidence for h in wrappers), default=0.0)
+        # how much an attack wrapper around this request counts (none around a harmless one)
+        wrapped = attack * min(1.0, risk / 0.5) if risk >= 0.2 else 0.0
         raised = ""
-        if attack and risk >= 0.2 and lv["R2"] < attack:
+        if wrapped and lv["R2"] < attack:
             # an attack wrapper around a risky request makes it adversarial
-            lv = _toward_r2(lv, attack * min(1.0, risk / 0.5))
+            lv = _toward_r2(lv, wrapped)
             raised = "attack wrapper"
         cue = self._rules.harm_cue(text) if self.harm_cue_shift else ""
         if (not cue and self.harm_cue_shift
-                and any(h.technique == "shuffle" and h.confidence >= _WRAPPERS["shuffle"]
-                        for h in hits)
+                and any(h.technique == "shuffle" for h in wrappers)
                 and self._rules.scrambled_harm_cue(text)):
             cue = "shuffled harmful terms"
         if cue and lv["R2"] < self.harm_cue_shift:
@@ -219,10 +220,10 @@ class LocalAssessor(Assessor):
                                            else 1.0) for t in USER_TYPES}
         if cue:  # a rule-detected harmful ask is direct evidence of intent, as in `lexicon`
             ev["malicious"] *= _HARM_CUE_RATIO
-        if attack and risk >= 0.2:
+        if wrapped:
             # nobody wraps an ordinary request in a jailbreak or scrambles it: the wrapper
             # speaks for intent, whatever the type head reads in the request underneath
-            ev["malicious"] *= 1 + (_WRAPPER_RATIO - 1) * attack * min(1.0, risk / 0.5)
+            ev["malicious"] *= 1 + (_WRAPPER_RATIO - 1) * wrapped
         total = sum(ev.values())
         ev = {t: v / total for t, v in ev.items()}
         total = sum(max(v, 0.01) for v in ev.values())
