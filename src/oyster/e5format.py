@@ -333,6 +333,7 @@ class EncoderPatch:
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
 
 

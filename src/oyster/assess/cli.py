@@ -6,6 +6,7 @@ Heavy imports (numpy, scikit-learn, the embedder) happen inside the commands.
 from __future__ import annotations
 
 import json
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -226,11 +227,15 @@ def finetune(
                     "{task.fields[status]}")
     task = prog.add_task("fine-tuning (batches)", total=planned_batches(examples, config),
                          status="preparing data")
+    def advance(n: int, status: str) -> None:
+        prog.update(task, advance=n, status=status)
+        if not n and not prog.console.is_terminal:  # a log file: one line per evaluation
+            prog.console.print(f"{time.strftime('%H:%M:%S')} {status}")
+
     try:
         with prog:
-            result = run_finetune(
-                examples, config, work=work, out=out, categories=categories, resume=resume,
-                progress=lambda n, status: prog.update(task, advance=n, status=status))
+            result = run_finetune(examples, config, work=work, out=out,
+                                  categories=categories, resume=resume, progress=advance)
     except OysterError as e:
         raise _fail(e) from None
     report: dict[str, Any] = {"patch": str(out), "best_epoch": result.best_epoch,
