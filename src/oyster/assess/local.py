@@ -179,6 +179,8 @@ class LocalAssessor(Assessor):
 
     def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
         unique = list(dict.fromkeys(texts))
+        if not unique:
+            return []
         hits = {t: scan_text(t) for t in unique}
         E = self.embedder.embed(unique)
         F = np.stack([extra_features(t, hits[t]) for t in unique])
