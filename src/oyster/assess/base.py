@@ -109,6 +109,16 @@ class Assessor(ABC):
         return [self.assess(m) for m in conversations]
 
 
+RECENT_USER_TURNS = 3
+
+
+def recent_user_text(messages: Sequence[Message], turns: int = RECENT_USER_TURNS) -> str:
+    """The last `turns` user messages joined into one text: what the conversation asks
+    when read together (a plan spread over turns, or the frame that explains the last one).
+    Training data for conversations is built with the same function."""
+    return "\n".join([m.content for m in messages if m.role == "user"][-turns:])
+
+
 def user_turn_indices(messages: Sequence[Message]) -> list[int]:
     """Indices of the user messages; raises `InputError` if there are none."""
     idx = [i for i, m in enumerate(messages) if m.role == "user"]

@@ -86,6 +86,7 @@ def build_data(
     console.print(f"splits {counts['by_split']}  levels {counts['by_level']}  "
                   f"languages {counts['by_lang']}")
     console.print(f"dropped {report['dropped']}")
+    console.print(f"leak guard {report['leak_guard']['groups_dropped_by']}")
     for s in report["skipped_sources"]:
         console.print(f"[yellow]skipped[/yellow] {s}")
 
@@ -223,24 +224,12 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def evaluate(
-    data: DataOption = DATA_DIR,
-    assessor: Annotated[str, typer.Option(help="assessor spec (local, lexicon, ensemble, ...)")]
-    = "local",
-    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-eval.json"),
-    limit: Annotated[int, typer.Option(help="at most this many examples per set (0 = all)")]
-    = 0,
-    strata: Annotated[bool, typer.Option(help="include Strata-Sword levels 1-2")] = True,
-    json_out: JsonOption = False,
-) -> None:
-    """Per-dataset table (held-out split + Strata-Sword L1-2, EN/ZH): level accuracy, R2
-    recall, category macro-F1, benign false-positive rate, and the decision checks."""
+def _load_for_eval(data: Path, assessor: str, split: str, strata: bool,
+                   limit: int) -> tuple[Any, Any, list[Any]]:
     from oyster.assess import from_spec
     from oyster.assess.dataset import load_jsonl
     from oyster.assess.evaluate import eval_sets, strata_sets
-    from oyster.assess.evaluate import evaluate as run_eval
     from oyster.assess.local import LocalAssessor
-    from oyster.engine import Engine
     from oyster.taxonomy.policy import default_policy
 
     path = data / "examples.jsonl"
@@ -249,9 +238,8 @@ def evaluate(
     try:
         policy = default_policy()
         a = from_spec(assessor, policy)
-        engine = Engine(policy, a)
-        sets = eval_sets(load_jsonl(path)) + (strata_sets() if strata else [])
-    except OysterError as e:
+        sets = eval_sets(load_jsonl(path), split) + (strata_sets() if strata else [])
+    except (OysterError, OSError) as e:
         raise _fail(e) from None
     if limit:
         for s in sets:
@@ -261,15 +249,166 @@ def evaluate(
 
         preload_embedder(a.heads.embedder, [e.text for s in sets for e in s.examples],
                          data / "emb")
+    return policy, a, sets
+
+
+SplitOption = Annotated[str, typer.Option(
+    help="valid: the split every choice is made on; test: the held-out split, reported")]
+
+
+def evaluate(
+    data: DataOption = DATA_DIR,
+    assessor: Annotated[str, typer.Option(help="assessor spec (local, lexicon, ensemble, ...)")]
+    = "local",
+    split: SplitOption = "valid",
+    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-eval.json"),
+    limit: Annotated[int, typer.Option(help="at most this many examples per set (0 = all)")]
+    = 0,
+    strata: Annotated[bool, typer.Option(
+        help="also measure Strata-Sword levels 1-2 (a test set: reported, never checked)")]
+    = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Per-dataset table on a split of the training data (valid by default): level
+    accuracy, R2 recall, category macro-F1, benign false-positive rate, the decisions, and
+    the validation targets. The test sets are reported by `oyster assess report`."""
+    from oyster.assess.evaluate import evaluate as run_eval
+    from oyster.engine import Engine
+
+    if split not in ("valid", "test"):
+        raise _fail(f"--split must be valid or test, not {split!r}")
+    policy, a, sets = _load_for_eval(data, assessor, split, strata, limit)
+    engine = Engine(policy, a)
     prog, advance = _progress(sum(len(s.examples) for s in sets), f"assessing ({assessor})")
     with prog:
         report = run_eval(a, sets, engine=engine, progress=advance)
+    report["split"] = split
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False), "utf-8")
     if json_out:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
     _print_eval(report, out)
+
+
+def choose(
+    data: DataOption = DATA_DIR,
+    strengths: Annotated[str, typer.Option(
+        help="comma-separated game.belief.evidence_strength values to try")] = "1.5,2.0,2.5,3.0",
+    context_weights: Annotated[str, typer.Option(
+        help="comma-separated conversation weights of the local assessor to try")]
+    = "0,0.25,0.5,0.75",
+    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-choose.json"),
+    json_out: JsonOption = False,
+) -> None:
+    """Choose the evidence strength and the conversation weight on the validation split
+    (never on a test set): every pair is measured against the validation targets and the
+    pair whose smallest margin is largest is named."""
+    from oyster.assess.evaluate import choose as run_choose
+    from oyster.engine import Engine
+    from oyster.taxonomy.policy import policy_from_mapping
+
+    policy, a, sets = _load_for_eval(data, "local", "valid", False, 0)
+    try:
+        grid = [float(x) for x in strengths.split(",")]
+        weights = [float(x) for x in context_weights.split(",")]
+    except ValueError:
+        raise _fail("--strengths and --context-weights take comma-separated numbers") from None
+    engines = {}
+    for strength in grid:
+        data_ = policy.model_dump(mode="json")
+        data_["game"]["belief"]["evidence_strength"] = strength
+        engines[f"evidence_strength={strength}"] = Engine(
+            policy_from_mapping(data_, f"strength {strength}"), a)
+    prog, advance = _progress(sum(len(s.examples) for s in sets), "assessing (local)")
+    with prog:
+        result = run_choose(a, sets, engines, weights, progress=advance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    if json_out:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(result["rows"][0]["checks"])
+    table = Table(title=f"validation split: targets per setting (report: {out})")
+    for col in ("setting", "context w", "margin", *[n.split(" ", 1)[0] for n in names]):
+        table.add_column(col, no_wrap=True)
+    for r in result["rows"]:
+        table.add_row(r["setting"], str(r["context_weight"]), f"{r['margin']:+.3f}",
+                      *[f"{r['checks'][n]['value']:.3f}" for n in names])
+    console = Console()
+    console.print(table)
+    best = result["best"]
+    console.print(f"chosen: {best['setting']}, context_weight={best['context_weight']} "
+                  f"(smallest margin {best['margin']:+.3f})")
+
+
+def report(
+    system: Annotated[list[str] | None, typer.Option(
+        help="NAME=ASSESSOR: decide with this checkout's engine and that assessor "
+             "(repeatable; default current=default)")] = None,
+    baseline: Annotated[list[str] | None, typer.Option(
+        help="NAME=SRC_DIR[@ASSESSOR]: decide with another source tree's own code and heads "
+             "(e.g. an older commit exported with git archive), repeatable")] = None,
+    out: Annotated[Path, typer.Option(help="JSON report path")]
+    = Path("runs/testsets-report.json"),
+    json_out: JsonOption = False,
+) -> None:
+    """Decisions on every test set (Strata-Sword L1-2, the starter sets, bench/data/testsets),
+    side by side per system, per language: refuse/guide on harmful sets, answer/answer_safely
+    on benign ones, correct/guide on false beliefs, both multi-turn directions, attack
+    families with their twins, privacy, surface-form consistency, over-refusal. The test sets
+    are read only to report (docs/evaluation.md)."""
+    from oyster.bench.decision_report import (
+        EngineSystem,
+        SourceSystem,
+        load_cases,
+        score,
+        table_rows,
+    )
+
+    systems: dict[str, Any] = {}
+    try:
+        for spec in system or ([] if baseline else ["current=default"]):
+            name, _, assessor = spec.partition("=")
+            systems[name] = EngineSystem(assessor or "default")
+        for spec in baseline or []:
+            name, _, rest = spec.partition("=")
+            src, _, assessor = rest.partition("@")
+            systems[name] = SourceSystem(Path(src), assessor or "default")
+        cases = load_cases()
+    except (OysterError, OSError) as e:
+        raise _fail(e) from None
+    scored: dict[str, Any] = {}
+    decisions: dict[str, Any] = {}
+    for name, sys_ in systems.items():
+        prog, advance = _progress(len(cases), f"deciding ({name})")
+        try:
+            with prog:
+                decisions[name] = sys_.decide(cases, advance)
+        except OysterError as e:
+            raise _fail(e) from None
+        scored[name] = score(cases, decisions[name])
+    rows = table_rows(scored)
+    result = {"systems": {n: getattr(s, "assessor", "") for n, s in systems.items()},
+              "rows": rows, "decisions": decisions}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    if json_out:
+        typer.echo(json.dumps({"systems": result["systems"], "rows": rows}, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"decisions on the test sets (report: {out})")
+    for col in ("set", "group", "lang", "metric", "n", *systems):
+        table.add_column(col, no_wrap=col != "metric")
+    for r in rows:
+        table.add_row(r["set"], r["group"], r["lang"], r["metric"], str(r["n"]),
+                      *[_fmt(r.get(n)) for n in systems])
+    Console().print(table)
 
 
 def _print_eval(report: dict[str, Any], out: Path) -> None:
@@ -288,9 +427,11 @@ def _print_eval(report: dict[str, Any], out: Path) -> None:
                       f"{m['ms_per_text']:.1f}")
     console = Console()
     console.print(table)
+    if report["checks"]:
+        console.print(f"targets on the {report.get('split', 'valid')} split:")
     for name, c in report["checks"].items():
-        mark = "[green]PASS[/green]" if c["pass"] else "[red]FAIL[/red]"
-        console.print(f"{mark} {name}: {c['value']:.3f}")
+        mark = "[green]met[/green]" if c["pass"] else "[red]missed[/red]"
+        console.print(f"  {mark} {name}: {c['value']:.3f}")
 
 
 def register(app: typer.Typer) -> None:
@@ -300,4 +441,6 @@ def register(app: typer.Typer) -> None:
     sub.command("build-data")(build_data)
     sub.command("train")(train)
     sub.command("eval")(evaluate)
+    sub.command("choose")(choose)
+    sub.command("report")(report)
     app.add_typer(sub, name="assess")

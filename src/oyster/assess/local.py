@@ -29,6 +29,7 @@ from oyster.assess.base import (
     AttackFinding,
     CategoryScore,
     TurnAssessment,
+    recent_user_text,
     user_turn_indices,
 )
 from oyster.assess.heads import Heads, extra_features
@@ -50,6 +51,9 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
              "opposing": 0.5, "long_text": 0.6, "acrostic": 0.55, "code_completion": 0.6,
              "multi_turn_escalation": 0.5}
 
+# weight of the recent user turns read together against the last turn alone, for
+# conversations of two or more user turns (0 judges the last turn only)
+CONTEXT_WEIGHT = 0.5
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
 
@@ -110,8 +114,12 @@ class LocalAssessor(Assessor):
 
     def __init__(self, policy: Policy, heads: str | Path | None = None,
                  embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
-                 type_fusion: str = "level", harm_cue_shift: float = 0.6) -> None:
+                 type_fusion: str = "level", harm_cue_shift: float = 0.6,
+                 context_weight: float = CONTEXT_WEIGHT) -> None:
         super().__init__(policy)
+        if not 0.0 <= context_weight <= 1.0:
+            raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
+        self.context_weight = context_weight
         if not 0.0 <= harm_cue_shift <= 1.0:
             raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
         self.harm_cue_shift = harm_cue_shift
@@ -153,7 +161,7 @@ class LocalAssessor(Assessor):
             plans.append(users)
             texts.extend(messages[i].content for i in users)
             if len(users) > 1:
-                texts.append(self._context_text(messages, users))
+                texts.append(recent_user_text(messages))
         judged = self._judge_texts(texts)
         out = []
         pos = 0
@@ -168,10 +176,6 @@ class LocalAssessor(Assessor):
         return out
 
     # ------------------------------------------------------------------------ internals
-    @staticmethod
-    def _context_text(messages: Sequence[Message], users: list[int]) -> str:
-        return "\n".join(messages[i].content for i in users[-3:])
-
     def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
         unique = list(dict.fromkeys(texts))
         hits = {t: scan_text(t) for t in unique}
@@ -295,6 +299,27 @@ class LocalAssessor(Assessor):
                 type_evidence=j.type_evidence, repeats_refused_ask=repeats))
         current = turn_j[last]
         level, level_probs, cats = current.level, current.level_probs, current.categories
+        if context_j is not None and self.context_weight > 0:
+            # the conversation is judged as the last turn and the recent user turns read
+            # together: a plan no single turn states raises it, the benign frame a
+            # frightening last question sits in lowers it (weight chosen on validation
+            # conversations, docs/evaluation.md)
+            w = self.context_weight
+            level_probs = {k: round((1 - w) * level_probs[k] + w * context_j.level_probs[k], 4)
+                           for k in LEVELS}
+            level = max(LEVELS, key=lambda k: level_probs[k])
+            if level == "R0":
+                cats = []
+            elif not cats or LEVELS.index(context_j.level) > LEVELS.index(current.level):
+                cats = context_j.categories or cats
+            ev = {t: round((1 - w) * current.type_evidence[t] + w * context_j.type_evidence[t],
+                           4) for t in USER_TYPES}
+            if level != current.level:
+                notes.append(f"read with the earlier turns, the conversation is {level} "
+                             f"(this turn alone: {current.level})")
+            turns[-1] = turns[-1].model_copy(update={
+                "level": level, "level_probs": level_probs,
+                "categories": self._category_scores(cats), "type_evidence": ev})
         asked = turn_j[repeated[last]] if last in repeated else None
         if asked is not None and LEVELS.index(asked.level) > LEVELS.index(level):
             # a new pretext ("it's for a class") does not lower the risk of the same ask
