@@ -224,17 +224,22 @@ def _conversations() -> Iterator[Example]:
     for sec in data["sections"]:
         labels, name, lang = sec["labels"], sec["name"], sec["lang"]
         replies = data["assistant_replies"][lang]
+        # `split: valid`: sections whose user turns read together must not become training
+        # text (e.g. a refused harmful ask followed by an unrelated harmless one)
+        fixed = {"split": sec["split"]} if "split" in sec else {}
         for i, item in enumerate(sec["items"]):
-            messages: list[dict[str, str]] = []
-            for k, turn in enumerate(item["turns"]):
+            messages: list[dict[str, str]] = list(item.get("messages", []))
+            for k, turn in enumerate(item.get("turns", [])):
                 if k:
-                    messages.append({"role": "assistant", "content": replies[(i + k) % len(replies)]})
+                    messages.append({"role": "assistant",
+                                     "content": replies[(i + k) % len(replies)]})
                 messages.append({"role": "user", "content": turn})
             text = recent_user_text([Message(**m) for m in messages])  # type: ignore[arg-type]
             yield _ex(text, labels["level"], labels["user_type"],
                       list(item.get("categories", labels.get("categories", []))),
                       f"conversation:{name}", f"conversation:{name}:{i}",
-                      form=guess_form(item["turns"][-1]), messages=messages, nowrap=True)
+                      form=guess_form(messages[-1]["content"]), messages=messages,
+                      nowrap=True, **fixed)
 
 
 _DNA_MAP: dict[str, tuple[str, str, list[str]]] = {
@@ -691,7 +696,7 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
     # leaves every other step's output unchanged
     for ask in ours:
         ask_rng = random.Random(f"{SEED}:{ask.group}:{normalise(ask.text)}")
-        extra.extend(_wrapped([ask], ask_rng, wrap_per_ask * 3))
+        extra.extend(_wrapped([ask], ask_rng, wrap_per_ask * 2))
     for ask in translated:  # one wrapper each: their originals already have several
         ask_rng = random.Random(f"{SEED}:{ask.group}:{normalise(ask.text)}")
         extra.extend(_wrapped([ask], ask_rng, 1))
@@ -730,7 +735,8 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
         group = ex.meta.get("ask_group", ex.group) if ex.source == "pyrit_jailbreak" else ex.group
         ex.split = _split_of(group if ex.source != "pyrit_jailbreak" else ex.group)
         if ex.source.startswith("conversation:"):
-            ex.split = "valid" if _hash_share(ex.group) < CONVERSATION_VALID_SHARE else "train"
+            ex.split = ex.meta.get("split") or (
+                "valid" if _hash_share(ex.group) < CONVERSATION_VALID_SHARE else "train")
         if ex.source == "pyrit_jailbreak" and _split_of(str(group)) == "test":
             ex.split = "test"  # never train on a wrapped version of a held-out ask
     prov["dropped"] = dict(sorted(dropped.items()))

@@ -24,6 +24,7 @@ import numpy as np
 
 from oyster.assess.attacks import Hit, detect_attacks, scan_text
 from oyster.assess.base import (
+    RECENT_USER_TURNS,
     Assessment,
     Assessor,
     AttackFinding,
@@ -54,6 +55,7 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
 # weight of the recent user turns read together against the last turn alone, for
 # conversations of two or more user turns (0 judges the last turn only)
 CONTEXT_WEIGHT = 0.5
+_EXPLAINED_MARGIN = 0.1
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
 
@@ -299,7 +301,14 @@ class LocalAssessor(Assessor):
                 type_evidence=j.type_evidence, repeats_refused_ask=repeats))
         current = turn_j[last]
         level, level_probs, cats = current.level, current.level_probs, current.categories
-        if context_j is not None and self.context_weight > 0:
+        earlier = [turn_j[k].level_probs["R2"] for k in users[-RECENT_USER_TURNS:-1]]
+        # a context that is risky only because one earlier turn was risky on its own says
+        # nothing new: that turn was judged, and its evidence fades; a new, unrelated turn
+        # is not held to it
+        explained = (context_j is not None and bool(earlier)
+                     and context_j.level_probs["R2"] > current.level_probs["R2"]
+                     and max(earlier) >= context_j.level_probs["R2"] - _EXPLAINED_MARGIN)
+        if context_j is not None and self.context_weight > 0 and not explained:
             # the conversation is judged as the last turn and the recent user turns read
             # together: a plan no single turn states raises it, the benign frame a
             # frightening last question sits in lowers it (weight chosen on validation
