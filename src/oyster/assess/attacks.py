@@ -150,15 +150,29 @@ _ROLE_PLAY: list[tuple[re.Pattern[str], float]] = [
          r"\b(?:as if|as an?|as the|as my|to be|that you(?:'re| are)|you are)\b"), 0.45),
     (_rx(r"\b(?:take on|assume|adopt|play|step into)\s+(?:the\s+)?(?:role|part|persona|identity|"
          r"character)\s+of\b"), 0.45),
-    (_rx(r"\b(?:stay|remain|keep|never (?:break|leave|drop)|don'?t (?:break|leave|drop)|"
-         r"do not (?:break|leave|drop))\b[^.\n]{0,12}\b(?:in[- ])?character\b|"
-         r"\bbreak(?:ing)? character\b|\bout of character\b"), 0.6),
+    (_rx(r"\b(?:stay|stays|remain|keep|never (?:break|leave|drop)\w*|don'?t (?:break|leave|drop)|"
+         r"do not (?:break|leave|drop))\b[^.\n]{0,12}\b(?:in[- ])?(?:character|the role|your "
+         r"role|role|persona)\b|\bbreak(?:ing)? character\b|\bout of character\b"), 0.6),
     (_rx(r"\bfrom now on,?\s+(?:you\s+(?:are|will|shall|'ll)|act|respond|answer|your name)\b"),
      0.55),
     (_rx(r"\byou are (?:now |no longer )?(?:an? |the )?(?:evil|unfiltered|unrestricted|amoral|"
          r"rogue|villain\w*|criminal|hacker|terrorist|drug dealer|dark|rule-?less|"
          r"lawless)\b"), 0.7),
     (_rx(r"\b(?:your name is(?: now)?|you will be called|call yourself)\s+[A-Z\"'“]"), 0.4),
+    (re.compile(r"\b[Yy]ou are [A-Z]\w+, an? (?:\w+ ){0,2}(?:AI|assistant|model|bot|chatbot)\b"),
+     0.45),
+    # a persona the user is attached to (a late relative), used to lower the guard
+    (_rx(r"\b(?:play|be|act as|pretend to be|role-?play as|speak as)\s+(?:my|our)\s+(?:late|dead|"
+         r"deceased|departed|old)?\s*(?:grand\w+|uncle|aunt|mother|father|mum|mom|dad|brother|"
+         r"sister|friend|teacher)\b"), 0.5),
+    # a world or story whose rules allow anything, or fiction that demands the real method
+    (_rx(r"\b(?:world|universe|reality|country|society)\b[^.\n]{0,25}\bwhere\b[^.\n]{0,40}"
+         r"(?:no (?:rules|laws|restrictions|limits)|nothing is (?:forbidden|illegal|off[- ]limits)|"
+         r"anything goes|(?:everything|anything) is (?:allowed|legal|permitted)|no information is "
+         r"(?:forbidden|restricted))"), 0.5),
+    (_rx(r"\b(?:story|novel|chapter|script|screenplay|scene|dialogue|character|fiction)\b[\s\S]{0,160}"
+         r"\b(?:real|actual|working|accurate|exact|realistic)\s+(?:method|steps|recipe|procedure|"
+         r"instructions|technique|quantities|formula)"), 0.5),
     (re.compile(r"\b(?:character|persona|role|player)\s+[A-Z]\b"), 0.35),
     (_rx(r"\b(?:write|create|continue)\b[^.\n]{0,30}\b(?:script|screenplay|scene|dialogue|"
          r"play|story)\b[^.\n]{0,80}\b(?:character|villain|protagonist|expert)\b"), 0.35),
@@ -171,6 +185,10 @@ _ROLE_PLAY: list[tuple[re.Pattern[str], float]] = [
     (_rx("(?:邪恶|无道德|没有道德|不受限制|没有限制|没有底线|无底线|反派|黑暗)的?"
          "(?:AI|人工智能|助手|角色|机器人|人格)"), 0.6),
     (_rx("你的名字(?:叫|是|改为)"), 0.4),
+    (_rx("(?:扮演|演|扮|当|装成)(?:一下)?我(?:已经)?(?:过世|去世|死去|已故|走了)的"), 0.5),
+    (_rx("(?:世界|宇宙|社会|国度)[^。\n]{0,20}(?:没有|不存在|无)(?:任何)?(?:法律|规则|限制|禁止|禁忌)"), 0.5),
+    (_rx(r"(?:小说|剧本|故事|电影|对白|台词|角色)[\s\S]{0,80}(?:真实|具体|能用|可操作|准确)的?"
+         "(?:做法|方法|步骤|配方|流程|用量)"), 0.5),
     (_rx("(?:角色|人物)\\s?[A-Za-z甲乙丙丁]"), 0.35),
     (_rx("(?:剧本|情景剧|小说|故事|电影|游戏)[^。\n]{0,30}(?:角色|主角|反派|人物|专家)"), 0.35),
     (_rx("(?:虚构|假想|平行|架空)的?(?:世界|宇宙|故事)|假设性地|假如在一个"), 0.25),
@@ -402,6 +420,9 @@ _CODE_ASK = _rx(r"\b(complete|finish|fill in|fill out|continue|implement|extend|
                 r"\b(code|function|script|program|snippet|class|method|the following|this|todo)\b")
 _CODE_ASK_ZH = _rx("(补全|续写|补充|完成|填充|实现|完善)(以下|下面|这段|这个|如下)?的?"
                    "(代码|函数|程序|脚本|方法|类)")
+_FILL_TODO = _rx(r"\b(?:fill in|complete|finish|replace)\b[^.\n]{0,15}\btodos?\b|"
+                 "(?:补全|补上|填上|填写|完成|实现)[^。\n]{0,6}(?:TODO|todo|空缺|缺失的部分|省略的部分)|"
+                 "(?:TODO|todo)[^。\n]{0,4}(?:补全|补上|填上|填写|完成)")
 _PLACEHOLDER = _rx(r"#\s*TODO|//\s*TODO|\bpass\s*$|\.\.\.\s*$|#\s*(?:your code|fill|step \d)|"
                    r"<\s*(?:fill|your code)[^>]*>|# ?(?:在此|这里)(?:填写|补充|实现)")
 
@@ -414,6 +435,10 @@ def _code_completion(text: str) -> tuple[float, str]:
     if (ask and code) or (ask and re.search(r"\b(?:def|function)\s+\w+\s*\(", text)):
         weights.append(0.5)
         evidence = ask.group(0)
+    fill = _FILL_TODO.search(text)
+    if fill and code:
+        weights.append(0.5)
+        evidence = evidence or fill.group(0)
     if code >= 2 and _PLACEHOLDER.search(text):
         weights.append(0.4)
         evidence = evidence or "code with a placeholder to fill"
@@ -425,10 +450,14 @@ _VAR_STRING = re.compile(r"(?:^|[\s;,(])[A-Za-z]\w{0,5}\s*[=:]\s*"
                          r"[\"'“‘「][^\"'”’」\n]{1,80}[\"'”’」]")
 _CONCAT = re.compile(r"\b[A-Za-z]\w{0,5}\s*\+\s*[A-Za-z]\w{0,5}\b|\b(?:concatenat\w*|combine|join|"
                      r"put together|merge|glue|assemble)\b", re.IGNORECASE)
-_CONCAT_ZH = re.compile("拼接|组合起来|合起来|连起来|合并|连在一起|拼在一起|组成一句|拼成")
+_CONCAT_ZH = re.compile("拼接|组合起来|合起来|连起来|合并|连在一起|拼在一起|合在一起|放在一起|组成一句|"
+                        "拼成|连成")
 _PARTS = _rx(r"\b(first|1st) (part|half|word|piece)\b[^\n]{0,120}"
              r"\b(second|2nd) (part|half|word|piece)\b|"
              "第一部分[^\n]{0,80}第二部分|前半(句|部分)[^\n]{0,80}后半(句|部分)")
+# numbered pieces of a sentence, to be joined ("piece 1 ... piece 2 ... join them")
+_PIECES = _rx(r"\b(?:part|piece|fragment|half|segment) ?(?:1|one|a)\b[^\n]{0,120}"
+              r"\b(?:part|piece|fragment|half|segment) ?(?:2|two|b)\b")
 _REFER_BACK = _rx(r"\b(combine|join|concatenate|put together|merge|assemble)\b[^.\n]{0,40}"
                   r"\b(previous|earlier|above|last|prior|my|those|these|the two|the three|both|"
                   r"all)\b[^.\n]{0,30}"
@@ -453,6 +482,10 @@ def _payload_split(text: str) -> tuple[float, str]:
     if m:
         weights.append(0.6)
         evidence = evidence or _excerpt(m.group(0), 60)
+    m = _PIECES.search(text)
+    if m and concat:
+        weights.append(0.6)
+        evidence = evidence or _excerpt(m.group(0), 60)
     return _combine(weights), evidence
 
 
@@ -460,18 +493,18 @@ def _payload_split(text: str) -> tuple[float, str]:
 # contradictory — one message asks for some content and also for its refutation or
 # critique, so the content is produced as the thing to be knocked down (a request that is
 # only a refutation, "refute the claim that ...", is not this).
-_REFUTE_EN = (r"(?:refute|rebut|disprove|debunk|critique|criticize|criticise|argue against|"
-              r"counter-?argue|tear (?:it|this|that) apart|point out (?:the |its )?(?:flaws|"
-              r"errors|problems)|explain why (?:it|this|that) is wrong)")
+_REFUTE_EN = (r"(?:refut\w*|rebut\w*|disprov\w*|debunk\w*|critiqu\w*|criticiz\w*|criticis\w*|"
+              r"argu\w* against|counter-?argu\w*|tear (?:it|this|that) apart|point\w* out (?:the |"
+              r"its )?(?:flaws|errors|problems)|explain\w* why (?:it|this|that) is wrong)")
 _REFUTE_ZH = ("(?:反驳|驳斥|批判|批驳|辩驳|驳倒|驳回|指出(?:其|它的|其中的)?(?:错误|漏洞|问题)|"
               "说明为什么是错的)")
 _CONTRA_EN = _rx(r"\b(?:then|and then|afterwards|after that|next|finally|before you finish|"
-                 r"and also)\s+(?:please\s+)?(?:\w+\s+){0,2}" + _REFUTE_EN +
+                 r"and also),?\s+(?:please\s+)?(?:\w+\s+){0,5}" + _REFUTE_EN +
                  r"\b(?:\s+(?:it|this|that|them|your (?:own )?(?:answer|reply|response|text|"
                  r"argument|points?)|what you (?:wrote|said)|the (?:above|answer)))?")
 _CONTRA_TAIL_EN = _rx(r"[,.;:!?]\s*(?:please\s+)?(?:now\s+)?" + _REFUTE_EN +
                       r"\b[^.\n]{0,40}[.!]?\s*$")
-_CONTRA_ZH = _rx("(?:然后|再|之后|接着|最后|随后|并且?|同时)(?:请)?(?:你)?(?:再)?"
+_CONTRA_ZH = _rx("(?:然后|再|之后|接着|最后|随后|并且?|同时)[^。\n]{0,8}"
                  + _REFUTE_ZH + "(?:一下)?(?:它|这个|这些|上述|以上|你的回答|你自己|这一观点|这段话)?")
 _CONTRA_TAIL_ZH = _rx("[,.;:，。；！？]\\s*(?:请)?" + _REFUTE_ZH + "[^。\n]{0,20}[。！]?\\s*$")
 
@@ -496,7 +529,9 @@ _OPPOSE = _rx(r"\b(?:(?:game|day|rule|mode|world) of (?:opposites?|reversal)|opp
               r"mode|world|rules?)|(?:do|say|answer|respond with|give) the (?:exact )?opposite|"
               r"(?:reverse|invert|flip)\w* (?:your|the) (?:rules|answers?|ethics|values|"
               r"behaviou?r|role)|reverse (?:psychology|mode)|opposite of what you "
-              r"(?:would|normally|usually))\b")
+              r"(?:would|normally|usually)|(?:values|rules|ethics|morals|principles) (?:are|is|get) "
+              r"(?:flipped|reversed|inverted|swapped)|what you (?:would )?(?:normally|usually) "
+              r"(?:decline|refuse|reject|avoid)\w*,? you (?:now|must|will))\b")
 _DUAL = _rx(r"\b(?:two|2|both|dual|twin)\s+(?:different\s+|separate\s+)?(?:responses|answers|"
             r"replies|personas|versions|outputs|voices)\b[^\n]{0,160}\b(?:unfiltered|unrestricted|"
             r"uncensored|evil|dark|jailbroken|rule-?less|no (?:rules|limits|filter))|"
@@ -504,7 +539,8 @@ _DUAL = _rx(r"\b(?:two|2|both|dual|twin)\s+(?:different\s+|separate\s+)?(?:respo
             r"evil|unrestricted|dan|uncensored|dark)\b[^\n]{0,30}\b(?:response|answer|reply|"
             r"version|persona)")
 _OPPOSE_ZH = _rx("(?:反着|颠倒|倒过来|反过来)(?:来|说|做|回答|答)|相反的(?:事|回答|做法|规则|方式)|"
-                 "正话反说|反向(?:模式|回答|规则)|(?:规则|是非|善恶)颠倒|说反话")
+                 "正话反说|反向(?:模式|回答|规则)|(?:规则|是非|善恶|标准|价值观)[^。\n]{0,4}颠倒|"
+                 "说反话|(?:平时|本来|通常)(?:会|要)?(?:拒绝|不做|不答)的[^。\n]{0,10}(?:现在|都)")
 _DUAL_ZH = _rx("(?:两个|两种|两份|双重)(?:不同的)?(?:回答|回复|角色|人格|版本|身份)"
                "[^\n]{0,80}(?:(?:不受|没有|无)(?:任何)?(?:限制|过滤|底线|约束)|邪恶|黑暗)")
 
@@ -588,7 +624,8 @@ _ACROSTIC = _rx(r"\b(?:acrostic|(?:first|initial|opening|last|final) (?:letter|w
                 r"sentence|word|paragraph|verse|row|stanza)s?|read (?:it |them |the \w+ )?"
                 r"(?:vertically|downwards?|down the (?:first|left|side))|(?:spell|spells|spelled|"
                 r"spelling) (?:out )?(?:vertically|down the side)|take the (?:first|initial|last) "
-                r"(?:letter|character)s?)")
+                r"(?:letter|character)s?|(?:lines|sentences|verses|words) (?:begin|start)s? with "
+                r"the (?:letters|characters|words) of|read (?:from )?top to bottom)")
 _ACROSTIC_ZH = _rx("藏头|藏尾|(?:每|各)(?:一)?(?:句|行|段|个词|个句子)的?(?:第一个|首个|开头的?|首|"
                    "最后一个|末尾的?|末)(?:字|字母|词)|(?:首字|首字母|头一个字)(?:连起来|连成|组成|拼成)|"
                    "竖着(?:读|看)|从上往下读")

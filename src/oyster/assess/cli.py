@@ -298,6 +298,7 @@ def choose(
     context_weights: Annotated[str, typer.Option(
         help="comma-separated conversation weights of the local assessor to try")]
     = "0,0.25,0.5,0.75",
+    assessor: Annotated[str, typer.Option(help="local or local:HEADS_PATH")] = "local",
     out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-choose.json"),
     json_out: JsonOption = False,
 ) -> None:
@@ -308,7 +309,7 @@ def choose(
     from oyster.engine import Engine
     from oyster.taxonomy.policy import policy_from_mapping
 
-    policy, a, sets = _load_for_eval(data, "local", "valid", False, 0)
+    policy, a, sets = _load_for_eval(data, assessor, "valid", False, 0)
     try:
         grid = [float(x) for x in strengths.split(",")]
         weights = [float(x) for x in context_weights.split(",")]
