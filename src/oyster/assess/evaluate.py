@@ -29,7 +29,8 @@ from oyster.assess.dataset import Example, strata_rows
 from oyster.assess.train import level_metrics
 from oyster.types import Message
 
-__all__ = ["TARGETS", "EvalSet", "checks", "conversation", "eval_sets", "evaluate",
+__all__ = ["TARGETS", "EvalSet", "checks", "choose", "conversation", "eval_sets", "evaluate",
+           "margin", "margins",
            "strata_sets"]
 
 BENIGN_OK = ("answer", "answer_safely")
@@ -59,9 +60,21 @@ def _family(ex: Example) -> str:
     return src
 
 
-def eval_sets(examples: Sequence[Example], split: str = "valid") -> list[EvalSet]:
-    """One set per source family of `split`, plus the sets the targets are checked on."""
+def eval_sets(examples: Sequence[Example], split: str = "valid",
+              physical: Sequence[str] | None = None) -> list[EvalSet]:
+    """One set per source family of `split`, plus the sets the targets are checked on.
+    False beliefs are checked where they can hurt (a category in `physical`, by default
+    the policy's `game.false_premise.physical_categories`); the other misinformed asks
+    (myths about history, rumours) are reported beside them."""
+    if physical is None:
+        from oyster.taxonomy.policy import default_policy
+
+        physical = default_policy().game.false_premise.physical_categories
     rows = [ex for ex in examples if ex.split == split]
+
+    def harms(ex: Example) -> bool:
+        return any(c in physical for c in ex.categories)
+
     groups: dict[str, list[Example]] = defaultdict(list)
     for ex in rows:
         groups[_family(ex)].append(ex)
@@ -70,13 +83,15 @@ def eval_sets(examples: Sequence[Example], split: str = "valid") -> list[EvalSet
         mine = [e for e in rows if e.lang == lang]
         single = [e for e in mine if "messages" not in e.meta]
         variant = ("+form", "+wrapped")
+        misinformed = [e for e in single if e.level == "R1" and e.user_type == "misinformed"]
         sets += [
             EvalSet(f"harmful_check:{lang}", [e for e in single if e.level == "R2"], "harmful"),
             EvalSet(f"benign_check:{lang}", [e for e in single if e.level == "R0"
                                              and not e.source.endswith(variant)], "benign"),
-            EvalSet(f"misinformed_check:{lang}", [e for e in single if e.level == "R1"
-                                                  and e.user_type == "misinformed"],
+            EvalSet(f"misinformed_check:{lang}", [e for e in misinformed if harms(e)],
                     "misinformed"),
+            EvalSet(f"misinformed_other:{lang}", [e for e in misinformed if not harms(e)],
+                    "misinformed_report"),
             EvalSet(f"benign_forms:{lang}", [e for e in single
                                              if e.source.endswith("+form")], "benign_report"),
             EvalSet(f"benign_wrapped:{lang}", [e for e in single
@@ -155,7 +170,7 @@ def evaluate(assessor: Assessor, sets: Sequence[EvalSet], *, engine: Any | None 
                 m["refuse_or_guide"] = round(sum(strategies[s] for s in HARMFUL_OK) / n, 4)
             elif es.check in ("benign", "benign_report"):
                 m["answer_or_safely"] = round(sum(strategies[s] for s in BENIGN_OK) / n, 4)
-            elif es.check == "misinformed":
+            elif es.check in ("misinformed", "misinformed_report"):
                 m["correct_or_guide"] = round(sum(strategies[s] for s in MISINFORMED_OK) / n, 4)
                 m["answer"] = round(strategies["answer"] / n, 4)
         results["sets"][es.name] = m
@@ -184,25 +199,30 @@ def checks(sets: Sequence[EvalSet], measured: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def margin(result_checks: dict[str, Any]) -> float:
-    """The smallest distance above its target over all checks (negative: a target missed);
-    `answer == 0` counts as minus the share answered."""
-    worst = float("inf")
+def margins(result_checks: dict[str, Any]) -> list[float]:
+    """Every check's distance above its target, smallest first (negative: a target
+    missed); `answer == 0` counts as minus the share answered."""
+    out = []
     for name, c in result_checks.items():
         if name.endswith("answer == 0"):
-            worst = min(worst, -c["value"])
+            out.append(-c["value"])
             continue
         target = float(name.rsplit(">= ", 1)[1].rstrip("%")) / 100
-        worst = min(worst, c["value"] - target)
-    return round(worst, 4)
+        out.append(c["value"] - target)
+    return sorted(round(m, 4) for m in out)
+
+
+def margin(result_checks: dict[str, Any]) -> float:
+    """The smallest distance above its target over all checks."""
+    return margins(result_checks)[0] if result_checks else 0.0
 
 
 def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: dict[str, Any],
            context_weights: Sequence[float], *,
            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Every (engine setting, conversation weight) on `sets` (the validation split), and the
-    one whose smallest target margin is largest. Single-turn assessments do not depend on
-    the conversation weight and are made once."""
+    one whose smallest target margin is largest (ties: the next smallest, and so on).
+    Single-turn assessments do not depend on the conversation weight and are made once."""
     rows = []
     single: dict[str, list[Assessment]] = {}
     conv_sets = {es.name for es in sets if any("messages" in e.meta for e in es.examples)}
@@ -216,7 +236,8 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: dict[str, Any],
             rows.append({"setting": label, "context_weight": w, "margin": margin(r["checks"]),
                          "checks": r["checks"]})
         single = cache
-    best = max(rows, key=lambda r: r["margin"])
+    # the largest smallest margin; ties go to the larger second smallest, and so on
+    best = max(rows, key=lambda r: margins(r["checks"]))
     return {"rows": rows, "best": {"setting": best["setting"],
                                    "context_weight": best["context_weight"],
                                    "margin": best["margin"]}}

@@ -117,6 +117,13 @@ class LexiconAssessor(Assessor):
             return "operational"
         return ""
 
+    def false_belief_cue(self, text: str) -> bool:
+        """Whether the text states or acts on a false belief (a `false_belief` cue) with no
+        stated harmful aim."""
+        lowered = text.lower()
+        return self._cue("false_belief", text, lowered) and not self._cue(
+            "harmful_intent", text, lowered)
+
     def scrambled_harm_cue(self, text: str) -> bool:
         """For text whose characters were shuffled: whether every character of a Chinese
         harmful-intent or operational term occurs in it (order is lost, the characters

@@ -56,8 +56,12 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
 # conversations of two or more user turns (0 judges the last turn only)
 CONTEXT_WEIGHT = 0.5
 _EXPLAINED_MARGIN = 0.1
+# a declined risky ask asked again keeps its level unless the new turn alone is this sure
+# to be harmless (a defensive question on the same topic is not a rephrasing)
+_REPEAT_KEEPS_BELOW_R0 = 0.7
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
+_BELIEF_SHIFT = 0.5  # share of the R0 and R2 mass a false-belief cue moves to R1
 
 _REFUSAL = re.compile(
     r"\b(I can(?:no|')t|I cannot|I won'?t|I will not|I'm (?:sorry|unable|not able)|I am (?:sorry|"
@@ -212,6 +216,14 @@ class LocalAssessor(Assessor):
             # benign prompts fire one), so they move part of the mass to R2.
             lv = _toward_r2(lv, self.harm_cue_shift)
             raised = raised or f"harm cue ({cue})"
+        # a stated false belief acted on (a toxic remedy, a dosing myth, stopping treatment)
+        # is real risk from a misinformed person: neither harmless nor an attack
+        belief = not cue and not wrapped and self._rules.false_belief_cue(text)
+        if belief:
+            lv = {"R0": lv["R0"] * (1 - _BELIEF_SHIFT),
+                  "R1": lv["R1"] + (lv["R0"] + lv["R2"]) * _BELIEF_SHIFT,
+                  "R2": lv["R2"] * (1 - _BELIEF_SHIFT)}
+            raised = raised or "false-belief cue"
         level: Level = max(LEVELS, key=lambda k: lv[k])
         # Type evidence by total probability over the level: an R0 turn speaks for a benign
         # user and an R2 turn (malicious ask or attack wrapper) for a malicious one by
@@ -226,6 +238,8 @@ class LocalAssessor(Assessor):
                                            else 1.0) for t in USER_TYPES}
         if cue:  # a rule-detected harmful ask is direct evidence of intent, as in `lexicon`
             ev["malicious"] *= _HARM_CUE_RATIO
+        if belief:  # ... and a stated false belief of acting on a myth
+            ev["misinformed"] *= _HARM_CUE_RATIO
         if wrapped:
             # nobody wraps an ordinary request in a jailbreak or scrambles it: the wrapper
             # speaks for intent, whatever the type head reads in the request underneath
@@ -308,7 +322,9 @@ class LocalAssessor(Assessor):
         explained = (context_j is not None and bool(earlier)
                      and context_j.level_probs["R2"] > current.level_probs["R2"]
                      and max(earlier) >= context_j.level_probs["R2"] - _EXPLAINED_MARGIN)
-        if context_j is not None and self.context_weight > 0 and not explained:
+        mixed_in = context_j is not None and self.context_weight > 0 and not explained
+        if mixed_in:
+            assert context_j is not None
             # the conversation is judged as the last turn and the recent user turns read
             # together: a plan no single turn states raises it, the benign frame a
             # frightening last question sits in lowers it (weight chosen on validation
@@ -330,7 +346,8 @@ class LocalAssessor(Assessor):
                 "level": level, "level_probs": level_probs,
                 "categories": self._category_scores(cats), "type_evidence": ev})
         asked = turn_j[repeated[last]] if last in repeated else None
-        if asked is not None and LEVELS.index(asked.level) > LEVELS.index(level):
+        if (asked is not None and LEVELS.index(asked.level) > LEVELS.index(level)
+                and current.level_probs["R0"] < _REPEAT_KEEPS_BELOW_R0):
             # a new pretext ("it's for a class") does not lower the risk of the same ask
             level, level_probs, cats = asked.level, asked.level_probs, asked.categories
             notes.append("a rephrasing of a declined risky ask keeps that ask's level")
@@ -341,6 +358,8 @@ class LocalAssessor(Assessor):
         last_findings = [f for f in findings if f.turn == last]
         multi = [f for f in last_findings
                  if f.technique in ("payload_split", "multi_turn_escalation")]
+        multi = [f for f in multi if f.technique == "payload_split"
+                 or (context_j is not None and context_j.level == "R2")]
         if context_j is not None and multi and LEVELS.index(context_j.level) >= 1:
             # what the turns say together is what this turn asks
             level = "R2"
@@ -358,6 +377,12 @@ class LocalAssessor(Assessor):
                 "level": level, "level_probs": level_probs,
                 "categories": self._category_scores(cats),
                 "type_evidence": {t: round(v, 4) for t, v in mixed.items()}})
+        if context_j is not None and (mixed_in or multi):
+            # the recent turns were read together: that reading (in the last turn's evidence)
+            # stands for them, so their own readings are not counted a second time
+            window = set(users[-RECENT_USER_TURNS:-1])
+            turns = [t.model_copy(update={"type_evidence": dict.fromkeys(USER_TYPES, 0.25)})
+                     if t.turn in window else t for t in turns]
         if current.raised_by:
             notes.append(f"{current.raised_by} raised the level of the current turn")
         aggressive = any(f.confidence >= _WRAPPERS.get(f.technique, 1.0) for f in last_findings)
