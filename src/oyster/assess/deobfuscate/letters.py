@@ -82,8 +82,8 @@ class DoubledCharacters(Decoder):
         for m in _WORD_RUN.finditer(text):
             token = m.group(0)
             word_chars += len(token)
-            if token.isdigit():
-                continue
+            if not loose and any(ch.isdigit() for ch in token):
+                continue  # numbers and hex colours ("ff8800") double digits anyway
             new, gone = _fold_runs(token, k, loose)
             if gone:
                 folded_tokens += 1
@@ -186,7 +186,7 @@ class ReversedText(Decoder):
         if cjk >= 4:
             before, after = chinese_share(seg), chinese_share(flipped)
             gain = after - before
-            if after >= 0.5 and gain >= 0.35:
+            if (after >= 0.5 and gain >= 0.35) or (after >= 0.8 and gain >= 0.25):
                 return self.found(flipped, 0.45 + 0.5 * gain + cue, f"reversed characters "
                                   f"(words {before:.0%} → {after:.0%})", span)
             return None
@@ -348,7 +348,7 @@ class Acrostic(Decoder):
             conf = (0.7 if cue else 0.5) + 0.25 * share
             return self.found(spelled, conf, f"{how} spells {spelled[:40]}")
         letters = "".join(_LETTER.findall(spelled))
-        if len(letters) < 5 or len(letters) < len(spelled) * 0.8:
+        if len(letters) < (4 if cue else 5) or len(letters) < len(spelled) * 0.8:
             return None
         words, cost = segment_letters(letters)
         need = 3.3 if cue else (2.7 if len(letters) >= 8 else 2.3)
