@@ -315,11 +315,15 @@ def test_local_assessor_judges_payloads_both_ways(local_engine) -> None:
 
 
 # ------------------------------------------------------------------------ property tests
-_EN_WORDS = ("garden apple river window simple travel morning yellow bottle market "
+def _vocabulary(spaced: str) -> tuple[str, ...]:
+    return tuple(spaced.split())
+
+
+_EN_WORDS = _vocabulary("garden apple river window simple travel morning yellow bottle market "
              "teacher coffee planet summer quiet ticket button silver forest number letter "
-             "change family friend happy little between picture country history mountain").split()
-_ZH_WORDS = ("今天 天气 学习 朋友 电脑 音乐 旅行 城市 早上 晚上 工作 图书 公园 老师 学生 "
-             "咖啡 面包 水果 自行车 电影 周末 医院 超市 火车 飞机 问题 办法 时间 世界 中国").split()
+             "change family friend happy little between picture country history mountain")
+_ZH_WORDS = _vocabulary("今天 天气 学习 朋友 电脑 音乐 旅行 城市 早上 晚上 工作 图书 公园 老师 学生 "
+             "咖啡 面包 水果 自行车 电影 周末 医院 超市 火车 飞机 问题 办法 时间 世界 中国")
 _NO_IL = [w for w in _EN_WORDS if "i" not in w and "l" not in w]
 
 en_phrases = st.lists(st.sampled_from(_EN_WORDS), min_size=4, max_size=9, unique=True).map(" ".join)

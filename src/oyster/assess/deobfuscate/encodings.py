@@ -91,7 +91,7 @@ class Base64(Decoder):
 
 # -------------------------------------------------------------------------- hex and binary
 _HEX_JOINED = re.compile(r"(?<![0-9A-Za-z])(?:0x)?((?:[0-9a-fA-F]{2}){8,})(?![0-9A-Za-z])")
-_HEX_SPACED = re.compile(r"(?:(?:\\x|0x|%)?[0-9a-fA-F]{2}(?:[ ,:;\-]+|(?=\\x|0x))){5,}"
+_HEX_SPACED = re.compile(r"(?<![0-9A-Za-z])(?:(?:\\x|0x|%)?[0-9a-fA-F]{2}(?:[ ,:;\-]+|(?=\\x|0x))){5,}"
                          r"(?:\\x|0x|%)?[0-9a-fA-F]{2}(?![0-9a-fA-F])")
 _BINARY = re.compile(r"(?<![01])(?:[01]{8}[ ,]*){4,}(?![01])")
 
@@ -365,6 +365,11 @@ _CONFUSABLE = str.maketrans({
 })
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad\u034f\u180e]")
 _WORD = re.compile(r"[^\W\d_][^\W_]*", re.UNICODE)
+# characters that can stand in for Latin letters: Greek, Cyrillic, IPA, full-width, circled,
+# mathematical styles, and the invisible ones
+_SUSPECT = re.compile("[\u0250-\u02af\u0370-\u04ff\u0500-\u052f\u2100-\u214f\u24b6-\u24e9"
+                      "\uff21-\uff3a\uff41-\uff5a\U0001d400-\U0001d7ff\u200b-\u200f"
+                      "\u2060-\u2064\ufeff\u00ad\u034f\u180e]")
 
 
 def _latin(token: str) -> str:
@@ -391,7 +396,7 @@ class Homoglyphs(Decoder):
 
     def decode(self, text: str) -> list[Decoded]:
         body = text[:_MAX_TEXT]
-        if body.isascii():
+        if body.isascii() or not _SUSPECT.search(body):
             return []
         visible = _INVISIBLE.sub("", body)
         hidden_chars = len(body) - len(visible)

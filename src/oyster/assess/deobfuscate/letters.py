@@ -23,6 +23,8 @@ _MAX_TEXT = 4000  # letter-level decoders look at the first 4,000 characters onl
 _WORD_RUN = re.compile(r"\w+")
 _CJK_CHAR = re.compile(f"[{CJK}]")
 # ------------------------------------------------------------------------ doubled characters
+_PAIRS = {2: re.compile(r"(\w)\1(\w)\2"), 3: re.compile(r"(\w)\1\1(\w)\2\2")}
+
 def _fold_runs(token: str, k: int, loose: bool = False) -> tuple[str, int]:
     """Collapse the stretches of `token` where every run of one character has a length
     divisible by `k` (and at least `k`): whole tokens of two or more runs ("bboomm"), or
@@ -65,7 +67,7 @@ class DoubledCharacters(Decoder):
         return sorted(out, key=lambda d: -d.confidence)[:1]
 
     def _chars(self, text: str, k: int) -> Decoded | None:
-        if not re.search(r"(\w)\1" if k == 2 else r"(\w)\1\1", text):
+        if not _PAIRS[k].search(text):  # no two multiplied characters in a row anywhere
             return None
         first = self._fold(text, k, loose=False)
         if first is None or first[1] < 0.6:
@@ -82,7 +84,7 @@ class DoubledCharacters(Decoder):
         for m in _WORD_RUN.finditer(text):
             token = m.group(0)
             word_chars += len(token)
-            if not loose and any(ch.isdigit() for ch in token):
+            if not loose and (not _PAIRS[k].search(token) or any(ch.isdigit() for ch in token)):
                 continue  # numbers and hex colours ("ff8800") double digits anyway
             new, gone = _fold_runs(token, k, loose)
             if gone:
@@ -289,6 +291,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
 _CLAUSE_END = re.compile(r"[，,、。！？；;!?\n]+")
 _LEAD_JUNK = re.compile(r"^[\s\d.、)）(（\-*•·:：#>\"'“”‘’「」]+")
 _LETTER = re.compile(r"[A-Za-z]")
+_MAX_UNITS = 80  # an acrostic hides a short ask: the first 80 lines or sentences are read
 _CHUNK = re.compile(r"[:;.!?\n]+")
 
 
@@ -309,15 +312,15 @@ class Acrostic(Decoder):
     def decode(self, text: str) -> list[Decoded]:
         body = text[:_MAX_TEXT]
         cue = bool(_ACROSTIC_CUE.search(body))
-        lines = [ln for ln in body.split("\n") if ln.strip()][:200]
+        lines = [ln for ln in body.split("\n") if ln.strip()][:_MAX_UNITS]
         units: list[tuple[str, list[str]]] = []
         if len(lines) >= 4:
             units.append(("line", lines))
-        sentences = [s for s in _SENTENCE_END.split(body) if s and s.strip()][:200]
+        sentences = [s for s in _SENTENCE_END.split(body) if s and s.strip()][:_MAX_UNITS]
         if len(sentences) >= 4 and sentences != lines:
             units.append(("sentence", sentences))
         if cjk_count(body) >= 8:
-            clauses = [c for c in _CLAUSE_END.split(body) if c.strip()][:200]
+            clauses = [c for c in _CLAUSE_END.split(body) if c.strip()][:_MAX_UNITS]
             if len(clauses) >= 4 and clauses not in (lines, sentences):
                 units.append(("clause", clauses))
         best: Decoded | None = None
