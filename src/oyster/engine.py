@@ -109,6 +109,7 @@ class Engine:
             policy=policy.label,
             language=assessment.language,
             why=choice.why(),
+            payloads=assessment.payloads,
             assessment=assessment,
         )
 

@@ -15,13 +15,14 @@ from oyster.assess.base import (
     Assessor,
     AttackFinding,
     CategoryScore,
+    PayloadFinding,
     TurnAssessment,
 )
 from oyster.errors import AssessorError
 from oyster.taxonomy.policy import Policy
 
-__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "TurnAssessment",
-           "from_spec"]
+__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "PayloadFinding",
+           "TurnAssessment", "from_spec"]
 
 
 def from_spec(spec: str, policy: Policy) -> Assessor:

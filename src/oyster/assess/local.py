@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -29,10 +29,12 @@ from oyster.assess.base import (
     Assessor,
     AttackFinding,
     CategoryScore,
+    PayloadFinding,
     TurnAssessment,
     recent_user_text,
     user_turn_indices,
 )
+from oyster.assess.deobfuscate import Decoded, Readings, merge_attacks, read, report
 from oyster.assess.heads import Heads, extra_features
 from oyster.assess.lexicon import LexiconAssessor
 from oyster.embeddings import Embedder
@@ -111,6 +113,7 @@ class _Judgement:
     risk: float
     hits: list[Hit]
     raised_by: str = ""
+    payloads: list[tuple[Decoded, Level]] = field(default_factory=list)
 
 
 class LocalAssessor(Assessor):
@@ -121,11 +124,12 @@ class LocalAssessor(Assessor):
     def __init__(self, policy: Policy, heads: str | Path | None = None,
                  embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
                  type_fusion: str = "level", harm_cue_shift: float = 0.6,
-                 context_weight: float = CONTEXT_WEIGHT) -> None:
+                 context_weight: float = CONTEXT_WEIGHT, deobfuscate: bool = True) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
         self.context_weight = context_weight
+        self.deobfuscate = deobfuscate  # also judge what a turn hides (assess.deobfuscate)
         if not 0.0 <= harm_cue_shift <= 1.0:
             raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
         self.harm_cue_shift = harm_cue_shift
@@ -184,13 +188,56 @@ class LocalAssessor(Assessor):
     # ------------------------------------------------------------------------ internals
     def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
         unique = list(dict.fromkeys(texts))
-        hits = {t: scan_text(t) for t in unique}
-        E = self.embedder.embed(unique)
-        F = np.stack([extra_features(t, hits[t]) for t in unique])
+        plans = {t: read(t) if self.deobfuscate else Readings(t) for t in unique}
+        needed = list(dict.fromkeys([*unique, *(p.text for r in plans.values()
+                                                for p in r.payloads)]))
+        hits = {t: scan_text(t) for t in needed}
+        E = self.embedder.embed(needed)
+        F = np.stack([extra_features(t, hits[t]) for t in needed])
         P = self.heads.predict(np.concatenate([E, F], axis=1))
-        by_text = {t: self._judge(t, hits[t], {k: v[i] for k, v in P.items()})
-                   for i, t in enumerate(unique)}
+        probs = {t: {k: v[i] for k, v in P.items()} for i, t in enumerate(needed)}
+        by_text = {t: self._riskiest_reading(plans[t], hits, probs) for t in unique}
         return [by_text[t] for t in texts]
+
+    # ------------------------------------------------ de-obfuscation (issue #13, part 2)
+    def _riskiest_reading(self, plan: Readings, hits: dict[str, list[Hit]],
+                          probs: dict[str, dict[str, np.ndarray]]) -> _Judgement:
+        """Judge a text as written and each payload decoded from it as text of its own
+        (`assess.deobfuscate.read`), and keep the riskiest reading. A payload that reads
+        risky is judged again with its technique as an attack wrapper around it (hiding a
+        risky ask is adversarial); a harmless one is left as it reads. A surface that a
+        confident payload replaces counts only when it carries a rule harm cue in plain
+        words: the heads read the look of an obfuscation as an attack."""
+        surface = self._judge(plan.text, hits[plan.text], probs[plan.text])
+        if not plan.payloads:
+            return surface
+        judged: list[tuple[Decoded | None, _Judgement]] = []
+        if not plan.surface_replaced or self._rules.harm_cue(plan.text):
+            judged.append((None, surface))
+        for p in plan.payloads:
+            j = self._judge(p.text, hits[p.text], probs[p.text])
+            if j.level != "R0":
+                j = self._judge(p.text, [*hits[p.text], Hit(p.technique, p.confidence,
+                                                              p.evidence)], probs[p.text])
+            judged.append((p, j))
+        payload, best = max(judged, key=lambda pj: pj[1].risk)  # ties: the surface
+        raised = best.raised_by
+        if payload is not None and best.level != "R0":
+            raised = f"the payload decoded by {payload.decoder} ({best.level})"
+        return replace(best, raised_by=raised,
+                       payloads=[(p, j.level) for p, j in judged if p is not None])
+
+    @staticmethod
+    def _decoded_findings(turn_j: dict[int, _Judgement]
+                          ) -> tuple[list[AttackFinding], list[PayloadFinding]]:
+        attacks: list[AttackFinding] = []
+        records: list[PayloadFinding] = []
+        for i, j in turn_j.items():
+            a, r = report(i, j.payloads)
+            attacks += a
+            records += r
+        return attacks, records
+    # ---------------------------------------------------------- end of de-obfuscation
 
     def _judge(self, text: str, hits: list[Hit], p: dict[str, np.ndarray]) -> _Judgement:
         lv = {lvl: float(p["level"][i]) for i, lvl in enumerate(LEVELS)}
@@ -289,7 +336,8 @@ class LocalAssessor(Assessor):
                   turn_j: dict[int, _Judgement], context_j: _Judgement | None) -> Assessment:
         notes: list[str] = []
         risk = {i: j.risk for i, j in turn_j.items()}
-        findings = detect_attacks(messages, turn_risk=risk)
+        decoded, payloads = self._decoded_findings(turn_j)
+        findings = merge_attacks(detect_attacks(messages, turn_risk=risk), decoded)
         last = users[-1]
         threshold = self.policy.game.belief.repeat_similarity
         turns: list[TurnAssessment] = []
@@ -396,7 +444,8 @@ class LocalAssessor(Assessor):
             assessor=self.name, language=detect_language(messages[last].content),
             level=level, level_probs=level_probs, categories=self._category_scores(cats),
             form="instruction" if aggressive else current.form, aggressive=aggressive,
-            attacks=list(findings), turns=turns, confidence=round(confidence, 4), notes=notes)
+            attacks=list(findings), turns=turns, confidence=round(confidence, 4), notes=notes,
+            payloads=payloads)
 
     def attack_findings(self, messages: Sequence[Message]) -> list[AttackFinding]:
         """Structural findings only (no model): what `detect_attacks` reports."""
