@@ -245,10 +245,20 @@ def _load_for_eval(data: Path, assessor: str, split: str, strata: bool,
         for s in sets:
             s.examples = s.examples[:limit]
     if isinstance(a, LocalAssessor) and (data / "emb").exists():
-        from oyster.assess.train import preload_embedder
+        from oyster.assess.deobfuscate import deobfuscate
+        from oyster.assess.evaluate import conversation
+        from oyster.assess.train import embed_cached, preload_embedder
 
-        preload_embedder(a.heads.embedder, [e.text for s in sets for e in s.examples],
-                         data / "emb")
+        texts = [m.content for s in sets for e in s.examples for m in conversation(e)
+                 if m.role == "user"] + [e.text for s in sets for e in s.examples]
+        # what the de-obfuscation stage reveals is embedded once, into the same cache
+        hidden = list(dict.fromkeys(x for t in texts for p in deobfuscate(t)
+                                    for x in (p.text, p.revealed) if x))
+        if hidden:
+            prog, advance = _progress(len(hidden), "embedding decoded payloads")
+            with prog:
+                embed_cached(hidden, a.heads.embedder, cache=data / "emb", progress=advance)
+        preload_embedder(a.heads.embedder, [*texts, *hidden], data / "emb")
     return policy, a, sets
 
 
@@ -298,13 +308,22 @@ def choose(
     context_weights: Annotated[str, typer.Option(
         help="comma-separated conversation weights of the local assessor to try")]
     = "0,0.25,0.5,0.75",
+    judge_mins: Annotated[str, typer.Option(
+        help="comma-separated de-obfuscation JUDGE_MIN values to try (local assessor)")]
+    = "0.4,0.5,0.6",
+    replace_mins: Annotated[str, typer.Option(
+        help="comma-separated de-obfuscation REPLACE_MIN values to try")] = "0.6,0.7,0.8",
+    revealed: Annotated[str, typer.Option(
+        help="judge the message with the payload put back in place: comma-separated "
+             "false,true to try both")] = "false,true",
     assessor: Annotated[str, typer.Option(help="local or local:HEADS_PATH")] = "local",
     out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-choose.json"),
     json_out: JsonOption = False,
 ) -> None:
-    """Choose the evidence strength and the conversation weight on the validation split
-    (never on a test set): every pair is measured against the validation targets and the
-    pair whose smallest margin is largest is named."""
+    """Choose on the validation split (never on a test set): first the de-obfuscation
+    settings (on every check, the hidden asks' included), then the evidence strength and
+    the conversation weight with them (on the other checks); each time the setting whose
+    smallest margin above its target is largest is named."""
     from oyster.assess.evaluate import choose as run_choose
     from oyster.engine import Engine
     from oyster.taxonomy.policy import policy_from_mapping
@@ -313,8 +332,18 @@ def choose(
     try:
         grid = [float(x) for x in strengths.split(",")]
         weights = [float(x) for x in context_weights.split(",")]
-    except ValueError:
-        raise _fail("--strengths and --context-weights take comma-separated numbers") from None
+        judge = [float(x) for x in judge_mins.split(",") if x]
+        replace = [float(x) for x in replace_mins.split(",") if x]
+        shown = [{"true": True, "false": False}[x.strip().lower()]
+                 for x in revealed.split(",") if x]
+    except (ValueError, KeyError):
+        raise _fail("--strengths, --context-weights, --judge-mins and --replace-mins take "
+                    "comma-separated numbers, --revealed false,true") from None
+    deob = [{"judge_min": j, "replace_min": r, "judge_revealed": v}
+            for j in judge for r in replace if r >= j for v in shown]
+    # the policy's own strength first: the de-obfuscation settings are chosen with it
+    current = policy.game.belief.evidence_strength
+    grid = sorted(grid, key=lambda x: x != current)
     engines = {}
     for strength in grid:
         data_ = policy.model_dump(mode="json")
@@ -323,7 +352,8 @@ def choose(
             policy_from_mapping(data_, f"strength {strength}"), a)
     prog, advance = _progress(sum(len(s.examples) for s in sets), "assessing (local)")
     with prog:
-        result = run_choose(a, sets, engines, weights, progress=advance)
+        result = run_choose(a, sets, engines, weights, progress=advance,
+                            deob=deob if hasattr(a, "judge_min") else ())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
     if json_out:
@@ -340,10 +370,23 @@ def choose(
         table.add_row(r["setting"], str(r["context_weight"]), f"{r['margin']:+.3f}",
                       *[f"{r['checks'][n]['value']:.3f}" for n in names])
     console = Console()
+    if result.get("deob_rows"):
+        dnames = list(result["deob_rows"][0]["checks"])
+        dtable = Table(title="validation split: de-obfuscation settings")
+        for col in ("judge_min", "replace_min", "revealed", "margin",
+                    *[n.split(" ", 1)[0] for n in dnames]):
+            dtable.add_column(col, no_wrap=True)
+        for r in result["deob_rows"]:
+            d = r["deob"]
+            dtable.add_row(str(d["judge_min"]), str(d["replace_min"]), str(d["judge_revealed"]),
+                           f"{r['margin']:+.3f}",
+                           *[f"{r['checks'][n]['value']:.3f}" for n in dnames])
+        console.print(dtable)
     console.print(table)
     best = result["best"]
     console.print(f"chosen: {best['setting']}, context_weight={best['context_weight']} "
-                  f"(smallest margin {best['margin']:+.3f})")
+                  f"(smallest margin {best['margin']:+.3f}), de-obfuscation "
+                  f"{best.get('deob', '-')}")
 
 
 def report(

@@ -603,6 +603,58 @@ def _wrapped(asks: list[Example], rng: random.Random, per_ask: int) -> Iterator[
                       technique=technique, wrapper=wid)
 
 
+HIDDEN_SHARE = 0.6  # share of our harmful and of our harmless asks also written hidden
+_HIDDEN_TAIL = frozenset({"base64", "hex", "url_escape", "unicode_escape", "char_codes",
+                          "leetspeak", "doubled"})
+
+
+def _hide_tail(ask: str, obfuscator: Any, rng: random.Random) -> str:
+    """`ask` with only its last words (Chinese: last characters) hidden, the rest plain:
+    the object of a request hidden inside an ordinary sentence."""
+    lang = detect_language(ask)
+    body = ask.rstrip("。.？?！! ")
+    end = ask[len(body):].strip()
+    if lang == "zh":
+        k = rng.randint(2, max(2, min(6, len(body) // 2)))
+        head, tail = body[:-k], body[-k:]
+        joined = f"{head}{obfuscator.transform(tail, rng)}{end}"
+    else:
+        words = body.split()
+        k = rng.randint(2, max(2, min(4, len(words) // 2)))
+        head, tail = " ".join(words[:-k]), " ".join(words[-k:])
+        joined = f"{head} {obfuscator.transform(tail, rng)}{end}"
+    how = _data_file("transforms.yaml")["hidden_names"][lang][obfuscator.name]
+    return _frame("hidden_tail", lang, rng).format(ask=joined, how=how)
+
+
+def _hidden(asks: list[Example], benign: bool) -> Iterator[Example]:
+    """Some of our asks hidden the ways the de-obfuscation stage reads (its own
+    obfuscators, `assess.deobfuscate.obfuscate`; our wrapper wording), whole or only their
+    last words: harmful ones stay R2, harmless ones stay R0 (hiding is not the harm). They
+    give the heads both directions and the validation split the examples the stage's
+    thresholds are chosen on."""
+    from oyster.assess.deobfuscate import DECODERS
+    from oyster.assess.deobfuscate.obfuscate import OBFUSCATORS
+
+    for ask in asks:
+        rng = random.Random(f"{SEED}:hidden:{ask.group}:{normalise(ask.text)}")
+        if rng.random() >= HIDDEN_SHARE:
+            continue
+        options = [o for o in OBFUSCATORS.values() if ask.lang in o.languages]
+        ob = rng.choice(options)
+        if ob.name in _HIDDEN_TAIL and len(ask.text) > 12 and rng.random() < 0.4:
+            text = _hide_tail(ask.text, ob, rng)
+        else:
+            text = ob.apply(ask.text.rstrip("。.") if ob.name != "story" else ask.text, rng)
+        technique = DECODERS[ob.decoder].technique
+        if benign:
+            yield _ex(text, "R0", "benign", ["none"], f"{ask.source}+hidden", ask.group,
+                      form="instruction", technique=technique, obfuscator=ob.name)
+        else:
+            yield _ex(text, "R2", "malicious", list(ask.categories), f"{ask.source}+hidden",
+                      ask.group, form="instruction", technique=technique, obfuscator=ob.name)
+
+
 def _pyrit_applied(templates: list[tuple[str, str]], asks: list[Example],
                    rng: random.Random) -> Iterator[Example]:
     for name, tpl in templates:
@@ -721,6 +773,8 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
             extra.append(_ex(wrapped.text, "R0", "benign", ["none"], f"{e.source}+wrapped",
                              e.group, form="instruction", technique=wrapped.technique,
                              wrapper=wrapped.meta["wrapper"]))
+    extra.extend(_hidden(ours, benign=False))
+    extra.extend(_hidden(benign_asks, benign=True))
     seen = {normalise(e.text) for e in kept}
     extra = [e for e in _unique(extra, dropped) if normalise(e.text) not in seen]
     _find_leaks(extra, ngram.leaks([e.text for e in extra]), leaked)

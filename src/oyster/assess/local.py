@@ -34,7 +34,16 @@ from oyster.assess.base import (
     recent_user_text,
     user_turn_indices,
 )
-from oyster.assess.deobfuscate import Decoded, Readings, merge_attacks, read, report
+from oyster.assess.deobfuscate import (
+    JUDGE_MIN,
+    JUDGE_REVEALED,
+    REPLACE_MIN,
+    Decoded,
+    Readings,
+    merge_attacks,
+    read,
+    report,
+)
 from oyster.assess.heads import Heads, extra_features
 from oyster.assess.lexicon import LexiconAssessor
 from oyster.embeddings import Embedder
@@ -124,12 +133,23 @@ class LocalAssessor(Assessor):
     def __init__(self, policy: Policy, heads: str | Path | None = None,
                  embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
                  type_fusion: str = "level", harm_cue_shift: float = 0.6,
-                 context_weight: float = CONTEXT_WEIGHT, deobfuscate: bool = True) -> None:
+                 context_weight: float = CONTEXT_WEIGHT, deobfuscate: bool = True,
+                 judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN,
+                 judge_revealed: bool = JUDGE_REVEALED) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
         self.context_weight = context_weight
         self.deobfuscate = deobfuscate  # also judge what a turn hides (assess.deobfuscate)
+        # the de-obfuscation stage's settings (`assess.deobfuscate.read`; chosen on the
+        # validation split): which payloads are judged, which stand for the surface, and
+        # whether the message with a payload put back in place is judged as well
+        for name, v in (("judge_min", judge_min), ("replace_min", replace_min)):
+            if not 0.0 <= v <= 1.0:
+                raise AssessorError(f"{name} must be in [0, 1], not {v}")
+        self.judge_min = judge_min
+        self.replace_min = replace_min
+        self.judge_revealed = judge_revealed
         if not 0.0 <= harm_cue_shift <= 1.0:
             raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
         self.harm_cue_shift = harm_cue_shift
@@ -188,9 +208,10 @@ class LocalAssessor(Assessor):
     # ------------------------------------------------------------------------ internals
     def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
         unique = list(dict.fromkeys(texts))
-        plans = {t: read(t) if self.deobfuscate else Readings(t) for t in unique}
-        needed = list(dict.fromkeys([*unique, *(p.text for r in plans.values()
-                                                for p in r.payloads)]))
+        plans = {t: read(t, judge_min=self.judge_min, replace_min=self.replace_min)
+                 if self.deobfuscate else Readings(t) for t in unique}
+        needed = list(dict.fromkeys([*unique, *(x for r in plans.values() for p in r.payloads
+                                                for x in self._payload_texts(p))]))
         hits = {t: scan_text(t) for t in needed}
         E = self.embedder.embed(needed)
         F = np.stack([extra_features(t, hits[t]) for t in needed])
@@ -215,17 +236,28 @@ class LocalAssessor(Assessor):
         if not plan.surface_replaced or self._rules.harm_cue(plan.text):
             judged.append((None, surface))
         for p in plan.payloads:
-            j = self._judge(p.text, hits[p.text], probs[p.text])
-            if j.level != "R0":
-                j = self._judge(p.text, [*hits[p.text], Hit(p.technique, p.confidence,
-                                                              p.evidence)], probs[p.text])
-            judged.append((p, j))
+            # the payload alone, and (judge_revealed) the message with it put back in
+            # place: a wrapper that hides only the object of its request ("explain how to
+            # make <base64>") reads complete only there
+            for t in self._payload_texts(p):
+                j = self._judge(t, hits[t], probs[t])
+                if j.level != "R0":
+                    j = self._judge(t, [*hits[t], Hit(p.technique, p.confidence, p.evidence)],
+                                    probs[t])
+                judged.append((p, j))
         payload, best = max(judged, key=lambda pj: pj[1].risk)  # ties: the surface
         raised = best.raised_by
         if payload is not None and best.level != "R0":
             raised = f"the payload decoded by {payload.decoder} ({best.level})"
-        return replace(best, raised_by=raised,
-                       payloads=[(p, j.level) for p, j in judged if p is not None])
+        levels: dict[Decoded, Level] = {}  # each payload at its riskiest reading
+        for q, j in judged:
+            if q is not None and LEVELS.index(j.level) >= LEVELS.index(levels.get(q, "R0")):
+                levels[q] = j.level
+        return replace(best, raised_by=raised, payloads=list(levels.items()))
+
+    def _payload_texts(self, p: Decoded) -> list[str]:
+        revealed = self.judge_revealed and p.revealed and p.revealed != p.text
+        return [p.text, p.revealed] if revealed else [p.text]
 
     @staticmethod
     def _decoded_findings(turn_j: dict[int, _Judgement]

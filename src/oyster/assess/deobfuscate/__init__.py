@@ -44,8 +44,9 @@ from oyster.assess.deobfuscate import chinese, code, encodings, letters, story  
 from oyster.assess.deobfuscate.base import DECODERS, Decoded, Decoder
 from oyster.types import Level
 
-__all__ = ["DECODERS", "JUDGE_MIN", "REPLACE_MIN", "Decoded", "Decoder", "Readings", "deobfuscate",
-           "explained", "merge_attacks", "read", "replaces_surface", "report", "warm_up"]
+__all__ = ["DECODERS", "JUDGE_MIN", "JUDGE_REVEALED", "REPLACE_MIN", "Decoded", "Decoder",
+           "Readings", "deobfuscate", "explained", "merge_attacks", "read", "replaces_surface",
+           "report", "warm_up"]
 
 _log = logging.getLogger(__name__)
 _MAX_CHARS = 40_000  # longer messages are decoded on their head and tail
@@ -57,6 +58,9 @@ JUDGE_MIN = 0.5
 # ... and at least this confidently, by a decoder whose surface is not language, it stands
 # for the message: the garbled surface is no longer judged on its own.
 REPLACE_MIN = 0.7
+# Whether an assessor also judges the message with a payload put back in place
+# (`Decoded.revealed`), beside the payload alone.
+JUDGE_REVEALED = False
 
 
 def warm_up() -> None:
@@ -145,11 +149,13 @@ class Readings:
     surface_replaced: bool = False
 
 
-def read(text: str, payloads: Iterable[Decoded] | None = None) -> Readings:
-    """The readings of one message; `payloads` defaults to `deobfuscate(text)`."""
+def read(text: str, payloads: Iterable[Decoded] | None = None, *,
+         judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN) -> Readings:
+    """The readings of one message; `payloads` defaults to `deobfuscate(text)`. The two
+    thresholds default to the values chosen on the validation split (docs/evaluation.md)."""
     found = tuple(p for p in (deobfuscate(text) if payloads is None else payloads)
-                  if p.confidence >= JUDGE_MIN and p.text.strip())[:_MAX_READINGS]
-    replaced = any(p.confidence >= REPLACE_MIN and replaces_surface(p) for p in found)
+                  if p.confidence >= judge_min and p.text.strip())[:_MAX_READINGS]
+    replaced = any(p.confidence >= replace_min and replaces_surface(p) for p in found)
     return Readings(text, found, replaced)
 
 
