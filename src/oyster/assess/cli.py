@@ -339,7 +339,10 @@ def choose(
     except (ValueError, KeyError):
         raise _fail("--strengths, --context-weights, --judge-mins and --replace-mins take "
                     "comma-separated numbers, --revealed false,true") from None
-    deob = [{"judge_min": j, "replace_min": r, "judge_revealed": v}
+    # `judge_revealed` exists on the local assessor only
+    shown = shown if hasattr(a, "judge_revealed") else [False]
+    deob = [{"judge_min": j, "replace_min": r}
+            | ({"judge_revealed": v} if hasattr(a, "judge_revealed") else {})
             for j in judge for r in replace if r >= j for v in shown]
     # the policy's own strength first: the de-obfuscation settings are chosen with it
     current = policy.game.belief.evidence_strength
@@ -378,7 +381,8 @@ def choose(
             dtable.add_column(col, no_wrap=True)
         for r in result["deob_rows"]:
             d = r["deob"]
-            dtable.add_row(str(d["judge_min"]), str(d["replace_min"]), str(d["judge_revealed"]),
+            dtable.add_row(str(d["judge_min"]), str(d["replace_min"]),
+                           str(d.get("judge_revealed", "-")),
                            f"{r['margin']:+.3f}",
                            *[f"{r['checks'][n]['value']:.3f}" for n in dnames])
         console.print(dtable)

@@ -773,7 +773,7 @@ def collect(shared: Path | None = None, *, wrap_per_ask: int = 3,
             extra.append(_ex(wrapped.text, "R0", "benign", ["none"], f"{e.source}+wrapped",
                              e.group, form="instruction", technique=wrapped.technique,
                              wrapper=wrapped.meta["wrapper"]))
-    extra.extend(_hidden(ours, benign=False))
+    extra.extend(_hidden([*ours, *asks_en[:600], *translated], benign=False))
     extra.extend(_hidden(benign_asks, benign=True))
     seen = {normalise(e.text) for e in kept}
     extra = [e for e in _unique(extra, dropped) if normalise(e.text) not in seen]

@@ -22,7 +22,15 @@ from oyster.assess.base import (
     TurnAssessment,
     user_turn_indices,
 )
-from oyster.assess.deobfuscate import Decoded, explained, merge_attacks, read, report
+from oyster.assess.deobfuscate import (
+    JUDGE_MIN,
+    REPLACE_MIN,
+    Decoded,
+    explained,
+    merge_attacks,
+    read,
+    report,
+)
 from oyster.errors import AssessorError
 from oyster.taxonomy.policy import Policy
 from oyster.types import LEVELS, Form, Language, Level, Message, UserType, detect_language
@@ -88,9 +96,12 @@ class LexiconAssessor(Assessor):
 
     name: ClassVar[str] = "lexicon"
 
-    def __init__(self, policy: Policy, *, deobfuscate: bool = True) -> None:
+    def __init__(self, policy: Policy, *, deobfuscate: bool = True,
+                 judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN) -> None:
         super().__init__(policy)
         self.deobfuscate = deobfuscate  # also judge what a turn hides (assess.deobfuscate)
+        self.judge_min = judge_min  # the stage's thresholds (`assess.deobfuscate.read`)
+        self.replace_min = replace_min
         cats, self._cues, self._operational, cue_categories = _lexicon()
         self._cue_categories = {cue: cid for cue, cid in cue_categories.items()
                                 if policy.has_category(cid)}
@@ -235,7 +246,7 @@ class LexiconAssessor(Assessor):
         judged with its technique as an attack on it (hiding a risky ask is adversarial); a
         harmless one is left as it reads. Where a confident payload replaces the surface,
         the techniques its decoding explains no longer make the surface adversarial."""
-        plan = read(messages[i].content)
+        plan = read(messages[i].content, judge_min=self.judge_min, replace_min=self.replace_min)
         if not plan.payloads:
             return written, []
         if plan.surface_replaced:
