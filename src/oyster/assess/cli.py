@@ -344,6 +344,11 @@ def choose(
     deob = [{"judge_min": j, "replace_min": r}
             | ({"judge_revealed": v} if hasattr(a, "judge_revealed") else {})
             for j in judge for r in replace if r >= j for v in shown]
+    # ties keep the shipped setting: a choice needs a difference on validation to move it
+    shipped = {"judge_min": getattr(a, "judge_min", None),
+               "replace_min": getattr(a, "replace_min", None),
+               "judge_revealed": getattr(a, "judge_revealed", None)}
+    deob.sort(key=lambda d: any(d[k] != shipped[k] for k in d))
     # the policy's own strength first: the de-obfuscation settings are chosen with it
     current = policy.game.belief.evidence_strength
     grid = sorted(grid, key=lambda x: x != current)

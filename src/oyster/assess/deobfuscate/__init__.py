@@ -57,7 +57,7 @@ _MAX_READINGS = 6
 JUDGE_MIN = 0.5
 # ... and at least this confidently, by a decoder whose surface is not language, it stands
 # for the message: the garbled surface is no longer judged on its own.
-REPLACE_MIN = 0.7
+REPLACE_MIN = 0.8
 # Whether an assessor also judges the message with a payload put back in place
 # (`Decoded.revealed`), beside the payload alone.
 JUDGE_REVEALED = False
