@@ -316,6 +316,10 @@ def choose(
     revealed: Annotated[str, typer.Option(
         help="judge the message with the payload put back in place: comma-separated "
              "false,true to try both")] = "false,true",
+    hiding_from: Annotated[str, typer.Option(
+        "--hiding-counts-from",
+        help="levels of a payload's own reading from which hiding it counts as an attack "
+             "wrapper (comma-separated R1,R2 to try both)")] = "R1,R2",
     assessor: Annotated[str, typer.Option(help="local or local:HEADS_PATH")] = "local",
     out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-choose.json"),
     json_out: JsonOption = False,
@@ -339,15 +343,16 @@ def choose(
     except (ValueError, KeyError):
         raise _fail("--strengths, --context-weights, --judge-mins and --replace-mins take "
                     "comma-separated numbers, --revealed false,true") from None
-    # `judge_revealed` exists on the local assessor only
-    shown = shown if hasattr(a, "judge_revealed") else [False]
+    # `judge_revealed` and `hiding_counts_from` exist on the local assessor only
+    local = hasattr(a, "judge_revealed")
+    counts_from = [x.strip() for x in hiding_from.split(",") if x] if local else ["-"]
     deob = [{"judge_min": j, "replace_min": r}
-            | ({"judge_revealed": v} if hasattr(a, "judge_revealed") else {})
-            for j in judge for r in replace if r >= j for v in shown]
+            | ({"judge_revealed": v, "hiding_counts_from": h} if local else {})
+            for j in judge for r in replace if r >= j for v in (shown if local else [False])
+            for h in counts_from]
     # ties keep the shipped setting: a choice needs a difference on validation to move it
-    shipped = {"judge_min": getattr(a, "judge_min", None),
-               "replace_min": getattr(a, "replace_min", None),
-               "judge_revealed": getattr(a, "judge_revealed", None)}
+    shipped = {k: getattr(a, k, None) for k in ("judge_min", "replace_min", "judge_revealed",
+                                                 "hiding_counts_from")}
     deob.sort(key=lambda d: any(d[k] != shipped[k] for k in d))
     # the policy's own strength first: the de-obfuscation settings are chosen with it
     current = policy.game.belief.evidence_strength
@@ -381,13 +386,14 @@ def choose(
     if result.get("deob_rows"):
         dnames = list(result["deob_rows"][0]["checks"])
         dtable = Table(title="validation split: de-obfuscation settings")
-        for col in ("judge_min", "replace_min", "revealed", "margin",
+        for col in ("judge_min", "replace_min", "revealed", "hiding from", "margin",
                     *[n.split(" ", 1)[0] for n in dnames]):
             dtable.add_column(col, no_wrap=True)
         for r in result["deob_rows"]:
             d = r["deob"]
             dtable.add_row(str(d["judge_min"]), str(d["replace_min"]),
                            str(d.get("judge_revealed", "-")),
+                           str(d.get("hiding_counts_from", "-")),
                            f"{r['margin']:+.3f}",
                            *[f"{r['checks'][n]['value']:.3f}" for n in dnames])
         console.print(dtable)

@@ -35,6 +35,7 @@ from oyster.assess.base import (
     user_turn_indices,
 )
 from oyster.assess.deobfuscate import (
+    HIDING_COUNTS_FROM,
     JUDGE_MIN,
     JUDGE_REVEALED,
     REPLACE_MIN,
@@ -135,7 +136,8 @@ class LocalAssessor(Assessor):
                  type_fusion: str = "level", harm_cue_shift: float = 0.6,
                  context_weight: float = CONTEXT_WEIGHT, deobfuscate: bool = True,
                  judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN,
-                 judge_revealed: bool = JUDGE_REVEALED) -> None:
+                 judge_revealed: bool = JUDGE_REVEALED,
+                 hiding_counts_from: Level = HIDING_COUNTS_FROM) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
@@ -150,6 +152,11 @@ class LocalAssessor(Assessor):
         self.judge_min = judge_min
         self.replace_min = replace_min
         self.judge_revealed = judge_revealed
+        # the level of a payload's own reading from which hiding it counts as an attack
+        # wrapper around it (R1: any risky payload; R2: only a clearly harmful one)
+        if hiding_counts_from not in ("R1", "R2"):
+            raise AssessorError(f"hiding_counts_from must be R1 or R2, not {hiding_counts_from!r}")
+        self.hiding_counts_from: Level = hiding_counts_from
         if not 0.0 <= harm_cue_shift <= 1.0:
             raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
         self.harm_cue_shift = harm_cue_shift
@@ -225,8 +232,9 @@ class LocalAssessor(Assessor):
                           probs: dict[str, dict[str, np.ndarray]]) -> _Judgement:
         """Judge a text as written and each payload decoded from it as text of its own
         (`assess.deobfuscate.read`), and keep the riskiest reading. A payload that reads
-        risky is judged again with its technique as an attack wrapper around it (hiding a
-        risky ask is adversarial); a harmless one is left as it reads. A surface that a
+        risky (from `hiding_counts_from`) is judged again with its technique as an attack
+        wrapper around it (hiding a risky ask is adversarial); a harmless one is left as it
+        reads. A surface that a
         confident payload replaces counts only when it carries a rule harm cue in plain
         words: the heads read the look of an obfuscation as an attack."""
         surface = self._judge(plan.text, hits[plan.text], probs[plan.text])
@@ -241,7 +249,7 @@ class LocalAssessor(Assessor):
             # make <base64>") reads complete only there
             for t in self._payload_texts(p):
                 j = self._judge(t, hits[t], probs[t])
-                if j.level != "R0":
+                if LEVELS.index(j.level) >= LEVELS.index(self.hiding_counts_from):
                     j = self._judge(t, [*hits[t], Hit(p.technique, p.confidence, p.evidence)],
                                     probs[t])
                 judged.append((p, j))

@@ -44,9 +44,9 @@ from oyster.assess.deobfuscate import chinese, code, encodings, letters, story  
 from oyster.assess.deobfuscate.base import DECODERS, Decoded, Decoder
 from oyster.types import Level
 
-__all__ = ["DECODERS", "JUDGE_MIN", "JUDGE_REVEALED", "REPLACE_MIN", "Decoded", "Decoder",
-           "Readings", "deobfuscate", "explained", "merge_attacks", "read", "replaces_surface",
-           "report", "warm_up"]
+__all__ = ["DECODERS", "HIDING_COUNTS_FROM", "JUDGE_MIN", "JUDGE_REVEALED", "REPLACE_MIN",
+           "Decoded", "Decoder", "Readings", "deobfuscate", "explained", "merge_attacks", "read",
+           "replaces_surface", "report", "warm_up"]
 
 _log = logging.getLogger(__name__)
 _MAX_CHARS = 40_000  # longer messages are decoded on their head and tail
@@ -61,6 +61,9 @@ REPLACE_MIN = 0.8
 # Whether an assessor also judges the message with a payload put back in place
 # (`Decoded.revealed`), beside the payload alone.
 JUDGE_REVEALED = False
+# From which level of a payload's own reading hiding it counts as an attack wrapper around
+# it (the local assessor; chosen on the validation split).
+HIDING_COUNTS_FROM: Level = "R1"
 
 
 def warm_up() -> None:
