@@ -316,6 +316,9 @@ def choose(
     revealed: Annotated[str, typer.Option(
         help="judge the message with the payload put back in place: comma-separated "
              "false,true to try both")] = "false,true",
+    escalation: Annotated[str, typer.Option(
+        help="whether a climb of risk over the turns sets the conversation to R2 outright: "
+             "comma-separated true,false to try both")] = "true,false",
     hiding_from: Annotated[str, typer.Option(
         "--hiding-counts-from",
         help="levels of a payload's own reading from which hiding it counts as an attack "
@@ -340,9 +343,13 @@ def choose(
         replace = [float(x) for x in replace_mins.split(",") if x]
         shown = [{"true": True, "false": False}[x.strip().lower()]
                  for x in revealed.split(",") if x]
+        raises = [{"true": True, "false": False}[x.strip().lower()]
+                  for x in escalation.split(",") if x]
     except (ValueError, KeyError):
         raise _fail("--strengths, --context-weights, --judge-mins and --replace-mins take "
-                    "comma-separated numbers, --revealed false,true") from None
+                    "comma-separated numbers, --revealed and --escalation true/false") from None
+    # the shipped conversation setting first: ties keep it
+    raises.sort(key=lambda v: v != getattr(a, "escalation_raises", True))
     # `judge_revealed` and `hiding_counts_from` exist on the local assessor only
     local = hasattr(a, "judge_revealed")
     counts_from = [x.strip() for x in hiding_from.split(",") if x] if local else ["-"]
@@ -366,7 +373,7 @@ def choose(
     prog, advance = _progress(sum(len(s.examples) for s in sets), "assessing (local)")
     with prog:
         result = run_choose(a, sets, engines, weights, progress=advance,
-                            deob=deob if hasattr(a, "judge_min") else ())
+                            deob=deob if hasattr(a, "judge_min") else (), escalation=raises)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
     if json_out:
@@ -377,10 +384,12 @@ def choose(
 
     names = list(result["rows"][0]["checks"])
     table = Table(title=f"validation split: targets per setting (report: {out})")
-    for col in ("setting", "context w", "margin", *[n.split(" ", 1)[0] for n in names]):
+    for col in ("setting", "context w", "escalation", "margin",
+                *[n.split(" ", 1)[0] for n in names]):
         table.add_column(col, no_wrap=True)
     for r in result["rows"]:
-        table.add_row(r["setting"], str(r["context_weight"]), f"{r['margin']:+.3f}",
+        table.add_row(r["setting"], str(r["context_weight"]), str(r["escalation_raises"]),
+                      f"{r['margin']:+.3f}",
                       *[f"{r['checks'][n]['value']:.3f}" for n in names])
     console = Console()
     if result.get("deob_rows"):
@@ -399,7 +408,8 @@ def choose(
         console.print(dtable)
     console.print(table)
     best = result["best"]
-    console.print(f"chosen: {best['setting']}, context_weight={best['context_weight']} "
+    console.print(f"chosen: {best['setting']}, context_weight={best['context_weight']}, "
+                  f"escalation_raises={best['escalation_raises']} "
                   f"(smallest margin {best['margin']:+.3f}), de-obfuscation "
                   f"{best.get('deob', '-')}")
 

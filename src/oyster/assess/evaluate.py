@@ -250,6 +250,7 @@ def _hides(ex: Example, judge_min: float) -> bool:
 
 def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: dict[str, Any],
            context_weights: Sequence[float], *, deob: Sequence[dict[str, Any]] = (),
+           escalation: Sequence[bool] = (True,),
            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Choices on `sets` (the validation split), in two steps.
 
@@ -259,8 +260,9 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: dict[str, Any],
        largest (ties: the next smallest, and so on) is kept on the assessor. Only examples
        in which the stage finds a payload are assessed again per setting: the rest read
        the same under every setting.
-    2. Every (engine setting, conversation weight) with it: the best by the same rule over
-       the checks other than the hidden-ask ones (those are the stage's).
+    2. Every (engine setting, conversation weight, `escalation_raises`) with it: the best
+       by the same rule over the checks other than the hidden-ask ones (those are the
+       stage's).
     Single-turn assessments do not depend on the conversation weight and are made once."""
     deob_rows: list[dict[str, Any]] = []
     single: dict[str, list[Assessment]] = {}
@@ -300,19 +302,24 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: dict[str, Any],
     rows = []
     conv_sets = {es.name for es in sets if any("messages" in e.meta for e in es.examples)}
     for w in context_weights:
-        if hasattr(assessor, "context_weight"):
-            assessor.context_weight = w
-        cache = {k: v for k, v in single.items() if k not in conv_sets}
-        for label, engine in engines.items():
-            r = evaluate(assessor, sets, engine=engine, progress=progress, assessed=cache)
-            progress = None  # every later pass reuses the assessments
-            rows.append({"setting": label, "context_weight": w,
-                         "margin": margin(r["checks"], HIDDEN_CHECKS), "checks": r["checks"]})
-        single = cache
+        for raises in escalation if hasattr(assessor, "escalation_raises") else (True,):
+            if hasattr(assessor, "context_weight"):
+                assessor.context_weight = w
+            if hasattr(assessor, "escalation_raises"):
+                assessor.escalation_raises = raises
+            cache = {k: v for k, v in single.items() if k not in conv_sets}
+            for label, engine in engines.items():
+                r = evaluate(assessor, sets, engine=engine, progress=progress, assessed=cache)
+                progress = None  # every later pass reuses the assessments
+                rows.append({"setting": label, "context_weight": w, "escalation_raises": raises,
+                             "margin": margin(r["checks"], HIDDEN_CHECKS),
+                             "checks": r["checks"]})
+            single = cache
     # the largest smallest margin; ties go to the larger second smallest, and so on
     best = max(rows, key=lambda r: margins(r["checks"], HIDDEN_CHECKS))
     out: dict[str, Any] = {"rows": rows, "best": {"setting": best["setting"],
                                                   "context_weight": best["context_weight"],
+                                                  "escalation_raises": best["escalation_raises"],
                                                   "margin": best["margin"]}}
     if deob:
         out["deob_rows"] = deob_rows

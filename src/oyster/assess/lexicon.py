@@ -131,6 +131,14 @@ class LexiconAssessor(Assessor):
             return "operational"
         return ""
 
+    def pretext_cue(self, text: str) -> bool:
+        """Whether the text gives a reason for asking (a professional or a benign-context
+        cue: "for a class", "I'm a nurse"): the part of a rephrased ask that changes its
+        look, not what it asks for."""
+        lowered = text.lower()
+        return self._cue("professional", text, lowered) or self._cue("benign_context", text,
+                                                                      lowered)
+
     def false_belief_cue(self, text: str) -> bool:
         """Whether the text states or acts on a false belief (a `false_belief` cue) with no
         stated harmful aim."""

@@ -67,9 +67,11 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
 # weight of the recent user turns read together against the last turn alone, for
 # conversations of two or more user turns (0 judges the last turn only)
 CONTEXT_WEIGHT = 0.75
+ESCALATION_RAISES = True  # chosen on validation conversations with CONTEXT_WEIGHT
 _EXPLAINED_MARGIN = 0.1
 # a declined risky ask asked again keeps its level unless the new turn alone is this sure
-# to be harmless (a defensive question on the same topic is not a rephrasing)
+# to be harmless without a pretext (a defensive question on the same topic is not a
+# rephrasing; "it's for a class" around the same ask is)
 _REPEAT_KEEPS_BELOW_R0 = 0.7
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
@@ -137,11 +139,15 @@ class LocalAssessor(Assessor):
                  context_weight: float = CONTEXT_WEIGHT, deobfuscate: bool = True,
                  judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN,
                  judge_revealed: bool = JUDGE_REVEALED,
-                 hiding_counts_from: Level = HIDING_COUNTS_FROM) -> None:
+                 hiding_counts_from: Level = HIDING_COUNTS_FROM,
+                 escalation_raises: bool = ESCALATION_RAISES) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
         self.context_weight = context_weight
+        # whether a climb of risk over the turns, with the turns read together at R2, sets
+        # the conversation to R2 outright (else it counts only through the weighted mix)
+        self.escalation_raises = escalation_raises
         self.deobfuscate = deobfuscate  # also judge what a turn hides (assess.deobfuscate)
         # the de-obfuscation stage's settings (`assess.deobfuscate.read`; chosen on the
         # validation split): which payloads are judged, which stand for the surface, and
@@ -435,7 +441,8 @@ class LocalAssessor(Assessor):
                 "categories": self._category_scores(cats), "type_evidence": ev})
         asked = turn_j[repeated[last]] if last in repeated else None
         if (asked is not None and LEVELS.index(asked.level) > LEVELS.index(level)
-                and current.level_probs["R0"] < _REPEAT_KEEPS_BELOW_R0):
+                and (current.level_probs["R0"] < _REPEAT_KEEPS_BELOW_R0
+                     or self._rules.pretext_cue(messages[last].content))):
             # a new pretext ("it's for a class") does not lower the risk of the same ask
             level, level_probs, cats = asked.level, asked.level_probs, asked.categories
             notes.append("a rephrasing of a declined risky ask keeps that ask's level")
@@ -447,7 +454,8 @@ class LocalAssessor(Assessor):
         multi = [f for f in last_findings
                  if f.technique in ("payload_split", "multi_turn_escalation")]
         multi = [f for f in multi if f.technique == "payload_split"
-                 or (context_j is not None and context_j.level == "R2")]
+                 or (self.escalation_raises and context_j is not None
+                     and context_j.level == "R2")]
         if context_j is not None and multi and LEVELS.index(context_j.level) >= 1:
             # what the turns say together is what this turn asks
             level = "R2"
