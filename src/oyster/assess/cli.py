@@ -423,6 +423,9 @@ def report(
              "(e.g. an older commit exported with git archive), repeatable")] = None,
     out: Annotated[Path, typer.Option(help="JSON report path")]
     = Path("runs/testsets-report.json"),
+    markdown_out: Annotated[Path | None, typer.Option(
+        "--markdown", help="also write the table as Markdown (systems as columns, the #13 "
+                           "targets beside them)")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Decisions on every test set (Strata-Sword L1-2, the starter sets, bench/data/testsets),
@@ -434,6 +437,7 @@ def report(
         EngineSystem,
         SourceSystem,
         load_cases,
+        markdown,
         score,
         table_rows,
     )
@@ -465,6 +469,9 @@ def report(
               "rows": rows, "decisions": decisions}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(markdown(rows, list(systems)), "utf-8")
     if json_out:
         typer.echo(json.dumps({"systems": result["systems"], "rows": rows}, ensure_ascii=False))
         return
