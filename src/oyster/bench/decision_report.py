@@ -271,18 +271,20 @@ def target_of(row: dict[str, Any]) -> tuple[str, float] | None:
 
 def markdown(rows: Sequence[dict[str, Any]], systems: Sequence[str]) -> str:
     """The rows as a Markdown table, one column per system, with the target where #13
-    sets one and whether the last system meets it."""
-    head = ["set", "group", "lang", "metric", "n", *systems, "target", "met"]
+    sets one and, per system in the same order, whether it meets it."""
+    head = ["set", "group", "lang", "metric", "n", *systems, "target",
+            f"met ({' / '.join(systems)})"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         values = [r.get(s) for s in systems]
         target = target_of(r)
         shown = [f"{v:.3f}" if isinstance(v, float) else "–" for v in values]
         met = ""
-        if target is not None and isinstance(values[-1], float):
+        if target is not None:
             op, t = target
-            ok = values[-1] >= t if op == ">=" else values[-1] <= t
-            met = "yes" if ok else "**no**"
+            met = " / ".join(
+                "–" if not isinstance(v, float) else
+                ("yes" if (v >= t if op == ">=" else v <= t) else "**no**") for v in values)
         out.append("| " + " | ".join([r["set"], r["group"], r["lang"], r["metric"],
                                       str(r["n"]), *shown,
                                       f"{target[0]} {target[1]:.2f}" if target else "",
