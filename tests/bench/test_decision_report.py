@@ -96,3 +96,4 @@ def test_markdown_shows_systems_side_by_side_with_the_targets() -> None:
     assert lines[2].endswith("| 0.970 | 0.930 | >= 0.95 | yes / **no** |")
     assert lines[3].endswith("| 0.060 | 0.000 | <= 0.03 | **no** / yes |")
     assert lines[4].endswith("| 0.500 | 0.600 |  |  |")
+    assert "| harmful: refuse\\|guide |" in lines[4]  # a metric's "|" does not split cells

@@ -285,8 +285,7 @@ def markdown(rows: Sequence[dict[str, Any]], systems: Sequence[str]) -> str:
             met = " / ".join(
                 "–" if not isinstance(v, float) else
                 ("yes" if (v >= t if op == ">=" else v <= t) else "**no**") for v in values)
-        out.append("| " + " | ".join([r["set"], r["group"], r["lang"], r["metric"],
-                                      str(r["n"]), *shown,
-                                      f"{target[0]} {target[1]:.2f}" if target else "",
-                                      met]) + " |")
+        cells = [r["set"], r["group"], r["lang"], r["metric"], str(r["n"]), *shown,
+                 f"{target[0]} {target[1]:.2f}" if target else "", met]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(out) + "\n"
