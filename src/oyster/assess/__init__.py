@@ -16,13 +16,14 @@ from oyster.assess.base import (
     Assessor,
     AttackFinding,
     CategoryScore,
+    PayloadFinding,
     TurnAssessment,
 )
 from oyster.errors import AssessorError
 from oyster.taxonomy.policy import Policy
 
-__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "TurnAssessment",
-           "from_spec"]
+__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "PayloadFinding",
+           "TurnAssessment", "from_spec"]
 
 
 def from_spec(spec: str, policy: Policy) -> Assessor:
@@ -41,16 +42,16 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
         from oyster.assess.lexicon import LexiconAssessor
 
         return LexiconAssessor(policy)
-    if spec == "local":
+    if spec == "local" or spec.startswith("local:"):
         from oyster.assess.local import LocalAssessor
 
-        return LocalAssessor(policy)
-    if spec.startswith("local:") and len(spec) > 6:
+        name = spec.partition(":")[2]
+        if not name:
+            return LocalAssessor(policy)
         from pathlib import Path
 
-        from oyster.assess.local import LocalAssessor, packaged_heads_path
+        from oyster.assess.local import packaged_heads_path
 
-        name = spec.split(":", 1)[1]
         path = Path(name) if Path(name).exists() else packaged_heads_path(name)
         if not path.exists():
             raise AssessorError(f"assessor {spec!r}: no heads at {name!r} (neither a path nor "
@@ -82,5 +83,5 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
                                     "e.g. llm:openai:gpt-4o-mini@http://localhost:8000/v1")
             return llm
         return EnsembleAssessor(policy, local, llm)
-    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local, "
-                        "local:HEADS, default, llm:BACKEND, ensemble[:BACKEND]")
+    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local[:HEADS], default, "
+                        "llm:BACKEND, ensemble[:BACKEND]")
