@@ -95,11 +95,13 @@ def _register_parts() -> None:
     from oyster.lingobp.cli import register as register_lingobp
     from oyster.respond.cli import register as register_respond
     from oyster.serve.cli import register as register_serve
+    from oyster.serve.console.cli import register as register_console
     from oyster.taxonomy.cli import register as register_policy
     from oyster.train.cli import register as register_train
 
     for register in (register_policy, register_assess, register_respond, register_serve,
-                     register_judges, register_bench, register_lingobp, register_train):
+                     register_judges, register_bench, register_lingobp, register_train,
+                     register_console):
         register(app)
 
 

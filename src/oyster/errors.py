@@ -7,7 +7,14 @@ class OysterError(Exception):
 
 
 class PolicyError(OysterError):
-    """A policy file is missing, unreadable or invalid (names the file and the field)."""
+    """A policy file is missing, unreadable or invalid (names the file and the field).
+
+    `problems` holds the same facts as (file, field, reason) rows, for a page to show;
+    the field is "" when the whole file is at fault."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class InputError(OysterError):

@@ -365,7 +365,8 @@ def examples_section(runs: Sequence[LoadedRun]) -> str:
 def render_html(runs: Sequence[LoadedRun], anchors_on: bool = True,
                 title: str = "Oyster benchmark report") -> str:
     judges = sorted({r.meta.judges for r in runs})
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}"
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='generator' content='oyster report'><title>{_e(title)}"
              f"</title><style>{CSS}</style></head><body>",
              f"<h1>{_e(title)}</h1>",
              f"<p class='note'>Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "

@@ -329,6 +329,7 @@ def _record(state: AppState, info: OysterInfo, *, key_id: str | None, endpoint: 
         id=info.request_id, time=arrived, key_id=key_id, endpoint=endpoint, stream=stream,
         model=model, policy=d.policy, level=d.level, categories=d.categories,
         attacks=d.attacks, user_type=d.user_type, strategy=d.strategy, utilities=d.utilities,
+        language=d.language,
         outcome=info.outcome, verified=info.verification.passed,
         problems=info.verification.problems, fallback_used=info.fallback_used,
         upstream_error=info.upstream_error, status=status,

@@ -17,17 +17,17 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.assess.base import CategoryScore
 from oyster.errors import OysterError
 from oyster.taxonomy.policy import AuditSettings
-from oyster.types import Level, Message, Strategy, UserType
+from oyster.types import Language, Level, Message, Strategy, UserType
 
 Endpoint = Literal["chat", "decide"]
 Outcome = Literal["decided", "passed", "regenerated", "repaired", "fallback", "upstream_error"]
@@ -75,6 +75,9 @@ class AuditRecord(BaseModel):
     user_type: dict[UserType, float]
     strategy: Strategy
     utilities: dict[Strategy, float]
+    language: Language | None = Field(default=None,
+                                      description="language of the decided turn; None in rows "
+                                      "written before it was recorded")
     outcome: Outcome
     verified: bool | None = Field(default=None, description="None when nothing was generated")
     problems: list[str] = Field(default_factory=list)
@@ -249,3 +252,24 @@ def count(path: str | Path) -> int:
     finally:
         conn.close()
     return int(n)
+
+
+def write_records(records: Iterable[AuditRecord], stream: TextIO,
+                  fmt: Literal["jsonl", "csv"]) -> int:
+    """Write records as JSONL (one record per line) or CSV (one column per field, lists and
+    mappings as JSON); the number written. An empty CSV still has its header."""
+    import csv
+
+    n = 0
+    writer = csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields))
+    if fmt == "csv":
+        writer.writeheader()
+    for record in records:
+        row = record.model_dump(mode="json")
+        if fmt == "jsonl":
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            writer.writerow({k: json.dumps(v, ensure_ascii=False)
+                             if isinstance(v, dict | list) else v for k, v in row.items()})
+        n += 1
+    return n

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -83,10 +82,16 @@ def _register_serve(app: typer.Typer) -> None:
             help="seconds an idle client connection stays open; keep it above your load "
                  "balancer's idle timeout")] = 75,
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+        console: Annotated[bool, typer.Option(
+            "--console/--no-console", help="serve the review console at /console (keys with "
+            "the 'inspect' or 'admin' scope; without keys, on 127.0.0.1 only)")] = True,
+        reports_dir: Annotated[Path | None, typer.Option(
+            "--reports-dir", help="folder of `oyster report` HTML files the console lists",
+            file_okay=False)] = None,
     ) -> None:
         """Start the proxy: POST /v1/chat/completions (plain and streamed), GET /v1/models,
-        POST /v1/decide, GET /healthz, GET /metrics. Every decision is written to the audit
-        log before its response is sent."""
+        POST /v1/decide, GET /healthz, GET /metrics, and the review console at /console.
+        Every decision is written to the audit log before its response is sent."""
         if ctx.invoked_subcommand is not None:
             return
         import logging
@@ -124,6 +129,8 @@ def _register_serve(app: typer.Typer) -> None:
                 responder = Responder(engine, backend)
             app_ = create_app(settings, engine, responder,
                               AuditLog(audit_db, engine.policy.audit), keys)
+            if console:
+                _mount_console(app_, audit_db, host, reports_dir, policy)
         except OysterError as e:
             raise _fail(e) from None
         except ValueError as e:  # a bad override (pydantic's ValidationError is one)
@@ -201,6 +208,18 @@ def _register_serve(app: typer.Typer) -> None:
         typer.echo(f"key '{name}' revoked", err=True)
 
 
+def _mount_console(app: Any, audit_db: Path, host: str, reports_dir: Path | None,
+                   policy: Path | None) -> None:
+    from oyster.serve.console.app import ConsoleConfig, mount_console
+    from oyster.serve.console.auditquery import SqliteAuditQuery
+
+    state = app.state.oyster
+    mount_console(app, ConsoleConfig(
+        engine=state.engine, responder=state.responder, audit=SqliteAuditQuery(audit_db),
+        audit_source=str(audit_db), keys=state.keys, bind_host=host, reports_dir=reports_dir,
+        policy_source=str(policy) if policy else "the packaged default policy"))
+
+
 def _iso(t: float | None) -> str:
     return datetime.fromtimestamp(t).isoformat(timespec="seconds") if t is not None else "-"
 
@@ -252,7 +271,7 @@ def _register_audit(app: typer.Typer) -> None:
             records = audit.export(db, _when(since), _when(until))
             stream = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
             try:
-                n = _write_records(records, stream, fmt)  # type: ignore[arg-type]
+                n = audit.write_records(records, stream, fmt)  # type: ignore[arg-type]
             finally:
                 if out:
                     stream.close()
@@ -278,27 +297,3 @@ def _print_rows(rows: list[Any], as_json: bool, header: bool) -> int:
                        f"{r.strategy:14} {r.outcome:15} {verified:9} {r.latency_ms:.1f}")
     sys.stdout.flush()
     return rows[-1][0] if rows else 0
-
-
-def _write_records(records: Any, stream: Any, fmt: Literal["jsonl", "csv"]) -> int:
-    import csv
-
-    from oyster.serve.audit import AuditRecord
-
-    n = 0
-    writer = None
-    for record in records:
-        row = record.model_dump(mode="json")
-        if fmt == "jsonl":
-            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            if writer is None:
-                writer = csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields))
-                writer.writeheader()
-            writer.writerow({k: json.dumps(v, ensure_ascii=False)
-                             if isinstance(v, dict | list) else v for k, v in row.items()})
-        n += 1
-    if fmt == "csv" and writer is None:
-        csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields)).writeheader()
-    return n
-

@@ -298,9 +298,11 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise PolicyError(f"{source}: not valid YAML: {e}") from e
+        raise PolicyError(f"{source}: not valid YAML: {e}",
+                          [(source, "", f"not valid YAML: {e}")]) from e
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: a policy file must be a YAML mapping at the top level")
+        reason = "a policy file must be a YAML mapping at the top level"
+        raise PolicyError(f"{source}: {reason}", [(source, "", reason)])
     return data
 
 
@@ -318,16 +320,16 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     base = data.pop("base", None) if "base" in data else None
     if base is not None:
         if base != "default":
-            raise PolicyError(f"{source}: field 'base': only 'default' is supported, got {base!r}")
+            reason = f"only 'default' is supported, got {base!r}"
+            raise PolicyError(f"{source}: field 'base': {reason}", [(source, "base", reason)])
         data = _deep_merge(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), data)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
-            for err in e.errors()
-        )
-        raise PolicyError(f"{source}: invalid policy: {problems}") from None
+        problems = [(source, ".".join(str(p) for p in err["loc"]) or "<root>", err["msg"])
+                    for err in e.errors()]
+        listed = "; ".join(f"field '{field}': {reason}" for _, field, reason in problems)
+        raise PolicyError(f"{source}: invalid policy: {listed}", problems) from None
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -338,5 +340,11 @@ def load_policy(path: str | Path | None = None) -> Policy:
     try:
         text = p.read_text("utf-8")
     except OSError as e:
-        raise PolicyError(f"{p}: cannot read policy file: {e.strerror or e}") from e
-    return policy_from_mapping(_read_yaml(text, str(p)), str(p))
+        reason = f"cannot read policy file: {e.strerror or e}"
+        raise PolicyError(f"{p}: {reason}", [(str(p), "", reason)]) from e
+    return policy_from_text(text, str(p))
+
+
+def policy_from_text(text: str, source: str) -> Policy:
+    """Parse and validate policy YAML; `source` names it in errors (e.g. the file name)."""
+    return policy_from_mapping(_read_yaml(text, source), source)
