@@ -4,6 +4,7 @@ test (every bar carries its value in `data-*` attributes)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -39,7 +40,7 @@ def utility_chart(utilities: Mapping[Any, float], winner: str,
     lo, hi = min(0.0, *values), max(0.0, *values)
     span = (hi - lo) or 1.0
     left, right, row, top = 118, 330, 30, 8
-    width = left + right + 110
+    width = left + right + 150
     height = top + row * len(names) + 22
 
     def x(v: float) -> float:
@@ -85,7 +86,7 @@ def utility_chart(utilities: Mapping[Any, float], winner: str,
 
 def _label(start: float, unit: str) -> str:
     t = datetime.fromtimestamp(start, UTC)
-    return t.strftime("%m-%d %H:00") if unit == "hour" else t.strftime("%Y-%m-%d")
+    return t.strftime("%m-%d %Hh") if unit == "hour" else t.strftime("%Y-%m-%d")
 
 
 def series_chart(starts: Sequence[float], series: Mapping[str, Sequence[float | None]],
@@ -102,7 +103,7 @@ def series_chart(starts: Sequence[float], series: Mapping[str, Sequence[float | 
     peak = max(totals, default=0.0) or 1.0
     col = plot_w / max(n, 1)
     body = []
-    for frac in (0.0, 0.5, 1.0):
+    for frac in (0.0, 0.5, 1.0) if value_format != "{:.0f}" or peak >= 4 else (0.0, 1.0):
         y = top + plot_h * (1 - frac)
         body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
                     f'stroke="{_GRID}"/><text x="{left - 6}" y="{y + 4:.1f}" '
@@ -129,7 +130,7 @@ def series_chart(starts: Sequence[float], series: Mapping[str, Sequence[float | 
                                 for k, s in series.items())
         body.append(f'<g class="bucket" data-start="{start:.0f}"><title>{escape(label)}: '
                     f'{escape(values_text)}</title>{"".join(parts)}</g>')
-    every = max(1, n // 8)
+    every = max(1, math.ceil(n / 7))
     for i in range(0, n, every):
         body.append(f'<text x="{left + (i + 0.5) * col:.1f}" y="{top + plot_h + 16}" '
                     f'text-anchor="middle" font-size="11" fill="{_MUTED}">'
