@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import tempfile
@@ -219,6 +220,33 @@ def _row(values: tuple[object, ...]) -> AuditRow:
     return AuditRow.model_validate(data)
 
 
+class _Bucket:
+    """Counts for one hour or day while scanning."""
+
+    __slots__ = ("attacked", "fallbacks", "latencies", "regenerated", "strategies")
+
+    def __init__(self) -> None:
+        self.strategies: dict[Strategy, int] = dict.fromkeys(STRATEGIES, 0)
+        self.attacked = self.regenerated = self.fallbacks = 0
+        self.latencies: list[float] = []
+
+    def add(self, strategy: Strategy, attacked: int, outcome: str, fallback: int,
+            latency: float) -> None:
+        self.strategies[strategy] += 1
+        self.attacked += attacked
+        self.regenerated += outcome == "regenerated"
+        self.fallbacks += bool(fallback)
+        self.latencies.append(latency)
+
+    def result(self, start: float) -> TimeBucket:
+        ordered = sorted(self.latencies)
+        p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]  # nearest rank
+        return TimeBucket(start=start, decisions=len(ordered), strategies=self.strategies,
+                          refusals=self.strategies["refuse"], with_attacks=self.attacked,
+                          regenerated=self.regenerated, fallbacks=self.fallbacks,
+                          p95_latency_ms=p95)
+
+
 class SqliteAuditQuery(AuditQuery):
     """The console's reader of a SQLite audit log (see the module docstring)."""
 
@@ -336,32 +364,21 @@ class SqliteAuditQuery(AuditQuery):
                 yield AuditRecord.model_validate(json.loads(blob))
 
     def buckets(self, where: AuditFilter, unit: BucketUnit) -> list[TimeBucket]:
+        # One scan of the narrow facts table, counted here: cheaper than SQLite's GROUP BY
+        # plus a window function for the p95 (each of which sorts every matching row).
         sql, args = _where(where)
         width = BUCKET_SECONDS[unit]
-        bucket = f"CAST(f.time / {width} AS INTEGER)"
+        grouped: dict[int, _Bucket] = {}
         with self._reading() as conn:
-            totals = conn.execute(
-                f"SELECT {bucket} AS b, count(*), sum(f.strategy = 'refuse'), "
-                "sum(f.attacks > 0), sum(f.outcome = 'regenerated'), sum(f.fallback) "
-                f"FROM idx.facts AS f WHERE {sql} GROUP BY b ORDER BY b", args).fetchall()
-            mix = conn.execute(
-                f"SELECT {bucket} AS b, f.strategy, count(*) FROM idx.facts AS f "
-                f"WHERE {sql} GROUP BY b, f.strategy", args).fetchall()
-            # nearest-rank p95: the smallest latency at or above 95 % of the bucket's rows
-            p95 = conn.execute(
-                f"SELECT b, min(latency_ms) FROM (SELECT {bucket} AS b, f.latency_ms, "
-                "row_number() OVER (PARTITION BY " + bucket + " ORDER BY f.latency_ms) AS rn,"
-                " count(*) OVER (PARTITION BY " + bucket + ") AS n "
-                f"FROM idx.facts AS f WHERE {sql}) WHERE rn >= 0.95 * n GROUP BY b",
-                args).fetchall()
-        strategies: dict[int, dict[Strategy, int]] = {}
-        for b, strategy, n in mix:
-            strategies.setdefault(b, dict.fromkeys(STRATEGIES, 0))[strategy] = n
-        latency = dict(p95)
-        return [TimeBucket(start=float(b * width), decisions=n, strategies=strategies[b],
-                           refusals=refusals, with_attacks=attacked, regenerated=regenerated,
-                           fallbacks=fallbacks, p95_latency_ms=latency.get(b))
-                for b, n, refusals, attacked, regenerated, fallbacks in totals]
+            for b, strategy, attacked, outcome, fallback, latency in conn.execute(
+                    f"SELECT CAST(f.time / {width} AS INTEGER), f.strategy, f.attacks > 0, "
+                    f"f.outcome, f.fallback, f.latency_ms FROM idx.facts AS f WHERE {sql}",
+                    args):
+                bucket = grouped.get(b)
+                if bucket is None:
+                    bucket = grouped[b] = _Bucket()
+                bucket.add(strategy, attacked, outcome, fallback, latency)
+        return [grouped[b].result(float(b * width)) for b in sorted(grouped)]
 
     def facets(self) -> Facets:
         with self._reading() as conn:

@@ -157,7 +157,10 @@ def console_site(root: Path, upstream_spec: str | None, engine: Engine,
     reports = root / "reports"
     write_report([write_run(root / "runs" / "console-test")], reports / "weekly" / "report.html",
                  title="Console test report")
-    backend = from_spec(upstream_spec, max_retries=0) if upstream_spec else None
+    backend = None
+    if upstream_spec:
+        options = {"max_retries": 0} if upstream_spec.startswith("openai:") else {}
+        backend = from_spec(upstream_spec, **options)
     responder = Responder(engine, backend) if backend else None
     settings = ServeSettings.model_validate(engine.policy.serve.model_dump()
                                             | {"upstream_timeout_s": 60.0})

@@ -1,0 +1,133 @@
+"""The console's audit browser on a large log: filter + page, charts, and the whole page.
+
+    .venv/bin/python benchmarks/console_audit.py [--rows 100000] [--repeat 20]
+
+Builds a SQLite audit log of synthetic rows through the proxy's own writer (a week of
+traffic), then times, for a set of filters:
+- `page`: one page of 50 rows newest first with the total count (`AuditQuery.page`), first
+  page and a page ten pages deep (cursor paging);
+- `buckets`: the per-hour aggregates behind the five charts (`AuditQuery.buckets`);
+- `http`: GET /console/audit end to end (facets, page, buckets, charts, HTML), over real
+  HTTP to uvicorn on 127.0.0.1.
+The side index is built once before the timings (its build time is reported). Prints a
+table and writes JSON (default: benchmarks/results/console_audit.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from oyster.engine import Engine
+from oyster.serve.console.app import ConsoleConfig, create_console_app, filter_query
+from oyster.serve.console.auditquery import AuditFilter, SqliteAuditQuery
+from oyster.serve.console.samples import write_synthetic_log
+from oyster.serve.testing import ServerThread
+
+START = 1_780_000_000.0
+FILTERS: dict[str, AuditFilter] = {
+    "none": AuditFilter(),
+    "strategy=refuse": AuditFilter(strategies=("refuse",)),
+    "level=R2, lang=zh": AuditFilter(levels=("R2",), language="zh"),
+    "category=mental_health": AuditFilter(category="mental_health"),
+    "category+strategy+key": AuditFilter(category="cybersecurity", strategies=("refuse",),
+                                         key="clinic-app"),
+    "one day, outcome=fallback": AuditFilter(since=START + 2 * 86400, until=START + 3 * 86400,
+                                             outcomes=("fallback",)),
+    "key=batch-eval": AuditFilter(key="batch-eval"),
+}
+
+
+def timed(fn: Any, repeat: int) -> tuple[float, float, Any]:
+    """p50 and p95 milliseconds over `repeat` calls, and the last result."""
+    times = []
+    result = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[max(0, round(0.95 * len(times)) - 1)], result
+
+
+def deep_page(query: SqliteAuditQuery, where: AuditFilter, depth: int = 10) -> Any:
+    page = query.page(where)
+    for _ in range(depth):
+        if page.older is None:
+            break
+        page = query.page(where, before=page.older)
+    return page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/console_audit.json"))
+    args = parser.parse_args()
+
+    engine = Engine(assessor="lexicon")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audit.db"
+        t = time.perf_counter()
+        write_synthetic_log(path, engine.policy, args.rows, start=START, days=7)
+        write_s = time.perf_counter() - t
+        query = SqliteAuditQuery(path)
+        t = time.perf_counter()
+        facets = query.facets()  # builds the side index
+        index_s = time.perf_counter() - t
+        assert facets.rows == args.rows
+        sizes = {"log_mb": path.stat().st_size / 1e6,
+                 "index_mb": query.index_path.stat().st_size / 1e6}
+        app = create_console_app(ConsoleConfig(engine=engine, audit=query,
+                                               audit_source=str(path)))
+        rows = []
+        with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+            for name, where in FILTERS.items():
+                p50, p95, page = timed(lambda w=where: query.page(w), args.repeat)
+                deep50, deep95, _ = timed(lambda w=where: deep_page(query, w), 3)
+                b50, b95, buckets = timed(lambda w=where: query.buckets(w, "hour"), 5)
+                url = f"/console/audit?{filter_query(where)}"
+                assert http.get(url).status_code == 200
+                h50, h95, _ = timed(lambda u=url: http.get(u).raise_for_status(), 5)
+                rows.append({"filter": name, "matching": page.total, "page_p50_ms": p50,
+                             "page_p95_ms": p95, "deep_page_11_ms_p50": deep50 / 11,
+                             "buckets": len(buckets), "buckets_p50_ms": b50,
+                             "http_page_p50_ms": h50, "http_page_p95_ms": h95})
+
+    table = Table(title=f"Audit browser on {args.rows:,} rows (SQLite, side index)")
+    for col in ("filter", "matching", "page p50 ms", "page p95 ms", "deep page ms",
+                "charts p50 ms", "whole page p50 ms"):
+        table.add_column(col, justify="left" if col == "filter" else "right")
+    for r in rows:
+        table.add_row(r["filter"], f"{r['matching']:,}", f"{r['page_p50_ms']:.1f}",
+                      f"{r['page_p95_ms']:.1f}", f"{r['deep_page_11_ms_p50']:.1f}",
+                      f"{r['buckets_p50_ms']:.1f}", f"{r['http_page_p50_ms']:.1f}")
+    console = Console()
+    console.print(table)
+    overall = statistics.median(r["page_p50_ms"] for r in rows)
+    console.print(f"writing {args.rows:,} rows: {write_s:.1f} s; first index build: "
+                  f"{index_s:.1f} s; log {sizes['log_mb']:.0f} MB, index "
+                  f"{sizes['index_mb']:.0f} MB; median over filters of page p50: "
+                  f"{overall:.1f} ms")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "rows": args.rows, "repeat": args.repeat, "store": "sqlite", "write_s": write_s,
+        "index_build_s": index_s, **sizes, "filters": rows,
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+    }, indent=2))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
