@@ -130,8 +130,10 @@ def test_the_index_follows_a_growing_log_and_a_replaced_one(tmp_path):
     write_synthetic_log(path, POLICY, 30, start=START, seed=1)
     query = SqliteAuditQuery(path)
     assert query.page(AuditFilter()).total == 30
+    assert sum(b.decisions for b in query.buckets(AuditFilter(), "day")) == 30
     write_synthetic_log(path, POLICY, 5, start=START + 10 * 86400, seed=2)  # the proxy appends
     assert query.page(AuditFilter()).total == 35
+    assert sum(b.decisions for b in query.buckets(AuditFilter(), "day")) == 35  # not cached
     assert query.index_path == tmp_path / "audit.db.console-index"
     # a different log now lives at the same path (rotated): the index is rebuilt, not mixed
     path.unlink()

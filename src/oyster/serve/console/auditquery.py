@@ -254,6 +254,8 @@ class SqliteAuditQuery(AuditQuery):
         self.path = Path(path)
         self.index_path = Path(index_path) if index_path else self._default_index_path()
         self._sync_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._bucket_cache: dict[tuple[str, str, int], list[TimeBucket]] = {}
 
     def _default_index_path(self) -> Path:
         folder = self.path.resolve().parent
@@ -370,6 +372,11 @@ class SqliteAuditQuery(AuditQuery):
         width = BUCKET_SECONDS[unit]
         grouped: dict[int, _Bucket] = {}
         with self._reading() as conn:
+            (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM idx.facts").fetchone()
+            key = (where.model_dump_json(), unit, last)
+            with self._cache_lock:
+                if key in self._bucket_cache:  # e.g. paging through one filter's rows
+                    return self._bucket_cache[key]
             for b, strategy, attacked, outcome, fallback, latency in conn.execute(
                     f"SELECT CAST(f.time / {width} AS INTEGER), f.strategy, f.attacks > 0, "
                     f"f.outcome, f.fallback, f.latency_ms FROM idx.facts AS f WHERE {sql}",
@@ -378,7 +385,12 @@ class SqliteAuditQuery(AuditQuery):
                 if bucket is None:
                     bucket = grouped[b] = _Bucket()
                 bucket.add(strategy, attacked, outcome, fallback, latency)
-        return [grouped[b].result(float(b * width)) for b in sorted(grouped)]
+        result = [grouped[b].result(float(b * width)) for b in sorted(grouped)]
+        with self._cache_lock:
+            self._bucket_cache[key] = result
+            while len(self._bucket_cache) > 16:
+                self._bucket_cache.pop(next(iter(self._bucket_cache)))
+        return result
 
     def facets(self) -> Facets:
         with self._reading() as conn:
