@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/console_playground.py [--n 20] [--no-embedded]
 
 Headless Chromium (Debian's `chromium`, driven by Playwright) on the console mounted in the
-proxy (uvicorn on 127.0.0.1), local assessor. Twenty distinct messages (no assessment is
-reused), each typed and submitted; the clock runs in the test process from the click until
-the new decision's strategy is in the page (so it includes the browser, HTTP, the
-assessment, the game, rendering and the swap). Two setups, measured in one run:
+proxy (uvicorn on 127.0.0.1), local assessor. Twenty distinct messages, made unique per
+setup (no assessment or embedding is reused), each typed and submitted; the clock runs in
+the test process from the click until the new decision's strategy is in the page (so it
+includes the browser, HTTP, the assessment, the game, rendering and the swap). Two setups,
+measured in one run:
 - no upstream: decisions only;
 - the embedded upstream (SmolLM2-135M via llama.cpp): the reply is generated and verified
   after the decision is on screen, so the decision time should not change; the time until
@@ -55,13 +56,14 @@ MESSAGES = [
 ]
 
 
-def run(page: Any, url: str, n: int, generate: bool) -> dict[str, Any]:
+def run(page: Any, url: str, n: int, generate: bool, tag: str) -> dict[str, Any]:
     page.goto(f"{url}/console/playground")
     decision_ms: list[float] = []
     reply_ms: list[float] = []
     strategies = []
     for i in range(n):
-        text = MESSAGES[i % len(MESSAGES)] + ("" if i < len(MESSAGES) else f" ({i})")
+        # unique per setup, so no cache (assessments, embeddings) flatters the second one
+        text = f"{MESSAGES[i % len(MESSAGES)]} (#{tag}{i})"
         page.fill("#conversation", text)
         page.set_checked("input[name=generate]", generate)
         page.evaluate("document.querySelector('#result').innerHTML = ''")
@@ -102,7 +104,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp, \
                     console_site(Path(tmp), spec, engine, rows=100) as site:
                 page.goto(f"{site.url}/console/playground")
-                results[name] = run(page, site.url, args.n, generate)
+                results[name] = run(page, site.url, args.n, generate, tag=name[0])
 
     table = Table(title=f"Playground: click → decision on screen (n={args.n}, local assessor,"
                         " headless Chromium)")

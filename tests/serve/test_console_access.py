@@ -210,10 +210,11 @@ def test_oyster_console_refuses_to_listen_beyond_loopback_without_keys():
     assert result.exit_code == 2 and "127.0.0.1 only" in result.output
 
 
-def test_oyster_console_serves_the_pages_over_an_audit_log(audit_db, tmp_path):
+@pytest.mark.parametrize("command", [["console"], ["serve", "--upstream", "none"]])
+def test_oyster_console_and_oyster_serve_serve_the_console(audit_db, command):
     port = free_port()
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "oyster.cli", "console", "--audit-db",
+    proc = subprocess.Popen([sys.executable, "-m", "oyster.cli", *command, "--audit-db",
                              str(audit_db), "--assessor", "lexicon", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -227,8 +228,11 @@ def test_oyster_console_serves_the_pages_over_an_audit_log(audit_db, tmp_path):
                 assert time.monotonic() < deadline, "oyster console did not start in 60 s"
                 time.sleep(0.3)
         assert r.status_code == 200 and 'data-testid="total">50<' in unescape(r.text)
-        home = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True)
-        assert home.url.path == "/console/playground"
+        if command[0] == "console":
+            home = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True)
+            assert home.url.path == "/console/playground"
+        else:  # the proxy's own routes are still there
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)

@@ -231,6 +231,8 @@ def test_the_console_works_at_a_narrow_laptop_width_without_horizontal_scroll(pa
         assert expected.attacks  # detected attacks are listed with their evidence
         listed = page.inner_text("[data-testid=attacks]")
         assert all(a in listed for a in expected.attacks)
+        reply_box = page.inner_text(".reply-box")
+        assert "Not generated" in reply_box and "no upstream model" not in reply_box
         shot(page, "playground-attack-1024px")
         for view in ("playground", "audit", "policy", "reports"):
             if view != "playground":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,7 @@ PAGE_SIZE = 50
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 LANGUAGES: tuple[str, ...] = get_args(Language)
 FRAGMENT_HEADER = "x-console-fragment"
+WHATIF_NOTE = "Change β, the prior or a severity to see how the decision moves. Nothing is saved."
 _PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
              "script-src 'self'; frame-src 'self'; frame-ancestors 'none'; form-action 'self';"
              " base-uri 'none'")
@@ -278,6 +279,7 @@ class _Console:
             "runner_up": ranked[1][0], "margin": ranked[0][1] - ranked[1][1],
             "conversation_text": form.get("conversation", ""),
             "generate": bool(form.get("generate")) and self.config.responder is not None,
+            "upstream": self.config.responder.backend.spec if self.config.responder else None,
             "whatif_defaults": self.whatif_defaults(form, d),
         }
 
@@ -299,8 +301,7 @@ class _Console:
                               ) -> dict[str, Any]:
         change = what_if_from_form(form, self.policy)
         if change.empty:
-            return {"whatif": None, "whatif_note": "Change β, the prior or a severity to see "
-                    "how the decision moves. Nothing is saved."}
+            return {"whatif": None, "whatif_note": WHATIF_NOTE}
         result = await self.playground.what_if(messages, change)
         return {"whatif": result, "whatif_chart": charts.utility_chart(
             result.after.utilities, result.after.strategy, compare=result.before.utilities,
@@ -312,6 +313,19 @@ class _Console:
         except BackendError as e:
             return {"reply_error": f"the upstream failed: {e}"}
         return {"reply": reply}
+
+    async def fragment(self, request: Request, template: str,
+                       build: Callable[[dict[str, str], list[ChatMessage]],
+                                       Awaitable[dict[str, Any]]]) -> Response:
+        """A playground fragment for the page's script: the posted conversation, `build`'s
+        context rendered with `template`, or the input error."""
+        self.who(request)
+        form = await self.form(request)
+        try:
+            context = await build(form, parse_conversation(form.get("conversation", "")))
+        except InputError as e:
+            return self.page(request, "_error.html", 422, error=str(e))
+        return self.page(request, template, **context)
 
     # -- routes ------------------------------------------------------------------------
 
@@ -384,38 +398,19 @@ class _Console:
 
         @r.post("/playground/decision")
         async def decision_fragment(request: Request) -> Response:
-            self.who(request)
-            form = await self.form(request)
-            try:
-                messages = parse_conversation(form.get("conversation", ""))
-                context = self.decision_context(form, await self.playground.decide(messages))
-            except InputError as e:
-                return self.page(request, "_error.html", 422, error=str(e))
-            return self.page(request, "_decision.html", **context,
-                             whatif=None, whatif_note="Change β, the prior or a severity to "
-                             "see how the decision moves. Nothing is saved.")
+            async def build(form: dict[str, str], messages: list[ChatMessage]) -> dict[str, Any]:
+                return self.decision_context(form, await self.playground.decide(messages)) | {
+                    "whatif": None, "whatif_note": WHATIF_NOTE}
+            return await self.fragment(request, "_decision.html", build)
 
         @r.post("/playground/reply")
         async def reply_fragment(request: Request) -> Response:
-            self.who(request)
-            form = await self.form(request)
-            try:
-                messages = parse_conversation(form.get("conversation", ""))
-                context = await self.reply_context(messages)
-            except InputError as e:
-                return self.page(request, "_error.html", 422, error=str(e))
-            return self.page(request, "_reply.html", **context)
+            return await self.fragment(request, "_reply.html",
+                                       lambda form, messages: self.reply_context(messages))
 
         @r.post("/playground/whatif")
         async def whatif_fragment(request: Request) -> Response:
-            self.who(request)
-            form = await self.form(request)
-            try:
-                messages = parse_conversation(form.get("conversation", ""))
-                context = await self.what_if_context(form, messages)
-            except InputError as e:
-                return self.page(request, "_error.html", 422, error=str(e))
-            return self.page(request, "_whatif.html", **context)
+            return await self.fragment(request, "_whatif.html", self.what_if_context)
 
         # audit browser ---------------------------------------------------------------------
 
@@ -544,21 +539,21 @@ class _Console:
             return self.page(request, "reports.html", nav="reports", folder=folder,
                              folder_ok=bool(folder and folder.is_dir()), reports=reports)
 
+        async def find_report(request: Request, name: str) -> Path | None:
+            self.who(request)
+            folder = cfg.reports_dir
+            return await _thread(report_path, folder, name) if folder else None
+
         @r.get("/reports/view/{name:path}")
         async def report_view(request: Request, name: str) -> Response:
-            self.who(request)
-            found = (await _thread(report_path, cfg.reports_dir, name)
-                     if cfg.reports_dir else None)
-            if found is None:
+            if await find_report(request, name) is None:
                 return self.page(request, "denied.html", 404, nav="reports",
                                  reason=f"no report {name!r} here", can_login=False)
             return self.page(request, "report_view.html", nav="reports", name=name)
 
         @r.get("/reports/file/{name:path}")
         async def report_file(request: Request, name: str) -> Response:
-            self.who(request)
-            found = (await _thread(report_path, cfg.reports_dir, name)
-                     if cfg.reports_dir else None)
+            found = await find_report(request, name)
             if found is None:
                 return Response("no such report", 404, media_type="text/plain")
             return FileResponse(found, media_type="text/html; charset=utf-8")
