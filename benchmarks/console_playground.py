@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -117,6 +118,7 @@ def main() -> None:
     console = Console()
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    results["machine"] = {"cpus": os.cpu_count(), "load_average_1m_at_end": os.getloadavg()[0]}
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     console.print(f"wrote {args.out}")
 

@@ -248,14 +248,18 @@ class _Bucket:
 
 
 class SqliteAuditQuery(AuditQuery):
-    """The console's reader of a SQLite audit log (see the module docstring)."""
+    """The console's reader of a SQLite audit log (see the module docstring). The chart
+    aggregates of the last `chart_cache` filters are kept until the log grows, so paging
+    through one filter's rows does not recount them."""
 
-    def __init__(self, path: str | Path, index_path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path, index_path: str | Path | None = None,
+                 chart_cache: int = 16) -> None:
         self.path = Path(path)
         self.index_path = Path(index_path) if index_path else self._default_index_path()
         self._sync_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._bucket_cache: dict[tuple[str, str, int], list[TimeBucket]] = {}
+        self._chart_cache = chart_cache  # filters whose aggregates are kept; 0: none
 
     def _default_index_path(self) -> Path:
         folder = self.path.resolve().parent
@@ -388,7 +392,7 @@ class SqliteAuditQuery(AuditQuery):
         result = [grouped[b].result(float(b * width)) for b in sorted(grouped)]
         with self._cache_lock:
             self._bucket_cache[key] = result
-            while len(self._bucket_cache) > 16:
+            while len(self._bucket_cache) > self._chart_cache:
                 self._bucket_cache.pop(next(iter(self._bucket_cache)))
         return result
 
