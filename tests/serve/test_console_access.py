@@ -171,6 +171,8 @@ def test_bad_filters_and_inputs_get_a_clear_message_not_a_500(serve_console):
     r = httpx.post(f"{url}/console/playground/whatif",
                    data={"conversation": "hello", "beta": "-3"})
     assert r.status_code == 422 and "beta" in unescape(r.text)
+    r = httpx.post(f"{url}/console/policy/validate", data={"policy": "x" * 2_100_000})
+    assert r.status_code == 413 and "larger than" in unescape(r.text)
 
 
 class _AssessmentWithPayloads(Assessment):

@@ -49,7 +49,8 @@ class Identity:
 
 
 class Denied(Exception):
-    """The request may not see the console; `login` says whether signing in could help."""
+    """The console refuses this request (who is asking, where from, or its size); `login`
+    says whether signing in could help."""
 
     def __init__(self, reason: str, status: int = 403, login: bool = False) -> None:
         super().__init__(reason)

@@ -265,7 +265,7 @@ class _Console:
         async for part in request.stream():
             body += part
             if len(body) > MAX_FORM_BYTES:
-                raise InputError(f"the form is larger than {MAX_FORM_BYTES:,} bytes")
+                raise Denied(f"the form is larger than {MAX_FORM_BYTES:,} bytes", 413)
         return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
     def decision_context(self, form: dict[str, str], timed: Any) -> dict[str, Any]:

@@ -24,10 +24,10 @@ import sqlite3
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,7 @@ from oyster.serve.audit import AuditError, AuditRecord, Outcome
 from oyster.types import STRATEGIES, Language, Level, Strategy
 
 BucketUnit = Literal["hour", "day"]
+T = TypeVar("T")
 BUCKET_SECONDS: dict[BucketUnit, int] = {"hour": 3600, "day": 86400}
 
 
@@ -248,9 +249,9 @@ class _Bucket:
 
 
 class SqliteAuditQuery(AuditQuery):
-    """The console's reader of a SQLite audit log (see the module docstring). The chart
-    aggregates of the last `chart_cache` filters are kept until the log grows, so paging
-    through one filter's rows does not recount them."""
+    """The console's reader of a SQLite audit log (see the module docstring). Facets and
+    the chart aggregates of the last filters (`chart_cache` results) are kept until the log
+    grows, so paging through one filter's rows does not recount them."""
 
     def __init__(self, path: str | Path, index_path: str | Path | None = None,
                  chart_cache: int = 16) -> None:
@@ -258,8 +259,8 @@ class SqliteAuditQuery(AuditQuery):
         self.index_path = Path(index_path) if index_path else self._default_index_path()
         self._sync_lock = threading.Lock()
         self._cache_lock = threading.Lock()
-        self._bucket_cache: dict[tuple[str, str, int], list[TimeBucket]] = {}
-        self._chart_cache = chart_cache  # filters whose aggregates are kept; 0: none
+        self._kept_results: dict[tuple[str, int], object] = {}
+        self._chart_cache = chart_cache  # results kept; 0: none
 
     def _default_index_path(self) -> Path:
         folder = self.path.resolve().parent
@@ -369,18 +370,28 @@ class SqliteAuditQuery(AuditQuery):
                     f"ON d.seq = f.seq WHERE {sql} ORDER BY f.seq", args):
                 yield AuditRecord.model_validate(json.loads(blob))
 
+    def _kept(self, conn: sqlite3.Connection, name: str, compute: Callable[[], T]) -> T:
+        """`compute()`, kept until the log grows (at most `chart_cache` results)."""
+        (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM idx.facts").fetchone()
+        key = (name, last)
+        with self._cache_lock:
+            if key in self._kept_results:
+                return cast(T, self._kept_results[key])
+        result = compute()
+        with self._cache_lock:
+            self._kept_results[key] = result
+            while len(self._kept_results) > self._chart_cache:
+                self._kept_results.pop(next(iter(self._kept_results)))
+        return result
+
     def buckets(self, where: AuditFilter, unit: BucketUnit) -> list[TimeBucket]:
         # One scan of the narrow facts table, counted here: cheaper than SQLite's GROUP BY
         # plus a window function for the p95 (each of which sorts every matching row).
         sql, args = _where(where)
         width = BUCKET_SECONDS[unit]
-        grouped: dict[int, _Bucket] = {}
-        with self._reading() as conn:
-            (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM idx.facts").fetchone()
-            key = (where.model_dump_json(), unit, last)
-            with self._cache_lock:
-                if key in self._bucket_cache:  # e.g. paging through one filter's rows
-                    return self._bucket_cache[key]
+
+        def count() -> list[TimeBucket]:
+            grouped: dict[int, _Bucket] = {}
             for b, strategy, attacked, outcome, fallback, latency in conn.execute(
                     f"SELECT CAST(f.time / {width} AS INTEGER), f.strategy, f.attacks > 0, "
                     f"f.outcome, f.fallback, f.latency_ms FROM idx.facts AS f WHERE {sql}",
@@ -389,15 +400,13 @@ class SqliteAuditQuery(AuditQuery):
                 if bucket is None:
                     bucket = grouped[b] = _Bucket()
                 bucket.add(strategy, attacked, outcome, fallback, latency)
-        result = [grouped[b].result(float(b * width)) for b in sorted(grouped)]
-        with self._cache_lock:
-            self._bucket_cache[key] = result
-            while len(self._bucket_cache) > self._chart_cache:
-                self._bucket_cache.pop(next(iter(self._bucket_cache)))
-        return result
+            return [grouped[b].result(float(b * width)) for b in sorted(grouped)]
+
+        with self._reading() as conn:
+            return self._kept(conn, f"buckets {unit} {where.model_dump_json()}", count)
 
     def facets(self) -> Facets:
-        with self._reading() as conn:
+        def look() -> Facets:
             rows, first, last = conn.execute(
                 "SELECT count(*), min(time), max(time) FROM idx.facts").fetchone()
             keys = [k for (k,) in conn.execute(
@@ -407,5 +416,8 @@ class SqliteAuditQuery(AuditQuery):
             languages = [lang for (lang,) in conn.execute(
                 "SELECT DISTINCT language FROM idx.facts WHERE language IS NOT NULL "
                 "ORDER BY 1")]
-        return Facets(rows=int(rows), keys=keys, categories=categories, languages=languages,
-                      first=first, last=last)
+            return Facets(rows=int(rows), keys=keys, categories=categories,
+                          languages=languages, first=first, last=last)
+
+        with self._reading() as conn:
+            return self._kept(conn, "facets", look)
