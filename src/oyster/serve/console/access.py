@@ -82,10 +82,9 @@ def _scopes_of(store: KeyVerifier, found: Any) -> tuple[str, frozenset[str]]:
 class ConsoleAccess:
     """Decides, per request, who is asking (see the module docstring)."""
 
-    def __init__(self, keys: KeyVerifier | None, bind_host: str, path: str = "/console") -> None:
+    def __init__(self, keys: KeyVerifier | None, bind_host: str) -> None:
         self.keys = keys
         self.bind_host = bind_host
-        self.path = path
         self._secret = secrets.token_bytes(32)  # sessions end when the server restarts
 
     @property

@@ -217,13 +217,13 @@ def filter_query(where: AuditFilter, **extra: Any) -> str:
 class _Console:
     def __init__(self, config: ConsoleConfig) -> None:
         self.config = config
-        self.access = ConsoleAccess(config.keys, config.bind_host, PREFIX)
+        self.access = ConsoleAccess(config.keys, config.bind_host)
         self.playground = Playground(config.engine, config.responder)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         env = self.templates.env
         env.globals.update(prefix=PREFIX, strategies=STRATEGIES, levels=LEVELS,
                            user_types=USER_TYPES, outcomes=OUTCOMES, languages=LANGUAGES,
-                           colours=charts.STRATEGY_COLOURS, category_names=self.category_names)
+                           category_names=self.category_names)
         env.filters.update(utc=_utc, pct=lambda v: f"{100 * v:.0f}%")
         self.router = APIRouter(prefix=PREFIX, include_in_schema=False)
         self._routes()
