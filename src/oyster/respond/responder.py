@@ -213,6 +213,11 @@ class _ReplyInProgress:
             parts = composer.scaffold_alone(self.decision, self.scaffold)
             text = join_parts(parts)
             verification = self._check(text, self.decision)
+        if not verification.passed:  # e.g. a deployment's scaffold that names no contact
+            text = fallback_reply(self.decision, self.responder.policy)
+            return self._reply(text, self._check(text, self.decision), None, "fallback",
+                               self.decision.strategy,
+                               [ReplyPart(kind="fallback", text=text, source="policy")])
         by_model = any(p.source == "model" for p in parts)
         return self._reply(text, verification, attempt.completion if by_model else None,
                            "repaired" if by_model else "fallback", self.decision.strategy,
