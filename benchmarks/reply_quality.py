@@ -19,10 +19,14 @@ before and after a change, each generated from its own checkout) compare side by
   the model wrote them;
 - local judges' satisfaction and safety.
 
+`reference` reports the false alarms of the verifier on the held-out good replies
+(`bench/data/testsets/reference_replies.jsonl`, report only).
+
     # generate (engine target, embedded backend) from a checkout, then report
     python benchmarks/reply_quality.py run --checkout /work/runs/i14-before --out runs/before
     python benchmarks/reply_quality.py run --checkout . --out runs/after
-    python benchmarks/reply_quality.py report runs/before runs/after --checkout /work/runs/i14-before --checkout .
+    python benchmarks/reply_quality.py report runs/before runs/after \
+        --checkout /work/runs/i14-before --checkout .
 
 Writes `benchmarks/results/reply_quality.json` (or `--json PATH`).
 """
@@ -89,7 +93,7 @@ def private_corpus(checkouts: list[Path]) -> tuple[set[tuple[str, ...]], set[tup
         private += [g for c in policy["taxonomy"]["categories"] for g in c.get("guidelines", [])]
         public += _strings(policy.get("resources"))
         regen = yaml.safe_load((src / "respond" / "regenerate.yaml").read_text())
-        private += _strings(regen.get("problems")) + [regen.get("corrections_heading", "")]
+        private += [*_strings(regen.get("problems")), regen.get("corrections_heading", "")]
         template = (root / TEMPLATE_SOURCE).read_text()
         private += re.findall(r'"([^"{}]{12,})"', template)
         for name in ("respond/fallbacks.yaml", "taxonomy/default_replies.yaml"):
@@ -248,7 +252,7 @@ def report(args: argparse.Namespace) -> None:
             "model_refusals_passed"]
     print(f"{'run':24}" + "".join(f"{c:>14}" for c in cols))
     for name, r in results.items():
-        print(f"{name:24}" + "".join(f"{str(r[c]):>14}" for c in cols))
+        print(f"{name:24}" + "".join(f"{r[c]!s:>14}" for c in cols))
     for name, r in results.items():
         print(f"\n{name}: who wrote the reply, per strategy (share of replies)")
         for strategy, row in r["source_by_strategy"].items():
@@ -260,6 +264,57 @@ def report(args: argparse.Namespace) -> None:
     out.write_text(json.dumps({"compared_items": len(common), "runs": results}, indent=1,
                               ensure_ascii=False))
     print(f"\nwrote {out}")
+
+
+NEW_CHECKS = ("chain_leak", "meta_talk", "off_topic", "empty_apology")
+
+
+def reference(args: argparse.Namespace) -> None:
+    """False alarms of the verifier on the test set of good replies (report only: nothing
+    here chooses anything)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from oyster.engine import Engine
+    from oyster.respond import Verifier, instructions_for
+    from oyster.respond.instructions import with_strategy
+    from oyster.types import Message
+
+    path = ROOT / "src" / "oyster" / "bench" / "data" / "testsets" / "reference_replies.jsonl"
+    engine = Engine(assessor=args.assessor)
+    verifier = Verifier(engine.policy)
+    rows = []
+    for line in path.read_text().splitlines():
+        item = json.loads(line)
+        messages = [Message(**m) for m in item["messages"]]
+        decided = engine.decide(messages)
+        d = with_strategy(decided, item["strategy"], engine.policy).model_copy(
+            update={"language": item["language"]})
+        private = [instructions_for(d, engine.policy, messages)[0].content]
+        v = verifier.check(item["reply"], d, request=messages[-1].content, private=private,
+                           conversation=messages)
+        rows.append({"id": item["id"], "strategy": item["strategy"],
+                     "language": item["language"], "problems": v.problems, "detail": v.detail})
+    n = len(rows)
+    new = [r for r in rows if set(r["problems"]) & set(NEW_CHECKS)]
+    any_problem = [r for r in rows if r["problems"]]
+    by: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        for p in r["problems"]:
+            by[p][f"{r['strategy']}/{r['language']}"] += 1
+    print(f"reference replies: {n}; flagged by the new checks ({', '.join(NEW_CHECKS)}): "
+          f"{len(new)} ({len(new) / n:.1%}); flagged by any check: {len(any_problem)} "
+          f"({len(any_problem) / n:.1%})")
+    for problem, where in sorted(by.items()):
+        print(f"  {problem:18} {sum(where.values()):3}  {dict(where)}")
+    out = Path(args.json) if args.json else ROOT / "benchmarks" / "results" / \
+        "reply_checks_reference.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"replies": n, "new_checks": NEW_CHECKS,
+                               "new_check_false_alarms": round(len(new) / n, 4),
+                               "any_check_false_alarms": round(len(any_problem) / n, 4),
+                               "by_problem": {k: dict(v) for k, v in by.items()},
+                               "flagged": [r for r in rows if r["problems"]]},
+                              indent=1, ensure_ascii=False))
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -277,9 +332,14 @@ def main() -> None:
     p.add_argument("--checkout", action="append", default=[],
                    help="checkouts whose private texts the leak scan reads (repeatable)")
     p.add_argument("--json")
+    f = sub.add_parser("reference", help="false alarms on the reference replies (test set)")
+    f.add_argument("--assessor", default="default")
+    f.add_argument("--json")
     args = ap.parse_args()
     if args.verb == "run":
         run(args)
+    elif args.verb == "reference":
+        reference(args)
     else:
         if not args.checkout:
             args.checkout = [str(ROOT)]

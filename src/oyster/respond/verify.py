@@ -49,8 +49,8 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-import yaml
 import numpy as np
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oyster.decision import Decision
@@ -91,12 +91,14 @@ class RelevanceRules(_Strict):
 
 
 class RelevanceCalibration(BaseModel):
-    """What scripts/calibrate_reply_checks.py wrote: thresholds (margins) per language, and
-    the mean embedding of the background bank per language."""
+    """What scripts/calibrate_reply_checks.py wrote: the score kind chosen (`margin` over
+    the bank's mean similarity, or `z`: that margin over the spread), thresholds per
+    language, and the bank file (embeddings of unrelated messages per language)."""
 
     embedder: str
+    score: Literal["margin", "z"]
     thresholds: dict[str, dict[Literal["reply", "sentence"], float]]
-    bank_mean: dict[str, list[float]]
+    bank_file: str
 
 
 class VerifierRules(_Strict):
@@ -143,6 +145,13 @@ def relevance_calibration(name: str) -> RelevanceCalibration | None:
         return RelevanceCalibration.model_validate_json(path.read_text("utf-8"))
     except ValidationError as e:
         raise PolicyError(f"{name}: invalid relevance calibration: {e}") from None
+
+
+@cache
+def relevance_bank(name: str, language: str) -> np.ndarray:
+    """The bank's embeddings for `language` (rows, float32)."""
+    with resources.files("oyster.respond").joinpath(name).open("rb") as f:
+        return np.asarray(np.load(f)[language], dtype=np.float32)
 
 
 _WORD = re.compile(r"[a-z0-9']+|[\u4e00-\u9fff]")
@@ -357,11 +366,9 @@ class Verifier:
                              and not re.search(r"[.!?。！？]\s*$", text)):
             return None  # the first sentence is not finished yet
         first = sentences[0]
-        hit = self.rules.apology.first_match(first)
-        if hit is None:
+        if self.rules.apology.first_match(first) is None:
             return None
-        rest = first[first.lower().find(hit.lower()) + len(hit):]
-        return None if self.rules.to_person.first_match(rest) else repr(first)
+        return None if self.rules.to_person.first_match(first) else repr(first)
 
     def off_topic(self, text: str, decision: Decision, said: Sequence[str], final: bool = True
                   ) -> str | None:
@@ -375,11 +382,16 @@ class Verifier:
             text = text[:ends[-1]] if ends else ""
             if not text.strip():
                 return None
-        anchors = [*said[-3:], decision.chain.user_needs]
+        anchors = said[-3:]
         skip = sorted(resource_markers(self.policy, language))
-        generic = self.rules.relevance.generic.get(decision.strategy, [])
+        generic = [decision.chain.user_needs,
+                   *(g for gs in self.rules.relevance.generic.values() for g in gs)]
+        text = self._without_policy_text(text, language)
+        if not text.strip():
+            return None
         rel = self.relevance.score(text, anchors, generic, skip=skip,
-                                   baseline=np.asarray(cal.bank_mean[language], np.float32))
+                                   bank=relevance_bank(cal.bank_file, language),
+                                   standardise=cal.score == "z")
         cut = cal.thresholds[language]
         if final and rel.reply is not None and rel.reply < cut["reply"]:
             return f"the reply is not about the message (margin {rel.reply:+.3f})"
@@ -387,6 +399,14 @@ class Verifier:
         if weakest is not None and weakest[1] < cut["sentence"]:
             return f"{weakest[0]!r} is about something else (margin {weakest[1]:+.3f})"
         return None
+
+    def _without_policy_text(self, text: str, language: str) -> str:
+        """`text` less the sentences the policy itself wrote (its scaffolds, fallbacks and
+        help contacts are never a digression)."""
+        free = " | ".join(" ".join(words(t)) for t in self._allowed_texts(language))
+        kept = [s for s in split_sentences(text)
+                if not (len(words(s)) >= 3 and " ".join(words(s)) in free)]
+        return "\n".join(kept)
 
     def _hazard(self, text: str, decision: Decision) -> str | None:
         if decision.strategy == "answer" or decision.level == "R0":
