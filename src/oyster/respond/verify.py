@@ -29,9 +29,11 @@ Problems it reports (codes in `Verification.problems`):
 Checks that need the whole reply (`missing_resource`, `missing_correction`, `empty_reply`,
 `wrong_language`, "a `refuse` reply declines", the whole-reply relevance) run only when
 `final=True`, so the verifier also works on the partial text of a stream: on a window, the
-leak, meta-talk and hazard checks run on all of it, the relevance check on its finished
-sentences and the apology check once the first sentence is finished. The term lists live
-in `verify.yaml`.
+leak, meta-talk and hazard checks run on all of it and the apology check once the first
+sentence is finished. The relevance check embeds text, so `check` runs it on the whole
+reply only (it adds tens of milliseconds per reply on two cores); a stream that wants it
+per window calls `off_topic(window, decision, said, final=False)`, which judges the
+window's finished sentences. The term lists live in `verify.yaml`.
 
     v = Verifier(policy)
     v.check(reply, decision, request=last_user_message,
@@ -271,6 +273,7 @@ class Verifier:
             r.embedder, min_sentence_words=r.min_sentence_words,
             min_reply_words=r.min_reply_words)
         self._allowed: dict[str, set[tuple[str, ...]]] = {}
+        self._flat: dict[str, str] = {}
 
     def check(self, text: str, decision: Decision, final: bool = True,
               request: str | None = None, *, private: Sequence[str] | None = None,
@@ -329,7 +332,8 @@ class Verifier:
             if request and (echo := self._echo(text, request)):
                 yield "payload_echo", f"repeats the request ({echo!r})"
 
-        if strategy != "refuse" and said and (hit := self.off_topic(text, decision, said, final)):
+        if final and strategy != "refuse" and said and (hit := self.off_topic(text, decision,
+                                                                              said)):
             yield "off_topic", hit
         if final and self.needs_resource(decision) and not has_resource(
                 text, resource_markers(self.policy, decision.language)):
@@ -403,7 +407,7 @@ class Verifier:
     def _without_policy_text(self, text: str, language: str) -> str:
         """`text` less the sentences the policy itself wrote (its scaffolds, fallbacks and
         help contacts are never a digression)."""
-        free = " | ".join(" ".join(words(t)) for t in self._allowed_texts(language))
+        free = self._policy_flat(language)
         kept = [s for s in split_sentences(text)
                 if not (len(words(s)) >= 3 and " ".join(words(s)) in free)]
         return "\n".join(kept)
@@ -422,6 +426,13 @@ class Verifier:
         from oyster.respond.fallback import policy_reply_texts
 
         return policy_reply_texts(self.policy, language)
+
+    def _policy_flat(self, language: str) -> str:
+        """The policy's own reply texts as lower-cased word sequences, for phrase lookups."""
+        if language not in self._flat:
+            self._flat[language] = " | ".join(" ".join(words(t))
+                                              for t in self._allowed_texts(language))
+        return self._flat[language]
 
     def _allowed_grams(self, language: str) -> set[tuple[str, ...]]:
         if language not in self._allowed:
@@ -449,8 +460,8 @@ class Verifier:
         if copied:
             return f"copies {' '.join(min(copied))!r} from the instructions"
         flat = f" {' '.join(words(text))} "
-        free = " | ".join(" ".join(words(t)) for t in [*self._allowed_texts(decision.language),
-                                                       *said])
+        free = " | ".join([self._policy_flat(decision.language),
+                           *(" ".join(words(t)) for t in said)])
         label = next((lb for lb in private_labels(texts)
                       if f" {lb} " in flat and lb not in free), None)
         return f"copies the label {label!r} from the instructions" if label else None

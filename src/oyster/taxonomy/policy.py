@@ -320,15 +320,17 @@ def _default_text() -> str:
 
 
 def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
-    """`data` merged over the files its `includes` list names (read from `folder`, or from
-    the package for the default policy); the including file wins."""
+    """`data` merged over the files its `includes` list names (read from `folder`, else
+    from the package: a copy of the default policy keeps working); the including file
+    wins."""
     names = data.pop("includes", None) or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise PolicyError(f"{source}: field 'includes': expected a list of file names")
     merged: dict[str, Any] = {}
     for name in names:
         try:
-            text = (folder / name).read_text("utf-8") if folder else _packaged_text(name)
+            text = ((folder / name).read_text("utf-8") if folder and (folder / name).is_file()
+                    else _packaged_text(name))
         except OSError as e:
             raise PolicyError(f"{source}: field 'includes': cannot read {name}: "
                               f"{e.strerror or e}") from e
