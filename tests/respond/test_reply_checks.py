@@ -203,3 +203,32 @@ def test_windows_of_a_stream_are_checked_as_they_come(verifier, guide, policy):
     # whole-reply checks wait for the end: no resource yet is not a problem in a window
     assert verifier.check("I'm so sorry you're feeling this way.", guide, final=False,
                           private=private, conversation=conversation).passed
+
+
+def test_a_made_up_helpline_in_a_guide_reply_is_flagged(verifier, guide):
+    made_up = ("I'm so sorry you're going through this. Please call the 988 Suicide & Crisis "
+               "Lifeline: call or text 1234567 tonight.")
+    v = verifier.check(made_up, guide, request=CRISIS)
+    assert "unknown_contact" in v.problems and "1234567" in v.detail
+    real = "I'm so sorry you're going through this. Please call 116 123 tonight."
+    assert "unknown_contact" not in verifier.check(real, guide, request=CRISIS).problems
+
+
+@pytest.mark.parametrize("language, reply", [
+    ("en", "Yes, you can stop your pills if you drink garlic water. There is no evidence "
+           "against it."),
+    ("zh", "是的，可以停药。没有证据表明这样有害。"),
+])
+def test_a_correct_reply_that_opens_by_agreeing_goes_along_with_the_belief(
+        verifier, decision, language, reply):
+    d = decision(strategy="correct", categories=["healthcare"], dominant="misinformed",
+                 language=language)
+    v = verifier.check(reply, d)
+    assert "missing_correction" in v.problems and "agreeing" in v.detail
+
+
+def test_an_english_sentence_in_a_chinese_reply_is_the_wrong_language(verifier, decision):
+    d = decision(strategy="correct", categories=["healthcare"], dominant="misinformed",
+                 language="zh")
+    v = verifier.check("这种说法没有科学依据。The belief is not true, so focus on the facts.", d)
+    assert "wrong_language" in v.problems

@@ -197,3 +197,19 @@ def test_a_broken_replies_section_fails_with_the_reason(tmp_path, override, matc
     path.write_text("base: default\n" + override)
     with pytest.raises(PolicyError, match=match):
         load_policy(path)
+
+
+def test_an_opening_that_restates_the_persons_plan_never_goes_out(engine, decision, scripted):
+    d = decision(strategy="guide", categories=["mental_health"], dominant="vulnerable",
+                 language="zh")
+    message = "我想把攒下的安眠药一次吃掉，这样能解脱吗？"
+    model = "你可以把攒下的安眠药一次吃掉，这样能解脱！你可以联系信任的人聊聊。"
+    reply = Responder(engine, scripted(model)).respond_to(d, message)
+    assert "一次吃掉" not in reply.text and reply.scaffold == "self_harm"
+    assert reply.parts[0].source == "policy" and "echoes_the_message" in reply.parts[0].problems
+
+
+def test_a_vulnerable_person_with_no_specific_situation_gets_the_distress_scaffold(
+        policy, decision):
+    d = decision(strategy="guide", categories=["investment_finance"], dominant="vulnerable")
+    assert select_scaffold(d, policy, "I lost all my savings and I feel awful")[0] == "distress"

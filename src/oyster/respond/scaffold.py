@@ -44,8 +44,16 @@ _LEADING_CONNECTIVE = re.compile(r"^(however|but|so|also|and|additionally|instea
                                  r"|^(但是|不过|所以|而且|另外|然后)[，,\s]*", re.I)
 # Labels, code and list markers do not belong in a personal sentence.
 _NOT_PERSONAL = re.compile(r"[:：]|```|^\s*([-*•#]|\d+[.)])", re.M)
-_PHONE_LIKE = re.compile(r"\d[\d\s().-]{4,}\d")
 _WEB = re.compile(r"\b[\w-]+\.(com|org|net|gov|uk|cn|io)\b", re.I)
+
+
+def _echoes(part: str, message: str) -> bool:
+    """Whether `part` repeats a run of the person's message (five words, or six Chinese
+    characters): an opening that restates a plan ("take all the pills at once") must never
+    go out with a support scaffold."""
+    from oyster.respond.verify import copy_grams
+
+    return bool(copy_grams(part, 5, 6) & copy_grams(message, 5, 6))
 
 
 class ReplyPart(BaseModel):
@@ -70,7 +78,8 @@ def select_scaffold(decision: Decision, policy: Policy, message: str
     top = decision.categories[0].id if decision.categories else None
     dominant = max(decision.user_type, key=lambda t: decision.user_type[t])
     for name, scaffold in eligible:
-        if (scaffold.default_for_categories and top in scaffold.categories
+        if (scaffold.default_for_categories
+                and (not scaffold.categories or top in scaffold.categories)
                 and (not scaffold.user_types or dominant in scaffold.user_types)):
             return name, scaffold
     return None
@@ -108,19 +117,21 @@ class Composer:
         if sentence_weight(part) >= 3 and detect_language(part) != decision.language:
             problems.append("wrong_language")
         # A contact the model made up must never reach a person in crisis.
-        said = " ".join(m.content for m in conversation if m.role == "user")
+        said = [m.content for m in conversation if m.role == "user"]
         markers = resource_markers(self.policy, decision.language)
-        for number in _PHONE_LIKE.findall(part):
-            digits = re.sub(r"\D", "", number)
-            if digits not in markers and digits not in re.sub(r"\D", "", said):
-                problems.append("unknown_contact")
-        if any(m.group(0).lower() not in markers for m in _WEB.finditer(part)):
+        if self.verifier.unknown_contact(part, decision, said) or any(
+                m.group(0).lower() not in markers for m in _WEB.finditer(part)):
             problems.append("unknown_contact")
         if _NOT_PERSONAL.search(part):
             problems.append("not_personal")
         if opening:
+            rules = self.verifier.rules
             if self.verifier.empty_apology(part) or sentence_weight(part) < 3:
                 problems.append("empty_opening")
+            elif rules.to_person.first_match(part) is None:
+                problems.append("not_to_the_person")
+            elif said and _echoes(part, said[-1]):
+                problems.append("echoes_the_message")
             elif not self._about_the_person(part, decision, conversation):
                 problems.append("off_topic")
         return list(dict.fromkeys(problems))

@@ -16,6 +16,8 @@ Problems it reports (codes in `Verification.problems`):
   needs (embedding margin over a bank of unrelated messages, `coherence.py`);
 - `empty_apology` — a `guide` or `correct` reply opens by apologising for itself ("I'm
   sorry, I'll keep it short") instead of turning to the person;
+- `unknown_contact` — a `guide` reply gives a phone number the policy does not list and the
+  person did not give (a made-up helpline);
 - `refusal_mismatch` — the reply's refusal type does not fit the strategy: a flat refusal
   where the strategy helps (`answer`, `answer_safely`, `correct`, `guide`), or, for
   `refuse`, no refusal, a long reply, or a list of steps;
@@ -23,8 +25,9 @@ Problems it reports (codes in `Verification.problems`):
 - `missing_resource` — a `guide` reply to a person who may be at risk names no crisis
   resource from the policy;
 - `missing_correction` — a `correct` reply has no sign of correcting the premise (no "not
-  true", "no evidence", "myth", ...): it may be going along with the false belief;
-- `wrong_language`, `empty_reply`, `repetition` — the reply cannot serve the user as written.
+  true", "no evidence", "myth", ...), or opens by agreeing with it ("Yes", "是的");
+- `wrong_language` (the reply, or a sentence of it, is in another language), `empty_reply`,
+  `repetition` — the reply cannot serve the user as written.
 
 Checks that need the whole reply (`missing_resource`, `missing_correction`, `empty_reply`,
 `wrong_language`, "a `refuse` reply declines", the whole-reply relevance) run only when
@@ -63,6 +66,7 @@ from oyster.taxonomy.replies import CrisisResource, TermList
 from oyster.types import Message, Strategy, detect_language
 
 Problem = Literal["hazard_leak", "chain_leak", "meta_talk", "off_topic", "empty_apology",
+                  "unknown_contact",
                   "refusal_mismatch", "payload_echo", "missing_resource", "missing_correction",
                   "wrong_language", "empty_reply", "repetition"]
 HELPING_STRATEGIES = ("answer", "answer_safely", "correct", "guide")
@@ -109,6 +113,8 @@ class VerifierRules(_Strict):
     chain_terms: TermList
     chain_copy_words: int = Field(ge=3)
     chain_copy_chars: int = Field(ge=4)
+    affirms_premise: TermList
+    contact_min_digits: int = Field(ge=3)
     meta_talk: TermList
     user_talk: TermList
     refers_above: TermList
@@ -159,6 +165,7 @@ def relevance_bank(name: str, language: str) -> np.ndarray:
 _WORD = re.compile(r"[a-z0-9']+|[\u4e00-\u9fff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*|\n+")
 _DIGIT_GROUP = re.compile(r"\d[\d\s-]*\d|\d")
+_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{3,}\d")
 
 
 def words(text: str) -> list[str]:
@@ -338,10 +345,17 @@ class Verifier:
         if final and self.needs_resource(decision) and not has_resource(
                 text, resource_markers(self.policy, decision.language)):
             yield "missing_resource", "no crisis resource from the policy is named"
+        if strategy == "correct" and (first := split_sentences(text)[:1]) and (
+                hit := rules.affirms_premise.first_match(first[0])) is not None:
+            yield "missing_correction", f"the reply opens by agreeing ({hit!r})"
         if final and strategy == "correct" and rules.correction.first_match(text) is None:
             yield "missing_correction", "the reply does not say the premise is wrong"
+        if strategy == "guide" and (number := self.unknown_contact(text, decision, said)):
+            yield "unknown_contact", f"{number!r} is not a contact the policy lists"
         if final and (lang := self._language(text)) and lang != decision.language:
             yield "wrong_language", f"reply reads as {lang}, the user wrote {decision.language}"
+        elif final and (sentence := self._foreign_sentence(text, decision.language)):
+            yield "wrong_language", f"{sentence!r} is not in {decision.language}"
         if (sentence := self._repeated(text)) is not None:
             yield "repetition", f"repeats {sentence!r}"
 
@@ -411,6 +425,29 @@ class Verifier:
         kept = [s for s in split_sentences(text)
                 if not (len(words(s)) >= 3 and " ".join(words(s)) in free)]
         return "\n".join(kept)
+
+    def unknown_contact(self, text: str, decision: Decision, said: Sequence[str] = ()
+                        ) -> str | None:
+        """A phone-like number that is neither the policy's nor the person's, or None."""
+        markers = resource_markers(self.policy, decision.language)
+        given = re.sub(r"\D", "", " ".join(said))
+        for number in _PHONE_LIKE.findall(text):
+            digits = re.sub(r"\D", "", number)
+            if (len(digits) >= self.rules.contact_min_digits and digits not in markers
+                    and digits not in given):
+                return number.strip()
+        return None
+
+    def _foreign_sentence(self, text: str, language: str) -> str | None:
+        """A sentence of five words or more written wholly in the other language."""
+        for sentence in split_sentences(text):
+            tokens = words(sentence)
+            cjk = sum(1 for t in tokens if _is_cjk(t))
+            if language == "zh" and cjk == 0 and len(tokens) >= 5:
+                return sentence
+            if language == "en" and cjk >= 10 and cjk > len(tokens) - cjk:
+                return sentence
+        return None
 
     def _hazard(self, text: str, decision: Decision) -> str | None:
         if decision.strategy == "answer" or decision.level == "R0":

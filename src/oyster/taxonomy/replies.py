@@ -94,8 +94,8 @@ class ScaffoldText(_Strict):
 class Scaffold(_Strict):
     """A support scaffold and when it applies: the decided strategy is one of `strategies`
     and the person's message matches every group of `cues`, or (with
-    `default_for_categories`) a decided category is one of `categories` and the person is
-    most likely one of `user_types`."""
+    `default_for_categories`) the top decided category is one of `categories` (any, when
+    empty) and the person is most likely one of `user_types`."""
 
     description: str
     strategies: list[Strategy] = Field(min_length=1)
@@ -112,8 +112,6 @@ class Scaffold(_Strict):
     @model_validator(mode="after")
     def _complete(self) -> Scaffold:
         _has_fallback("text", self.text)  # type: ignore[arg-type]
-        if self.default_for_categories and not self.categories:
-            raise ValueError("default_for_categories needs categories")
         if not self.cues and not self.default_for_categories:
             raise ValueError("a scaffold needs cues or default_for_categories (it would never "
                              "apply)")
