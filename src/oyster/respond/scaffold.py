@@ -124,6 +124,8 @@ class Composer:
             problems.append("unknown_contact")
         if _NOT_PERSONAL.search(part):
             problems.append("not_personal")
+        if not opening and not self._about_the_person(part, decision, conversation):
+            problems.append("off_topic")
         if opening:
             rules = self.verifier.rules
             if self.verifier.empty_apology(part) or sentence_weight(part) < 3:
@@ -138,9 +140,8 @@ class Composer:
 
     def _about_the_person(self, part: str, decision: Decision,
                           conversation: Sequence[Message]) -> bool:
-        """An opening must answer what the person said, not just sound supportive: its
-        relevance is judged against their messages alone, without the strategy's generic
-        sentences."""
+        """A model part must answer what the person said, not just sound supportive: its
+        relevance is judged against their messages alone, without the generic sentences."""
         from oyster.respond.verify import relevance_bank, relevance_calibration
 
         cal = relevance_calibration(self.verifier.rules.relevance.calibration)
