@@ -13,7 +13,7 @@ before and after a change, each generated from its own checkout) compare side by
 - third person: "the user", "the assistant", "as instructed", "listed above", 用户, 助手
   (not counted when the person's message uses the word);
 - off-topic: the local satisfaction judge's `logic` item is −1 (evasive or non-sequitur),
-  or the reply opens with an apology for itself;
+  or a `guide`/`correct` reply opens with an apology for itself;
 - who wrote it (model / model+policy / policy), per strategy;
 - the model's own refusals: the share of `refuse` replies that passed verification as
   the model wrote them;
@@ -183,6 +183,8 @@ def summarise(run_dir: Path, private: set[tuple[str, ...]], ids: set[str] | None
     rows = []
     for r in records:
         s = scan(r["prompt"], r["reply"]["text"], private)
+        # an apology opening is empty only where the reply should turn to the person
+        s["apology_opening"] &= r["reply"].get("strategy") in ("guide", "correct")
         j = judged[r["key"]]
         s["off_topic"] = j["logic"] == -1 or s["apology_opening"]
         rows.append({"key": r["key"], "language": r["language"],

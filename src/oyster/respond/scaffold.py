@@ -31,7 +31,7 @@ Source = Literal["model", "policy"]
 
 # Sentences that offer the person something to do: the model's "alternative help".
 OFFER = TermList(
-    en=[r"you (could|can|might|may)", r"try(ing)?", r"consider", r"it (might|may|could) help",
+    en=[r"you (could|can|might|may)", r"^\s*(try|consider)", r"it (might|may|could) help",
         r"would you (like|want)", r"if you('d| would) like", r"i can (help|stay|talk|go)",
         r"let's", r"how about", r"(talk|talking|speak|speaking) (to|with)", r"reach out",
         r"one (small )?step"],
@@ -126,6 +126,8 @@ class Composer:
             problems.append("not_personal")
         if not opening and not self._about_the_person(part, decision, conversation):
             problems.append("off_topic")
+        if not opening and self.verifier.rules.to_person.first_match(part) is None:
+            problems.append("not_to_the_person")
         if opening:
             rules = self.verifier.rules
             if self.verifier.empty_apology(part) or sentence_weight(part) < 3:
