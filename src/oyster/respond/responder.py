@@ -40,6 +40,7 @@ from oyster.respond.instructions import instructions_for, with_strategy
 from oyster.respond.regenerate import plan_retry
 from oyster.respond.scaffold import Composer, ReplyPart, join_parts, select_scaffold
 from oyster.respond.verify import Verification, Verifier
+from oyster.taxonomy.replies import Scaffold
 from oyster.types import Message, Strategy
 
 Outcome = Literal["passed", "regenerated", "repaired", "fallback"]
@@ -131,7 +132,8 @@ class _ReplyInProgress:
         self._private: list[str] = []
         policy = responder.policy
         found = select_scaffold(decision, policy, self.request)
-        self.scaffold_name, self.scaffold = found if found else (None, None)
+        self.scaffold_name: str | None = found[0] if found else None
+        self.scaffold: Scaffold | None = found[1] if found else None
         self.policy_refusal = (decision.strategy == "refuse" and not
                                policy.replies.model_writes_refusals(responder.backend.kind))
 

@@ -111,7 +111,7 @@ class Composer:
         """Why a model-written part cannot go out with the scaffold (empty: it can)."""
         v = self.verifier.check(part, decision, final=False, private=private,
                                 conversation=conversation)
-        problems = list(v.problems)
+        problems: list[str] = list(v.problems)
         if self.verifier.rules.refusal.first_match(part):
             problems.append("refusal")
         if sentence_weight(part) >= 3 and detect_language(part) != decision.language:

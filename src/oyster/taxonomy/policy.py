@@ -234,7 +234,7 @@ class Policy(_Strict):
     resources: Resources
     audit: AuditSettings = AuditSettings()
     serve: ServeSettings = ServeSettings()
-    replies: ReplyTexts = Field(default_factory=lambda: default_reply_texts(),
+    replies: ReplyTexts = Field(default_factory=lambda: _default_replies(),
                                 description="texts the policy writes itself (replies.py)")
 
     @model_validator(mode="after")
@@ -276,6 +276,10 @@ class Policy(_Strict):
         """A short hash of the policy's content, for audit trails."""
         blob = self.model_dump_json().encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _default_replies() -> ReplyTexts:
+    return default_reply_texts()
 
 
 @memo_by_identity
