@@ -19,6 +19,7 @@ from oyster.backends import from_spec
 from oyster.backends.base import GenerationParams
 from oyster.engine import Engine
 from oyster.respond import Reply, Responder, instructions_for
+from oyster.respond.fallback import policy_reply_texts
 from oyster.respond.verify import has_resource, resource_markers, word_count
 from oyster.types import Message
 
@@ -63,7 +64,10 @@ def test_each_strategy_is_decided_generated_and_verified(replies, strategy):
     reply = replies[strategy]
     assert reply.decision.strategy == strategy
     assert reply.text.strip() and reply.verification.passed, reply.verification.detail
-    assert reply.attempts and reply.attempts[0].strategy == strategy
+    if strategy == "refuse":  # the policy's refusal: the small model is not asked
+        assert reply.attempts == []
+    else:
+        assert reply.attempts and reply.attempts[0].strategy == strategy
     assert reply.outcome in ("passed", "regenerated", "repaired", "fallback")
     assert reply.fallback_used == (reply.outcome == "fallback")
 
@@ -84,8 +88,10 @@ def test_generation_was_steered_and_nothing_private_left(replies, responder, str
     system = instructions_for(reply.decision, responder.policy,
                               [Message(role="user", content=CASES[strategy])])[0].content
     runs = {" ".join(system.split()[i:i + 6]) for i in range(len(system.split()) - 5)}
+    policy_text = " ".join(" ".join(t.split()) for t in policy_reply_texts(
+        responder.policy, reply.decision.language))
     flat = " ".join(reply.text.split())
-    assert not [r for r in runs if r in flat and "988" not in r], reply.text
+    assert not [r for r in runs if r in flat and r not in policy_text], reply.text
     assert "the user" not in reply.text.lower()
 
 
@@ -95,8 +101,8 @@ def test_policy_text_replaces_only_what_failed(replies, strategy):
     if reply.source != "model":
         assert not reply.attempts[0].verification.passed, reply.attempts[0]
     for part in reply.parts:
-        if part.source == "model":
-            assert part.text.strip()[:20] in " ".join(a.text for a in reply.attempts)
+        if part.source == "model":  # (a leading "However," may have been dropped)
+            assert part.text.strip()[-20:] in " ".join(a.text for a in reply.attempts)
 
 
 def test_the_guide_reply_offers_support_and_a_resource(replies, responder):
