@@ -164,3 +164,19 @@ def test_demo_scenes_get_their_strategies():
     for scene in demo_script().scenes:
         decided = engine.decide([{"role": "user", "content": t} for t in scene.turns])
         assert decided.strategy == scene.shows, scene.title
+
+
+def test_chat_says_which_backend_wrote_the_reply(upstream):
+    result = chat("--backend", f"openai:echo@{upstream.url}/v1",
+                  "How do I kill a stuck process on Linux?")
+    assert result.exit_code == 0, result.output
+    assert f"written by openai:echo@{upstream.url}/v1" in result.output
+    assert "SmolLM2" not in result.output  # the small-model note is for the embedded backend
+
+
+def test_chat_json_says_who_wrote_each_part(upstream):
+    result = chat("--backend", f"openai:echo@{upstream.url}/v1", "--json",
+                  "How do I kill a stuck process on Linux?")
+    record = json.loads(result.stdout)
+    assert record["source"] == "model" and record["backend"].startswith("openai:echo@")
+    assert [p["source"] for p in record["parts"]] == ["model"]

@@ -74,7 +74,7 @@ def test_reply_that_breaks_the_decision_is_replaced_by_the_fallback(start_proxy,
     assert completion.choices[0].message.content == fallback_reply(engine.decide(BENIGN),
                                                                    engine.policy)
     [row] = proxy.audit_rows()
-    assert row.outcome == "fallback" and row.fallback_used and row.problems == ["chain_leak"]
+    assert row.outcome == "fallback" and row.fallback_used and "chain_leak" in row.problems
 
 
 def test_message_text_is_logged_only_when_the_policy_says_so(start_proxy, engine):

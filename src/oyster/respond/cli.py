@@ -65,6 +65,31 @@ def read_messages(source: str) -> Any:
     return data
 
 
+EMBEDDED_NOTE = ("note: replies here come from the embedded SmolLM2-135M, a tiny model that runs "
+                 "anywhere; real quality comes from a capable backend: "
+                 "--backend openai:MODEL@URL")
+
+
+def provenance(reply: Reply) -> str:
+    """Who wrote the reply that went out: the backend, the policy, or both, and why."""
+    backend = reply.backend or "the backend"
+    if reply.source == "model":
+        tries = " on its second try" if reply.outcome == "regenerated" else ""
+        return f"written by {backend}{tries}"
+    kinds = {p.kind: p for p in reply.parts}
+    if reply.source == "policy":
+        if "refusal" in kinds:
+            return (f"the policy's refusal; {backend} was not asked (policy "
+                    "replies.model_refusals)")
+        what = f"scaffold '{reply.scaffold}'" if reply.scaffold else f"{reply.strategy} fallback"
+        failed = "; ".join(dict.fromkeys(p for a in reply.attempts for p in a.verification.problems))
+        return f"written by the policy ({what}); {backend}'s reply failed: {failed}"
+    mine = " and ".join(p.kind for p in reply.parts if p.source == "model")
+    theirs = " and ".join(p.kind for p in reply.parts if p.source == "policy")
+    scaffold = f" of scaffold '{reply.scaffold}'" if reply.scaffold else ""
+    return f"{backend} wrote the {mine}; the policy wrote the {theirs}{scaffold}"
+
+
 def why_text(reply: Reply) -> str:
     """The last decision explained: strategy, why, utilities and the chain."""
     d = reply.decision
@@ -98,6 +123,8 @@ def interactive_session(responder: Responder, as_json: bool = False) -> None:
     history: list[Message] = []
     last: Reply | None = None
     typer.echo(f"oyster chat · {responder.backend.spec} · {SESSION_HELP}", err=True)
+    if responder.backend.kind == "embedded":
+        typer.secho(EMBEDDED_NOTE, dim=True, err=True)
     while True:
         try:
             line = input("" if as_json else "you> ")  # --json: standard output is JSONL
@@ -124,8 +151,11 @@ def interactive_session(responder: Responder, as_json: bool = False) -> None:
             continue
         history += [Message(role="user", content=line),
                     Message(role="assistant", content=last.text)]
-        typer.echo(json.dumps(last.record(), ensure_ascii=False) if as_json
-                   else f"oyster> {last.text}")
+        if as_json:
+            typer.echo(json.dumps(last.record(), ensure_ascii=False))
+        else:
+            typer.echo(f"oyster> {last.text}")
+            typer.secho(f"        [{provenance(last)}]", dim=True, err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -162,6 +192,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(reply.record(), ensure_ascii=False, indent=2))
         else:
             typer.echo(reply.text)
+            typer.secho(f"[{provenance(reply)}]", dim=True, err=True)
+            if responder.backend.kind == "embedded":
+                typer.secho(EMBEDDED_NOTE, dim=True, err=True)
 
     @app.command()
     def demo(

@@ -53,14 +53,17 @@ def run_demo(responder: Responder | None = None) -> list[Reply]:
         from oyster.respond.cli import build_responder
 
         responder = build_responder("embedded", None, "default", max_tokens=120, timeout=60.0)
+    from oyster.respond.cli import EMBEDDED_NOTE, provenance
+
+    if responder.backend.kind == "embedded":
+        typer.secho(EMBEDDED_NOTE, dim=True)
     shown: list[Reply] = []
     for scene in demo_script().scenes:
         typer.secho(f"\n── {scene.title} ──", bold=True)
         for turn, reply in zip(scene.turns, run_scene(responder, scene), strict=True):
             typer.echo(f"you:    {turn}")
             typer.echo(f"oyster: {reply.text}")
-            typer.secho(f"why:    {reply.decision.why}"
-                        + ("" if reply.outcome == "passed" else f"  [reply {reply.outcome}]"),
-                        dim=True)
+            typer.secho(f"why:    {reply.decision.why}", dim=True)
+            typer.secho(f"by:     {provenance(reply)}", dim=True)
             shown.append(reply)
     return shown

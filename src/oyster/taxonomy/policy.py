@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oyster._memo import memo_by_identity
 from oyster.errors import PolicyError
+from oyster.taxonomy.replies import CrisisResource, ReplyTexts
 from oyster.types import (
     LEVELS,
     REACTIONS,
@@ -175,12 +176,6 @@ class GameParams(_Strict):
         return self
 
 
-class CrisisResource(_Strict):
-    name: str
-    contact: str
-    region: str
-
-
 class Resources(_Strict):
     """Help a reply may point to, by language."""
 
@@ -239,6 +234,8 @@ class Policy(_Strict):
     resources: Resources
     audit: AuditSettings = AuditSettings()
     serve: ServeSettings = ServeSettings()
+    replies: ReplyTexts = Field(default_factory=lambda: _default_replies(),
+                                description="texts the policy writes itself (replies.py)")
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
@@ -246,6 +243,15 @@ class Policy(_Strict):
             raise ValueError(f"user_types: needs exactly {list(USER_TYPES)}")
         if set(self.strategies) != set(STRATEGIES):
             raise ValueError(f"strategies: needs exactly {list(STRATEGIES)}")
+        known = {c.id for c in self.taxonomy.categories} | set(self.taxonomy.groups)
+        for name, scaffold in self.replies.scaffolds.items():
+            unknown = sorted(set(scaffold.categories) - known)
+            if unknown:
+                raise ValueError(f"replies.scaffolds.{name}: unknown categories {unknown}")
+        unknown = sorted(set(self.replies.refusal_alternatives) - known - {"default"})
+        if unknown:
+            raise ValueError(f"replies.refusal_alternatives: unknown categories or groups "
+                             f"{unknown}")
         return self
 
     @property
@@ -272,6 +278,10 @@ class Policy(_Strict):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _default_replies() -> ReplyTexts:
+    return default_reply_texts()
+
+
 @memo_by_identity
 def _category_index(taxonomy: Taxonomy) -> dict[str, Category]:
     index: dict[str, Category] = {}
@@ -282,6 +292,7 @@ def _category_index(taxonomy: Taxonomy) -> dict[str, Category]:
 
 
 DEFAULT_POLICY_FILE = "default_policy.yaml"
+DEFAULT_REPLIES_FILE = "default_replies.yaml"
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -306,23 +317,68 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def _packaged_text(name: str) -> str:
+    return resources.files("oyster.taxonomy").joinpath(name).read_text("utf-8")
+
+
 def _default_text() -> str:
-    return resources.files("oyster.taxonomy").joinpath(DEFAULT_POLICY_FILE).read_text("utf-8")
+    return _packaged_text(DEFAULT_POLICY_FILE)
+
+
+def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
+    """`data` merged over the files its `includes` list names (read from `folder`, else
+    from the package: a copy of the default policy keeps working); the including file
+    wins."""
+    names = data.pop("includes", None) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        reason = "expected a list of file names"
+        raise PolicyError(f"{source}: field 'includes': {reason}", [(source, "includes", reason)])
+    merged: dict[str, Any] = {}
+    for name in names:
+        try:
+            text = ((folder / name).read_text("utf-8") if folder and (folder / name).is_file()
+                    else _packaged_text(name))
+        except OSError as e:
+            reason = f"cannot read {name}: {e.strerror or e}"
+            raise PolicyError(f"{source}: field 'includes': {reason}",
+                              [(source, "includes", reason)]) from e
+        merged = _deep_merge(merged, _read_yaml(text, name))
+    return _deep_merge(merged, data)
+
+
+def _default_mapping() -> dict[str, Any]:
+    return _with_includes(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE,
+                          None)
+
+
+@cache
+def default_reply_texts() -> ReplyTexts:
+    """The packaged `replies` section (for a policy file that replaces the default whole
+    and leaves it out)."""
+    data = _read_yaml(_packaged_text(DEFAULT_REPLIES_FILE), DEFAULT_REPLIES_FILE)
+    try:
+        return ReplyTexts.model_validate(data.get("replies"))
+    except ValidationError as e:
+        raise PolicyError(f"{DEFAULT_REPLIES_FILE}: invalid replies: {e}") from None
 
 
 @cache
 def default_policy() -> Policy:
     """The policy shipped in the package (loaded once)."""
-    return policy_from_mapping(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE)
+    return policy_from_mapping(_default_mapping(), DEFAULT_POLICY_FILE)
 
 
-def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
+def policy_from_mapping(data: dict[str, Any], source: str, folder: Path | None = None
+                        ) -> Policy:
+    """Validate a policy mapping; `folder` is where its `includes` are read from."""
     base = data.pop("base", None) if "base" in data else None
+    if "includes" in data:
+        data = _with_includes(data, source, folder)
     if base is not None:
         if base != "default":
             reason = f"only 'default' is supported, got {base!r}"
             raise PolicyError(f"{source}: field 'base': {reason}", [(source, "base", reason)])
-        data = _deep_merge(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), data)
+        data = _deep_merge(_default_mapping(), data)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
@@ -342,9 +398,10 @@ def load_policy(path: str | Path | None = None) -> Policy:
     except OSError as e:
         reason = f"cannot read policy file: {e.strerror or e}"
         raise PolicyError(f"{p}: {reason}", [(str(p), "", reason)]) from e
-    return policy_from_text(text, str(p))
+    return policy_from_text(text, str(p), p.parent)
 
 
-def policy_from_text(text: str, source: str) -> Policy:
-    """Parse and validate policy YAML; `source` names it in errors (e.g. the file name)."""
-    return policy_from_mapping(_read_yaml(text, source), source)
+def policy_from_text(text: str, source: str, folder: Path | None = None) -> Policy:
+    """Parse and validate policy YAML; `source` names it in errors (e.g. the file name) and
+    `folder` is where its `includes` are read from."""
+    return policy_from_mapping(_read_yaml(text, source), source, folder)
