@@ -65,10 +65,17 @@ def start_proxy(engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
     backends = []
 
     def start(script: str = "ok", *, upstream: str | None = None, keys: bool = False,
-              policy_engine: Engine | None = None, **settings: Any) -> Proxy:
+              policy_engine: Engine | None = None, limits: dict[str, Any] | None = None,
+              **settings: Any) -> Proxy:
         eng = policy_engine or engine
+        if limits:
+            policy = eng.policy.model_copy(update={"limits": eng.policy.limits.model_copy(
+                update=limits)})
+            eng = Engine(policy, eng.assessor)
+        # these tests read the decision behind each reply: open it to the (keyless) callers
         serve = ServeSettings.model_validate(eng.policy.serve.model_dump()
-                                             | {"upstream_timeout_s": 10.0} | settings)
+                                             | {"upstream_timeout_s": 10.0,
+                                                "open_scopes": ["inspect"]} | settings)
         spec = upstream or fake_upstream.spec(script)
         backend = from_spec(spec, **({"max_retries": 0} if spec.startswith("openai:") else {}))
         backends.append(backend)

@@ -214,16 +214,43 @@ class AuditSettings(_Strict):
         "a crash of the server process, FULL also survives power loss (one fsync per commit)")
 
 
-class ServeSettings(_Strict):
-    fail_mode: Literal["closed", "open"] = "closed"
-    max_request_bytes: int = Field(default=1_000_000, gt=0)
+class RequestLimits(_Strict):
+    """The work one request may cause: a proxy request, or a line of `oyster decide`.
+    Sizes are refused before any work; embedding and time are charged as the work happens."""
+
+    max_request_bytes: int = Field(default=1_000_000, gt=0,
+                                   description="bytes of one request body or input line")
     max_messages: int = Field(default=200, gt=0)
     max_message_chars: int = Field(default=32_000, gt=0)
+    max_total_chars: int = Field(default=200_000, gt=0,
+                                 description="characters of all messages together")
+    max_embedded_chars: int = Field(default=40_000, gt=0, description="characters the "
+                                    "assessor may embed for one conversation (each turn is "
+                                    "clipped to the embedder's window before it counts)")
+    max_decide_seconds: float = Field(default=20.0, gt=0.0,
+                                      description="seconds the assessment may take")
+
+
+_DEFAULT_HOLD: dict[Strategy, int] = {"guide": 400, "correct": 400, "refuse": 600}
+
+
+class ServeSettings(_Strict):
+    fail_mode: Literal["closed", "open"] = "closed"
     rate_limit_per_minute: int = Field(default=600, gt=0)
+    auth_failures_per_minute: int = Field(default=30, gt=0, description="failed "
+                                          "authentication attempts allowed per client address")
+    open_scopes: list[Literal["inspect", "admin"]] = Field(
+        default_factory=list, description="with authentication off: what every caller may "
+        "see besides the reply (inspect: the decision in each completion)")
     upstream_timeout_s: float = Field(default=60.0, gt=0.0,
                                       description="seconds the upstream may take for a whole reply")
     stream_check_chars: int = Field(default=160, gt=0, description="streamed text is verified "
                                     "and released in windows of about this many characters")
+    stream_hold_chars: dict[Strategy, int] = Field(
+        default_factory=lambda: _DEFAULT_HOLD.copy(),
+        description="per strategy: characters held back before the first text is released, "
+                    "so the opening is verified whole (a failed opening is replaced by the "
+                    "fallback before the client sees any of it)")
 
 
 class Policy(_Strict):
@@ -238,6 +265,7 @@ class Policy(_Strict):
     chain: ChainTemplates
     resources: Resources
     audit: AuditSettings = AuditSettings()
+    limits: RequestLimits = RequestLimits()
     serve: ServeSettings = ServeSettings()
 
     @model_validator(mode="after")
