@@ -3,8 +3,8 @@
 
     python benchmarks/heavy_vs_light.py [--label after] [--light 12]
 
-Measures a one-line request alone, then the same request repeatedly while heavy requests run
-back to back in another thread:
+Measures one-line requests alone, then one after another while one heavy request runs in
+another thread (each light text is new, so no cache answers it):
 - `issue`: the heavy request of issue #15 (200 user messages of 4,800 characters, 960 KB,
   inside every limit the proxy had then);
 - `maximal`: the largest request the current limits accept (user turns filling the
@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 
-LIGHT = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
 WORDS = ["the", "of", "and", "to", "in", "is", "you", "that", "it", "was", "for", "on", "are",
          "as", "with", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by",
          "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said",
@@ -69,42 +68,51 @@ def maximal_heavy(limits: Any) -> dict[str, Any]:
     return {"messages": messages}
 
 
+def _light(i: int) -> dict[str, Any]:
+    """A one-line request; a new text each time, so no cache answers for it."""
+    return {"messages": [{"role": "user", "content": f"What is the capital of France? ({i})"}]}
+
+
 def _time(client: httpx.Client, body: dict[str, Any]) -> tuple[float, int]:
     started = time.perf_counter()
     r = client.post("/v1/decide", json=body)
     return time.perf_counter() - started, r.status_code
 
 
-def measure(url: str, heavy: dict[str, Any] | None, light_n: int) -> dict[str, Any]:
+def measure(url: str, heavy: dict[str, Any], light_n: int, cap_s: float) -> dict[str, Any]:
+    """Light requests alone, then one after another for as long as one heavy request runs
+    (at most `cap_s`)."""
     with httpx.Client(base_url=url, timeout=600) as client:
-        _time(client, LIGHT)  # warm the embedder
-        alone = [_time(client, LIGHT)[0] for _ in range(light_n)]
-        if heavy is None:
-            return {"alone_ms": [round(x * 1000, 1) for x in alone]}
-        heavy_times: list[tuple[float, int]] = []
-        stop = threading.Event()
+        _time(client, _light(-1))  # warm the embedder
+        alone = [_time(client, _light(i))[0] for i in range(light_n)]
+        result: dict[str, Any] = {}
 
         def run_heavy() -> None:
-            with httpx.Client(base_url=url, timeout=600) as own:
-                while not stop.is_set():
-                    heavy_times.append(_time(own, heavy))
+            with httpx.Client(base_url=url, timeout=900) as own:
+                result["heavy"] = _time(own, heavy)
 
         worker = threading.Thread(target=run_heavy)
         worker.start()
-        time.sleep(1.0)  # let the first heavy request get going
-        during = [_time(client, LIGHT)[0] for _ in range(light_n)]
-        stop.set()
+        time.sleep(0.5)
+        during = []
+        started = time.monotonic()
+        i = 1_000
+        while worker.is_alive() and time.monotonic() - started < cap_s:
+            during.append(_time(client, _light(i))[0])
+            i += 1
         worker.join()
+    heavy_s, status = result["heavy"]
     return {"alone_ms": [round(x * 1000, 1) for x in alone],
             "during_ms": [round(x * 1000, 1) for x in during],
-            "heavy_s": [round(t, 2) for t, _ in heavy_times],
-            "heavy_status": sorted({s for _, s in heavy_times})}
+            "heavy_s": round(heavy_s, 2), "heavy_status": status}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="after")
-    parser.add_argument("--light", type=int, default=12, help="light requests per phase")
+    parser.add_argument("--light", type=int, default=10, help="light requests alone")
+    parser.add_argument("--cap", type=float, default=150.0,
+                        help="seconds of light requests during the heavy one, at most")
     args = parser.parse_args()
 
     from oyster.engine import Engine
@@ -125,19 +133,21 @@ def main() -> None:
         with ServerThread(app) as server:
             for name, body in heavies.items():
                 size = len(json.dumps(body))
-                r = measure(server.url, body, args.light)
+                r = measure(server.url, body, args.light, args.cap)
                 r["heavy_bytes"] = size
                 results[name] = r
-    print(f"{'heavy request':16} {'bytes':>9} {'heavy s (status)':>18} {'light alone ms':>15} "
-          f"{'light during ms':>16} {'ratio':>6}")
+    print(f"{'heavy request':14} {'bytes':>8} {'heavy s (status)':>17} {'light alone ms':>15} "
+          f"{'during: n':>9} {'median':>7} {'p95':>7} {'max':>7} {'ratio':>6}")
     for name in heavies:
         r = results[name]
         alone = statistics.median(r["alone_ms"])
-        during = statistics.median(r["during_ms"])
-        r["ratio_median"] = round(during / alone, 2)
-        heavy = f"{statistics.median(r['heavy_s']):.1f} ({','.join(map(str, r['heavy_status']))})"
-        print(f"{name:16} {r['heavy_bytes']:>9} {heavy:>18} {alone:>15.0f} {during:>16.0f} "
-              f"{r['ratio_median']:>6.2f}")
+        during = sorted(r["during_ms"]) or [alone]
+        p95 = during[min(len(during) - 1, int(0.95 * len(during)))]
+        r["ratio_median"] = round(statistics.median(during) / alone, 2)
+        heavy = f"{r['heavy_s']:.1f} ({r['heavy_status']})"
+        print(f"{name:14} {r['heavy_bytes']:>8} {heavy:>17} {alone:>15.0f} "
+              f"{len(r['during_ms']):>9} {statistics.median(during):>7.0f} {p95:>7.0f} "
+              f"{during[-1]:>7.0f} {r['ratio_median']:>6.2f}")
     out = Path(__file__).parent / "results" / f"heavy_vs_light-{args.label}.json"
     out.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
     print(f"wrote {out}")

@@ -54,7 +54,7 @@ def test_the_policys_own_replies_are_never_flagged(policy, moderator):
 
 
 def test_strictness_comes_from_the_decision(moderator):
-    assert moderator.strictness("R0", "answer") == "lenient"
+    assert moderator.strictness("R0", "answer") == "normal"
     assert moderator.strictness("R1", "guide") == "normal"
     assert moderator.strictness("R2", "refuse") == "strict"
     assert moderator.strictness("R0", "refuse") == "strict"

@@ -68,3 +68,24 @@ def test_schema_driven_fuzzing_finds_no_5xx_and_only_json_errors(start_proxy):
             except Unsatisfiable:  # nothing to make invalid (a GET without parameters)
                 assert mode == schemathesis.GenerationMode.NEGATIVE
     assert seen[200] and sum(n for status, n in seen.items() if status >= 400)
+
+
+def test_a_bug_answers_json_500_and_the_connection_survives(start_proxy, engine):
+    from oyster.assess.lexicon import LexiconAssessor
+    from oyster.engine import Engine
+
+    class Broken(LexiconAssessor):
+        def assess(self, messages):
+            if "boom" in messages[-1].content:
+                raise RuntimeError("a bug in an assessor")
+            return super().assess(messages)
+
+    proxy = start_proxy(policy_engine=Engine(engine.policy, Broken(engine.policy)))
+    with httpx.Client(base_url=proxy.url) as client:
+        r = client.post("/v1/decide", json={"messages": [{"role": "user", "content": "boom"}]})
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+        assert r.json()["error"] == {"message": "the proxy could not complete the request",
+                                     "type": "server_error", "code": "internal_error"}
+        ok = client.post("/v1/decide", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert ok.status_code == 200
+    assert 'oyster_requests_total{route="/v1/decide",status="500"} 1.0' in proxy.metrics()

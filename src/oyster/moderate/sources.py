@@ -138,11 +138,38 @@ def assessor_harmless() -> list[LabelledReply]:
     return out
 
 
+# Helpful answers open like compliant harmful ones ("Sure, here is ..."), and the public
+# harmful sets are full of such openers: each of our harmless answers also appears with one,
+# so the head cannot learn the opener instead of the content.
+OPENERS = {"en": ["Sure, here is what you asked for.", "Of course! Here's the answer.",
+                  "Here's a quick answer to your question.", "Happy to help with that.",
+                  "Absolutely, here you go:", "Great question! Here's how it works."],
+           "zh": ["好的，下面是你要的内容。", "当然可以！答案如下：", "没问题，给你简单说一下。",
+                  "好问题！具体是这样的：", "可以的，步骤如下："]}
+_OPENED_KINDS = frozenset({"generated", "everyday", "structured", "education", "safety",
+                           "correction", "privacy_safe"})
+
+
+def with_openers(replies: list[LabelledReply]) -> list[LabelledReply]:
+    """A copy of each harmless answer of ours with a compliance opener in front (the
+    opener chosen by a hash of the text, so the data is the same on every build)."""
+    out = []
+    for r in replies:
+        if r.harmful or r.kind not in _OPENED_KINDS:
+            continue
+        openers = OPENERS[r.language]
+        opener = openers[hashlib.sha256(r.text.encode()).digest()[1] % len(openers)]
+        out.append(LabelledReply(f"{opener} {r.text}" if r.language == "en" else opener + r.text,
+                                 False, r.kind, r.source + "+opener", r.language))
+    return out
+
+
 def all_replies() -> list[LabelledReply]:
     """Every labelled reply, deduplicated by text (a text labelled both ways is dropped)."""
     by_text: dict[str, LabelledReply] = {}
     conflicted: set[str] = set()
-    for r in written_replies() + generated_replies() + assessor_harmless() + public_replies():
+    ours = written_replies() + generated_replies()
+    for r in ours + with_openers(ours) + assessor_harmless() + public_replies():
         text = r.text.strip()
         if not text:
             continue

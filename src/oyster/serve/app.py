@@ -164,12 +164,12 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     app = FastAPI(title="Oyster guardrail proxy", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.oyster = state
-    app.add_middleware(_RequestMetrics, metrics=state.metrics)
 
     def observe(request: Request | None, status: int, body: ErrorBody) -> None:
         state.metrics.rejections.labels(str(status), body.error.code or body.error.type).inc()
 
     install_error_handlers(app, observe)
+    app.add_middleware(_RequestMetrics, metrics=state.metrics)  # outermost: counts every answer
 
     @app.get("/healthz", response_model_exclude_none=True)
     async def healthz(request: Request) -> Health:

@@ -258,7 +258,7 @@ class ModerationSettings(_Strict):
         return v
 
 
-_DEFAULT_STRICTNESS: dict[Level, Strictness] = {"R0": "lenient", "R1": "normal", "R2": "strict"}
+_DEFAULT_STRICTNESS: dict[Level, Strictness] = {"R0": "normal", "R1": "normal", "R2": "strict"}
 _DEFAULT_HOLD: dict[Strategy, int] = {"guide": 400, "correct": 400, "refuse": 600}
 
 
