@@ -79,12 +79,14 @@ def _time(client: httpx.Client, body: dict[str, Any]) -> tuple[float, int]:
     return time.perf_counter() - started, r.status_code
 
 
-def measure(url: str, heavy: dict[str, Any], light_n: int, cap_s: float) -> dict[str, Any]:
+def measure(url: str, heavy: dict[str, Any], light_n: int, cap_s: float, phase: int
+            ) -> dict[str, Any]:
     """Light requests alone, then one after another for as long as one heavy request runs
-    (at most `cap_s`)."""
+    (at most `cap_s`). `phase` keeps each phase's light texts new."""
+    base = phase * 100_000
     with httpx.Client(base_url=url, timeout=600) as client:
-        _time(client, _light(-1))  # warm the embedder
-        alone = [_time(client, _light(i))[0] for i in range(light_n)]
+        _time(client, _light(base - 1))  # warm the embedder
+        alone = [_time(client, _light(base + i))[0] for i in range(light_n)]
         result: dict[str, Any] = {}
 
         def run_heavy() -> None:
@@ -96,7 +98,7 @@ def measure(url: str, heavy: dict[str, Any], light_n: int, cap_s: float) -> dict
         time.sleep(0.5)
         during = []
         started = time.monotonic()
-        i = 1_000
+        i = base + 1_000
         while worker.is_alive() and time.monotonic() - started < cap_s:
             during.append(_time(client, _light(i))[0])
             i += 1
@@ -131,9 +133,9 @@ def main() -> None:
         app = create_app(settings, engine, None, AuditLog(Path(tmp) / "a.db",
                                                           engine.policy.audit))
         with ServerThread(app) as server:
-            for name, body in heavies.items():
+            for phase, (name, body) in enumerate(heavies.items()):
                 size = len(json.dumps(body))
-                r = measure(server.url, body, args.light, args.cap)
+                r = measure(server.url, body, args.light, args.cap, phase)
                 r["heavy_bytes"] = size
                 results[name] = r
     print(f"{'heavy request':14} {'bytes':>8} {'heavy s (status)':>17} {'light alone ms':>15} "

@@ -180,3 +180,25 @@ def test_a_refuse_decision_never_shows_a_reply_that_does_not_decline(start_proxy
     oyster = chunks[-1].model_extra["oyster"]
     assert oyster["outcome"] in ("regenerated", "fallback")
     assert "refusal_mismatch" in oyster["verification"]["problems"]
+
+
+def test_a_suspicious_window_waits_for_what_follows():
+    from oyster.respond import Verification
+
+    def check(text: str, final: bool) -> Verification:
+        bad = "BAD" in text
+        return Verification(passed=not bad, problems=["hazard_leak"] if bad else [],
+                            final=final)
+
+    words = [f"w{i} " for i in range(12)] + ["odd "] + [f"x{i} " for i in range(12)]
+    for tail, sent in ((["BAD "], "\n\nFALLBACK"), ([], None)):
+        stream = VerifiedStream(_pieces(*words, *tail), check=check,
+                                fallback=lambda: "FALLBACK", resource_note=lambda: "NOTE",
+                                window_chars=20, timeout_s=5, fail_open=False,
+                                suspicious=lambda text: "odd" in text)
+        released = _run(stream)
+        assert "odd" not in "".join(released[:-1]) and released[0].startswith("w0")
+        if sent:  # the suspicious part never went out
+            assert released[-1] == sent and "odd" not in "".join(released)
+        else:  # nothing wrong after all: everything goes out at the end
+            assert "".join(released) == "".join(words)

@@ -550,7 +550,8 @@ async def _stream_reply(turn: _Turn) -> Response:
         resource_note=lambda: resource_note(policy, decision.language),
         window_chars=state.settings.stream_check_chars,
         hold_chars=state.settings.stream_hold_chars.get(decision.strategy, 0),
-        recover=recover, timeout_s=state.settings.upstream_timeout_s, fail_open=turn.fail_open)
+        recover=recover, timeout_s=state.settings.upstream_timeout_s, fail_open=turn.fail_open,
+        suspicious=lambda text: state.verifier.moderator.moderate(text, "strict").flagged)
     try:
         await stream.start()
     except BackendError as e:  # fail open, before anything was sent: a plain HTTP error

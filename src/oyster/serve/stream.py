@@ -6,8 +6,11 @@ it reaches the client. No text leaves unverified:
 - the last window is held until the whole reply passes the final checks (does a `refuse`
   reply decline, does a `correct` reply correct, ...);
 - the opening is held longer for the strategies the policy names
-  (`serve.stream_hold_chars`, by default `guide` and `correct`), so it is checked as a whole
-  before the client sees a word of it.
+  (`serve.stream_hold_chars`, by default `guide`, `correct` and `refuse`), so it is checked
+  as a whole before the client sees a word of it;
+- a window that passes but reads as suspicious (`suspicious`: the moderator at its strict
+  threshold) is held too, until the text after it settles the matter: harm that only
+  becomes clear a few sentences on must not have its opening already shown.
 
 When a check fails before anything was sent, the reply is written again the way a plain
 completion is (`recover`: regenerated under a stricter strategy, or the fallback), and sent
@@ -67,7 +70,8 @@ class VerifiedStream:
 
     def __init__(self, upstream: AsyncIterator[str], check: Check, fallback: Callable[[], str],
                  resource_note: Callable[[], str], window_chars: int, timeout_s: float,
-                 fail_open: bool, hold_chars: int = 0, recover: Recover | None = None) -> None:
+                 fail_open: bool, hold_chars: int = 0, recover: Recover | None = None,
+                 suspicious: Callable[[str], bool] | None = None) -> None:
         self._upstream = upstream
         self._check = check
         self._fallback = fallback
@@ -75,6 +79,7 @@ class VerifiedStream:
         self._window = window_chars
         self._hold = max(window_chars, hold_chars)
         self._recover = recover
+        self._suspicious = suspicious
         self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
         self._fail_open = fail_open
@@ -125,16 +130,21 @@ class VerifiedStream:
 
     async def pieces(self) -> AsyncIterator[str]:
         pending = ""
+        held = 0  # characters of `pending` kept back as suspicious
         piece = self._first
         try:
             while self.upstream_error is None and piece is not None:
                 pending += piece
-                if len(pending) >= (self._window if self.sent else self._hold):
-                    if not self._verdict(self._check(self.sent + pending, False)).passed:
+                if len(pending) >= (self._window if self.sent else self._hold) + held:
+                    text = self.sent + pending
+                    if not self._verdict(self._check(text, False)).passed:
                         break
-                    self.sent += pending
-                    yield pending
-                    pending = ""
+                    if self._suspicious is not None and self._suspicious(text):
+                        held = len(pending)  # wait for the next window's worth of text
+                    else:
+                        self.sent += pending
+                        yield pending
+                        pending, held = "", 0
                 piece = await self._next()
             else:
                 # the last window waits for the checks that need the whole reply
