@@ -225,7 +225,7 @@ class RequestLimits(_Strict):
     max_message_chars: int = Field(default=32_000, gt=0)
     max_total_chars: int = Field(default=200_000, gt=0,
                                  description="characters of all messages together")
-    max_embedded_chars: int = Field(default=40_000, gt=0, description="characters the "
+    max_embedded_chars: int = Field(default=24_000, gt=0, description="characters the "
                                     "assessor may embed for one conversation (each turn is "
                                     "clipped to the embedder's window before it counts)")
     max_decide_seconds: float = Field(default=20.0, gt=0.0,
