@@ -172,7 +172,7 @@ def main() -> None:
 
 def _run(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
     keys = KeyStore(workdir / "keys.db")
-    key = keys.add("bench").key
+    key = keys.add("bench", ["inspect", "admin"]).key  # outcomes and health details
     keys.close()
     up_port, proxy_port = free_port(), free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
@@ -192,7 +192,8 @@ def _run(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
     try:
         _wait_healthy(upstream_url, procs[0], "/v1/models")
         _wait_healthy(proxy_url, procs[1], "/healthz")
-        health = httpx.get(proxy_url + "/healthz").json()
+        health = httpx.get(proxy_url + "/healthz",
+                           headers={"authorization": f"Bearer {key}"}).json()
         for clients in levels:
             before = audit_count(audit_db) if audit_db.exists() else 0
             direct = asyncio.run(_drive(upstream_url, {}, clients, args.seconds, args.stream,

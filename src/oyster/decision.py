@@ -27,6 +27,8 @@ class Decision(BaseModel):
     policy: str
     language: Language = "en"
     why: str = Field(default="", description="one line explaining the choice")
+    notes: list[str] = Field(default_factory=list, description="what the engine did not read "
+                             "(image parts, tool calls) and where the assessor was unsure")
     assessment: Assessment | None = Field(default=None, exclude=True)
 
     def record(self) -> dict[str, object]:

@@ -21,6 +21,15 @@ class InputError(OysterError):
     """Input that cannot be processed: malformed JSON, empty or oversized messages, bad roles."""
 
 
+class BudgetExceeded(InputError):
+    """A request needs more work than the policy's `limits` allow (too many messages, too
+    much text, too many characters to embed, too long to assess). `limit` names the field."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class BackendError(OysterError):
     """A chat backend failed: unreachable, timed out, returned an error or garbage."""
 

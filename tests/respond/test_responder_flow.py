@@ -126,7 +126,7 @@ def test_fallbacks_cover_every_strategy_in_english(policy):
     ([{"role": "robot", "content": "hi"}], "role"),
     ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
      "end with a non-empty user message"),
-    ("x" * 40_000, "the limit is"),
+    ("x" * 40_000, "limits.max_message_chars"),
 ])
 def test_bad_input_is_an_input_error(engine, scripted, messages, match):
     with pytest.raises(InputError, match=match):

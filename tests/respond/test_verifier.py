@@ -108,7 +108,8 @@ def test_a_refusal_that_complies_is_a_mismatch(verifier, decision):
                  dominant="malicious")
     v = verifier.check("Here is how it works:\n1. Scan the network\n2. Find an open port\n"
                        "3. Send the exploit", d)
-    assert v.problems == ["refusal_mismatch"]
+    # (the reply moderator, at the strictness of a refusal, may also read it as harmful)
+    assert set(v.problems) - {"hazard_leak"} == {"refusal_mismatch"}
     assert "does not decline" in v.detail
 
 

@@ -3,6 +3,7 @@ that runs proxy apps under real uvicorn servers, each with its own audit log."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from oyster.serve.keys import KeyStore
 from oyster.serve.testing import FakeUpstreamStats, ServerThread, fake_openai_app
 from oyster.taxonomy.policy import ServeSettings
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 
 @dataclass
 class FakeUpstream:
@@ -35,6 +38,11 @@ class Proxy:
     url: str
     audit_path: Path
     keys: KeyStore | None
+    app: Any = None
+
+    def metrics(self) -> str:
+        """The app's Prometheus exposition, read in process (no key needed)."""
+        return self.app.state.oyster.metrics.exposition().decode()
 
     def client(self, api_key: str = "unused", **options: Any) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key,
@@ -51,8 +59,14 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[FakeUpstream]:
+    """The fake upstream; `say=NAME` plays the scripted replies of scripted_replies.py and
+    `say=complies` a short reply that goes along with anything."""
+    from scripted_replies import HARMFUL, HARMLESS
+
     stats = FakeUpstreamStats()
-    with ServerThread(fake_openai_app(stats)) as server:
+    replies = {s.name: s.reply for s in HARMFUL + HARMLESS} | {
+        "complies": "Sure thing, happy to do exactly what you asked."}
+    with ServerThread(fake_openai_app(stats, replies)) as server:
         yield FakeUpstream(url=server.url, stats=stats)
 
 
@@ -65,10 +79,17 @@ def start_proxy(engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
     backends = []
 
     def start(script: str = "ok", *, upstream: str | None = None, keys: bool = False,
-              policy_engine: Engine | None = None, **settings: Any) -> Proxy:
+              policy_engine: Engine | None = None, limits: dict[str, Any] | None = None,
+              **settings: Any) -> Proxy:
         eng = policy_engine or engine
+        if limits:
+            policy = eng.policy.model_copy(update={"limits": eng.policy.limits.model_copy(
+                update=limits)})
+            eng = Engine(policy, eng.assessor)
+        # these tests read the decision behind each reply: open it to the (keyless) callers
         serve = ServeSettings.model_validate(eng.policy.serve.model_dump()
-                                             | {"upstream_timeout_s": 10.0} | settings)
+                                             | {"upstream_timeout_s": 10.0,
+                                                "open_scopes": ["inspect"]} | settings)
         spec = upstream or fake_upstream.spec(script)
         backend = from_spec(spec, **({"max_retries": 0} if spec.startswith("openai:") else {}))
         backends.append(backend)
@@ -79,7 +100,7 @@ def start_proxy(engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
                          AuditLog(audit_path, eng.policy.audit), store)
         server = ServerThread(app).start()
         servers.append(server)
-        return Proxy(url=server.url, audit_path=audit_path, keys=store)
+        return Proxy(url=server.url, audit_path=audit_path, keys=store, app=app)
 
     yield start
     for server in servers:

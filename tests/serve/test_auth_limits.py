@@ -29,7 +29,7 @@ def test_keys_are_required_checked_revocable_and_stored_hashed(start_proxy):
 
 
 def test_body_over_the_size_limit_is_413(start_proxy):
-    proxy = start_proxy(max_request_bytes=2_000)
+    proxy = start_proxy(limits={"max_request_bytes": 2_000})
     with pytest.raises(openai.APIStatusError) as err:
         proxy.client().chat.completions.create(
             model="m", messages=[{"role": "user", "content": "a " * 2_000}])
@@ -45,7 +45,7 @@ def test_body_over_the_size_limit_is_413(start_proxy):
     ({}, [{"role": "assistant", "content": "hi"}], "invalid_messages"),
 ])
 def test_bad_or_oversized_conversations_are_422(start_proxy, limits, messages, code):
-    proxy = start_proxy(**limits)
+    proxy = start_proxy(limits=limits)
     with pytest.raises(openai.UnprocessableEntityError) as err:
         proxy.client().chat.completions.create(model="m", messages=messages)
     assert err.value.response.json()["error"]["code"] == code

@@ -92,13 +92,22 @@ def test_keys_add_list_revoke(tmp_path):
     added = runner.invoke(app, ["serve", "keys", "add", "team-a", "--keys-db", db])
     assert added.exit_code == 0, added.output
     key = added.stdout.strip()
-    assert key.startswith("oys-") and KeyStore(db).verify(key) == "team-a"
+    assert key.startswith("oys-") and KeyStore(db).verify(key).name == "team-a"
+    assert KeyStore(db).verify(key).scopes == frozenset()
+    inspector = runner.invoke(app, ["serve", "keys", "add", "ops", "--scope", "inspect",
+                                    "--scope", "admin", "--keys-db", db]).stdout.strip()
+    assert KeyStore(db).verify(inspector).scopes == {"inspect", "admin"}
+    bad = runner.invoke(app, ["serve", "keys", "add", "x", "--scope", "root", "--keys-db", db])
+    assert bad.exit_code == 2 and "unknown scope" in bad.output
     assert key.encode() not in Path(db).read_bytes()
 
     again = runner.invoke(app, ["serve", "keys", "add", "team-a", "--keys-db", db])
     assert again.exit_code == 2 and "exists already" in again.output
     listed = runner.invoke(app, ["serve", "keys", "list", "--keys-db", db, "--json"])
-    assert json.loads(listed.stdout)["name"] == "team-a" and key not in listed.stdout
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["name"], r["scopes"]) for r in rows] == [("team-a", []),
+                                                        ("ops", ["inspect", "admin"])]
+    assert key not in listed.stdout
     assert runner.invoke(app, ["serve", "keys", "revoke", "team-a", "--keys-db", db]
                          ).exit_code == 0
     assert KeyStore(db).verify(key) is None

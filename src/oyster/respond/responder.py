@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
+from oyster.budget import check_size
 from oyster.decision import Decision
 from oyster.engine import Conversation, Engine, to_messages
 from oyster.errors import InputError
@@ -253,11 +254,7 @@ class Responder:
 
     def _conversation(self, messages: Conversation) -> list[Message]:
         conversation = to_messages(messages)
-        limit = self.policy.serve.max_message_chars
-        for i, m in enumerate(conversation):
-            if len(m.content) > limit:
-                raise InputError(f"messages[{i}] has {len(m.content):,} characters; the limit "
-                                 f"is {limit:,} (policy serve.max_message_chars)")
+        check_size(conversation, self.policy.limits)
         if conversation[-1].role != "user" or not conversation[-1].content.strip():
             raise InputError("the conversation must end with a non-empty user message")
         return conversation

@@ -2,8 +2,11 @@
 
 Problems it reports (codes in `Verification.problems`):
 
-- `hazard_leak` — hazardous specifics for the decided category (amounts, methods,
-  precursors, exploit code) in a reply whose strategy is not `answer`;
+- `hazard_leak` — the reply, read as text in its own right by the moderator
+  (`oyster.moderate`: harm across the taxonomy, self-harm encouragement, hate, private data),
+  is harmful at the strictness the decision sets; or, when the strategy is not `answer`,
+  it carries hazardous specifics for the decided category (amounts, methods, precursors,
+  exploit code);
 - `chain_leak` — the private instructions reach the reply: chain vocabulary, or a run of
   words copied from any private text of the call (the rendered system prompt actually sent,
   regeneration corrections, the chain, reply contracts, resource block labels) that is not
@@ -60,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oyster.decision import Decision
 from oyster.errors import PolicyError
+from oyster.moderate import Moderator
 from oyster.respond.coherence import RelevanceScorer, split_sentences
 from oyster.taxonomy.policy import Policy
 from oyster.taxonomy.replies import CrisisResource, TermList
@@ -271,9 +275,11 @@ class Verifier:
     """
 
     def __init__(self, policy: Policy, rules: VerifierRules | None = None,
-                 relevance: RelevanceScorer | None = None) -> None:
+                 relevance: RelevanceScorer | None = None,
+                 moderator: Moderator | None = None) -> None:
         self.policy = policy
         self.rules = rules or default_rules()
+        self.moderator = moderator or Moderator(policy.moderation)
         self._list_item = re.compile(self.rules.list_item, re.I | re.M)
         r = self.rules.relevance
         self.relevance = relevance or RelevanceScorer(
@@ -450,6 +456,11 @@ class Verifier:
         return None
 
     def _hazard(self, text: str, decision: Decision) -> str | None:
+        # the reply on its own, whatever was asked: the decision only sets how strict
+        moderation = self.moderator.moderate(
+            text, self.moderator.strictness(decision.level, decision.strategy))
+        if moderation.flagged:
+            return moderation.detail
         if decision.strategy == "answer" or decision.level == "R0":
             return None
         for category in [ANY_RISK, *(c.id for c in decision.categories)]:

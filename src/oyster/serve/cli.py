@@ -72,6 +72,9 @@ def _register_serve(app: typer.Typer) -> None:
                  " default from the policy")] = None,
         rate_limit: Annotated[int | None, typer.Option(
             help="requests per minute per key (default from the policy)")] = None,
+        open_scope: Annotated[list[str] | None, typer.Option(
+            "--open-scope", help="without --keys-db: what every caller may see besides the "
+            "reply (inspect: the decision behind it); default from the policy (none)")] = None,
         upstream_timeout: Annotated[float | None, typer.Option(
             help="seconds the upstream may take per reply (default from the policy)")] = None,
         upstream_concurrency: Annotated[int, typer.Option(
@@ -108,7 +111,8 @@ def _register_serve(app: typer.Typer) -> None:
 
         overrides: dict[str, Any] = {k: v for k, v in (
             ("fail_mode", fail_mode), ("rate_limit_per_minute", rate_limit),
-            ("upstream_timeout_s", upstream_timeout)) if v is not None}
+            ("upstream_timeout_s", upstream_timeout), ("open_scopes", open_scope))
+            if v is not None}
         backend = None
         try:
             engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
@@ -156,13 +160,17 @@ def _register_serve(app: typer.Typer) -> None:
 
     @keys_app.command("add")
     def keys_add(name: Annotated[str, typer.Argument(help="a unique name for the key")],
-                 keys_db: KeysDbOption = DEFAULT_KEYS_DB) -> None:
+                 keys_db: KeysDbOption = DEFAULT_KEYS_DB,
+                 scope: Annotated[list[str] | None, typer.Option(
+                     "--scope", help="what the key may see besides replies: inspect (the "
+                     "decision behind each reply, /v1/decide), admin (/metrics, detailed "
+                     "/healthz); repeat for both")] = None) -> None:
         """Make a key; it is printed once and only its hash is stored."""
         from oyster.serve.keys import KeyStore
 
         store = KeyStore(keys_db)
         try:
-            new = store.add(name)
+            new = store.add(name, scope or [])
         except OysterError as e:
             raise _fail(e) from None
         finally:
@@ -190,7 +198,9 @@ def _register_serve(app: typer.Typer) -> None:
             else:
                 state = (f"revoked {_iso(info.revoked)}" if info.revoked is not None
                          else "active")
-                typer.echo(f"{info.name}\tcreated {_iso(info.created)}\t{state}")
+                scopes = ",".join(info.scopes) or "-"
+                typer.echo(f"{info.name}\tcreated {_iso(info.created)}\t{state}\t"
+                           f"scopes {scopes}")
 
     @keys_app.command("revoke")
     def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")],

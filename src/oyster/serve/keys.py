@@ -5,6 +5,14 @@ so a fast hash is enough: there is nothing to brute-force). Each key has a uniqu
 which is what the audit log records as `key_id`. A revoked key keeps its row, so its name is
 never reused and old audit rows stay unambiguous. Lookups read the database on every
 request, so `keys add` and `keys revoke` take effect on a running server at once.
+
+Scopes widen what a key may see; a key with none gets replies only:
+- `inspect`: the decision behind each completion (the `oyster` object, level and outcome
+  headers) and `POST /v1/decide`;
+- `admin`: `GET /metrics` and the detailed `GET /healthz`.
+
+The store's whole interface is `add`, `revoke`, `list`, `active_count`, `verify` and
+`close`, so another database can back it.
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.errors import InputError, OysterError
 
 KEY_PREFIX = "oys-"
+Scope = Literal["inspect", "admin"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 _SCHEMA = """
@@ -29,7 +40,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name    TEXT PRIMARY KEY,
     hash    TEXT NOT NULL UNIQUE,
     created REAL NOT NULL,
-    revoked REAL
+    revoked REAL,
+    scopes  TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -44,6 +56,16 @@ class ApiKeyInfo(BaseModel):
     name: str
     created: float
     revoked: float | None = None
+    scopes: list[Scope] = Field(default_factory=list)
+
+
+class KeyIdentity(BaseModel):
+    """Who a verified key belongs to and what it may see."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    scopes: frozenset[Scope] = frozenset()
 
 
 class NewApiKey(BaseModel):
@@ -72,20 +94,29 @@ class KeyStore:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
+                if "scopes" not in columns:  # a database made before scopes existed
+                    conn.execute("ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL "
+                                 "DEFAULT ''")
             except (OSError, sqlite3.Error) as e:
                 raise KeyStoreError(f"{self.path}: cannot open the key database: {e}") from e
             self._conn = conn
         return self._conn
 
-    def add(self, name: str) -> NewApiKey:
-        """Make a key called `name`; the returned secret is not kept anywhere."""
+    def add(self, name: str, scopes: tuple[str, ...] | list[str] = ()) -> NewApiKey:
+        """Make a key called `name` with `scopes`; the returned secret is not kept anywhere."""
         if not _KEY_NAME.fullmatch(name):
             raise InputError(f"key name {name!r}: use 1-64 letters, digits, '-', '_' or '.'")
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise InputError(f"unknown scope(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(SCOPES)}")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._lock:
             try:
-                self._db().execute("INSERT INTO api_keys (name, hash, created) VALUES (?, ?, ?)",
-                                   (name, hash_key(key), time.time()))
+                self._db().execute(
+                    "INSERT INTO api_keys (name, hash, created, scopes) VALUES (?, ?, ?, ?)",
+                    (name, hash_key(key), time.time(), " ".join(sorted(set(scopes)))))
             except sqlite3.IntegrityError:
                 raise InputError(f"a key named {name!r} exists already (names are never "
                                  "reused, even after revoking)") from None
@@ -102,8 +133,9 @@ class KeyStore:
     def list(self) -> list[ApiKeyInfo]:
         with self._lock:
             rows = self._db().execute(
-                "SELECT name, created, revoked FROM api_keys ORDER BY created").fetchall()
-        return [ApiKeyInfo(name=n, created=c, revoked=r) for n, c, r in rows]
+                "SELECT name, created, revoked, scopes FROM api_keys ORDER BY created").fetchall()
+        return [ApiKeyInfo(name=n, created=c, revoked=r, scopes=_scopes(s))
+                for n, c, r, s in rows]
 
     def active_count(self) -> int:
         with self._lock:
@@ -111,18 +143,22 @@ class KeyStore:
                 "SELECT COUNT(*) FROM api_keys WHERE revoked IS NULL").fetchone()
         return int(n)
 
-    def verify(self, key: str) -> str | None:
-        """The name of the active key `key`, or None."""
+    def verify(self, key: str) -> KeyIdentity | None:
+        """The identity of the active key `key`, or None."""
         if not key.startswith(KEY_PREFIX):
             return None
         with self._lock:
             row = self._db().execute(
-                "SELECT name FROM api_keys WHERE hash = ? AND revoked IS NULL",
+                "SELECT name, scopes FROM api_keys WHERE hash = ? AND revoked IS NULL",
                 (hash_key(key),)).fetchone()
-        return str(row[0]) if row else None
+        return KeyIdentity(name=str(row[0]), scopes=frozenset(_scopes(row[1]))) if row else None
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _scopes(stored: str) -> list[Scope]:
+    return [s for s in SCOPES if s in stored.split()]

@@ -8,6 +8,7 @@ replaces it whole or starts with `base: default` and overrides only what it name
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping
 from functools import cache
@@ -209,16 +210,70 @@ class AuditSettings(_Strict):
         "a crash of the server process, FULL also survives power loss (one fsync per commit)")
 
 
-class ServeSettings(_Strict):
-    fail_mode: Literal["closed", "open"] = "closed"
-    max_request_bytes: int = Field(default=1_000_000, gt=0)
+class RequestLimits(_Strict):
+    """The work one request may cause: a proxy request, or a line of `oyster decide`.
+    Sizes are refused before any work; embedding and time are charged as the work happens."""
+
+    max_request_bytes: int = Field(default=1_000_000, gt=0,
+                                   description="bytes of one request body or input line")
     max_messages: int = Field(default=200, gt=0)
     max_message_chars: int = Field(default=32_000, gt=0)
+    max_total_chars: int = Field(default=200_000, gt=0,
+                                 description="characters of all messages together")
+    max_embedded_chars: int = Field(default=24_000, gt=0, description="characters the "
+                                    "assessor may embed for one conversation (each turn is "
+                                    "clipped to the embedder's window before it counts)")
+    max_decide_seconds: float = Field(default=20.0, gt=0.0,
+                                      description="seconds the assessment may take")
+
+
+Strictness = Literal["lenient", "normal", "strict"]
+
+
+class ModerationSettings(_Strict):
+    """Moderation of every reply as text in its own right (`oyster.moderate`). The decision
+    only chooses how strict: by the request's risk level, and `strict` for a `refuse`."""
+
+    enabled: bool = True
+    strictness: dict[Level, Strictness] = Field(
+        default_factory=lambda: dict(_DEFAULT_STRICTNESS))
+    refuse_strictness: Strictness = "strict"
+    thresholds: dict[Strictness, float] = Field(
+        default_factory=dict, description="harm-score thresholds replacing the packaged "
+        "head's (which were chosen on its validation split)")
+    private_data: bool = Field(default=True, description="flag identity numbers (US SSN, "
+                               "payment cards, Chinese resident ID) in a reply")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, v: dict[Strictness, float]) -> dict[Strictness, float]:
+        bad = {k: t for k, t in v.items() if not 0.0 < t < 1.0}
+        if bad:
+            raise ValueError(f"thresholds must lie strictly between 0 and 1: {bad}")
+        return v
+
+
+_DEFAULT_STRICTNESS: dict[Level, Strictness] = {"R0": "normal", "R1": "normal", "R2": "strict"}
+_DEFAULT_HOLD: dict[Strategy, int] = {"guide": 400, "correct": 400, "refuse": 600}
+
+
+class ServeSettings(_Strict):
+    fail_mode: Literal["closed", "open"] = "closed"
     rate_limit_per_minute: int = Field(default=600, gt=0)
+    auth_failures_per_minute: int = Field(default=30, gt=0, description="failed "
+                                          "authentication attempts allowed per client address")
+    open_scopes: list[Literal["inspect", "admin"]] = Field(
+        default_factory=list, description="with authentication off: what every caller may "
+        "see besides the reply (inspect: the decision in each completion)")
     upstream_timeout_s: float = Field(default=60.0, gt=0.0,
                                       description="seconds the upstream may take for a whole reply")
     stream_check_chars: int = Field(default=160, gt=0, description="streamed text is verified "
                                     "and released in windows of about this many characters")
+    stream_hold_chars: dict[Strategy, int] = Field(
+        default_factory=lambda: _DEFAULT_HOLD.copy(),
+        description="per strategy: characters held back before the first text is released, "
+                    "so the opening is verified whole (a failed opening is replaced by the "
+                    "fallback before the client sees any of it)")
 
 
 class Policy(_Strict):
@@ -233,6 +288,8 @@ class Policy(_Strict):
     chain: ChainTemplates
     resources: Resources
     audit: AuditSettings = AuditSettings()
+    limits: RequestLimits = RequestLimits()
+    moderation: ModerationSettings = ModerationSettings()
     serve: ServeSettings = ServeSettings()
     replies: ReplyTexts = Field(default_factory=lambda: _default_replies(),
                                 description="texts the policy writes itself (replies.py)")
@@ -346,7 +403,9 @@ def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> di
     return _deep_merge(merged, data)
 
 
+@cache
 def _default_mapping() -> dict[str, Any]:
+    """The packaged policy with its includes (cached: callers deep-copy before merging)."""
     return _with_includes(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE,
                           None)
 
@@ -365,7 +424,7 @@ def default_reply_texts() -> ReplyTexts:
 @cache
 def default_policy() -> Policy:
     """The policy shipped in the package (loaded once)."""
-    return policy_from_mapping(_default_mapping(), DEFAULT_POLICY_FILE)
+    return policy_from_mapping(copy.deepcopy(_default_mapping()), DEFAULT_POLICY_FILE)
 
 
 def policy_from_mapping(data: dict[str, Any], source: str, folder: Path | None = None
@@ -378,7 +437,7 @@ def policy_from_mapping(data: dict[str, Any], source: str, folder: Path | None =
         if base != "default":
             reason = f"only 'default' is supported, got {base!r}"
             raise PolicyError(f"{source}: field 'base': {reason}", [(source, "base", reason)])
-        data = _deep_merge(_default_mapping(), data)
+        data = _deep_merge(copy.deepcopy(_default_mapping()), data)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
