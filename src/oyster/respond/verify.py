@@ -456,10 +456,12 @@ class Verifier:
         return None
 
     def _hazard(self, text: str, decision: Decision) -> str | None:
-        # the reply on its own, whatever was asked: the decision only sets how strict
+        # the reply on its own, whatever was asked: the decision only sets how strict; the
+        # sentences the policy wrote itself (scaffolds, refusals, help contacts) are trusted
+        written = self._without_policy_text(text, decision.language)
         moderation = self.moderator.moderate(
-            text, self.moderator.strictness(decision.level, decision.strategy))
-        if moderation.flagged:
+            written, self.moderator.strictness(decision.level, decision.strategy))
+        if written.strip() and moderation.flagged:
             return moderation.detail
         if decision.strategy == "answer" or decision.level == "R0":
             return None
