@@ -13,13 +13,14 @@ DECISION_HEADERS = {"x-oyster-level", "x-oyster-outcome", "x-oyster-request-id"}
 
 
 def test_a_default_caller_gets_the_reply_and_the_strategy_only(start_proxy, fake_upstream):
-    proxy = start_proxy(keys=True, open_scopes=[])
+    proxy = start_proxy("say=cat_name", keys=True, open_scopes=[])
     plain = proxy.keys.add("app").key
     raw = proxy.client(plain).chat.completions.with_raw_response.create(model="m",
                                                                          messages=USER)
     body = raw.http_response.json()
     assert set(body) == {"id", "object", "created", "model", "choices", "usage"}
-    assert body["choices"][0]["message"]["content"]
+    assert "Luna" in body["choices"][0]["message"]["content"]  # the model's own reply
+    assert body["usage"] == {"prompt_tokens": 10, "completion_tokens": 24, "total_tokens": 34}
     assert raw.headers["x-oyster-strategy"] == "answer"
     assert not DECISION_HEADERS & set(raw.headers)
     assert fake_upstream.url not in raw.http_response.text
@@ -32,11 +33,12 @@ def test_a_default_caller_gets_the_reply_and_the_strategy_only(start_proxy, fake
                    headers={"authorization": f"Bearer {plain}"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
     # the audit log still has everything
-    assert [row.strategy for row in proxy.audit_rows()] == ["answer", "answer"]
+    assert [(row.strategy, row.outcome) for row in proxy.audit_rows()] == [
+        ("answer", "passed"), ("answer", "passed")]
 
 
 def test_inspect_scope_sees_the_decision(start_proxy):
-    proxy = start_proxy(keys=True, open_scopes=[])
+    proxy = start_proxy("say=cat_name", keys=True, open_scopes=[])
     key = proxy.keys.add("analyst", ["inspect"]).key
     raw = proxy.client(key).chat.completions.with_raw_response.create(model="m", messages=USER)
     oyster = raw.parse().model_extra["oyster"]

@@ -22,6 +22,11 @@ def test_completion_carries_decision_in_headers_body_and_audit(start_proxy):
 
     assert completion.choices[0].message.content == FAKE_REPLY
     assert completion.model == "ok"
+    # the upstream's own counts (the fake counts 10 prompt tokens and one per word)
+    words = len(FAKE_REPLY.split())
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens,
+            completion.usage.total_tokens) == (10, words, 10 + words)
     oyster = completion.model_extra["oyster"]
     decision = oyster["decision"]
     assert raw.headers["x-oyster-strategy"] == decision["strategy"] == "answer"
@@ -69,6 +74,9 @@ def test_reply_that_breaks_the_decision_is_replaced_by_the_fallback(start_proxy,
         model="m", messages=[{"role": "user", "content": BENIGN}])
     oyster = completion.model_extra["oyster"]
     assert fake_upstream.stats.requests == before + 2  # the reply and one regeneration
+    # usage counts both generations, though neither went out
+    assert completion.usage is not None and completion.usage.prompt_tokens == 20
+    assert completion.usage.completion_tokens > 0
     assert oyster["outcome"] == "fallback" and oyster["fallback_used"] is True
     assert "chain_leak" in oyster["verification"]["problems"]
     assert completion.choices[0].message.content == fallback_reply(engine.decide(BENIGN),

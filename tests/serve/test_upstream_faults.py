@@ -36,6 +36,7 @@ def test_fail_closed_answers_with_the_strategy_fallback(start_proxy, engine, fau
     assert raw.headers["x-oyster-outcome"] == oyster["outcome"] == "upstream_error"
     assert completion.choices[0].message.content == fallback_reply(engine.decide(USER),
                                                                    engine.policy)
+    assert completion.usage is not None and completion.usage.total_tokens == 0  # none made
     [row] = proxy.audit_rows()
     assert row.outcome == "upstream_error" and row.fallback_used and row.status == 200
     assert FAULTS[fault][1] in (row.upstream_error or "")

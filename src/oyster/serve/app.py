@@ -38,7 +38,7 @@ from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.engine import ConversationText, Engine
 from oyster.errors import BackendError, BackendTimeout, InputError
-from oyster.respond import Responder, Verifier, fallback_reply, instructions_for
+from oyster.respond import Reply, Responder, Verifier, fallback_reply, instructions_for
 from oyster.respond.fallback import resource_note
 from oyster.serve.audit import AuditError, AuditLog, AuditRecord, Endpoint, Outcome
 from oyster.serve.errors import ProxyError, install_error_handlers
@@ -497,7 +497,7 @@ async def _complete_reply(turn: _Turn) -> Response:
         text = fallback_reply(turn.decision, policy)
         await _audit(state, turn.record(info, stream=False, model=None, upstream_s=upstream_s,
                                         reply=text))
-        return _completion_response(turn, info, text, state.model_id, None, error)
+        return _completion_response(turn, info, text, state.model_id, _usage(None), error)
     upstream_s = time.perf_counter() - t
     state.metrics.upstream_latency.observe(upstream_s)
     problems = [p for a in reply.attempts for p in a.verification.problems]
@@ -506,12 +506,19 @@ async def _complete_reply(turn: _Turn) -> Response:
     model = reply.completion.model if reply.completion else state.model_id
     await _audit(state, turn.record(info, stream=False, model=model, upstream_s=upstream_s,
                                     reply=reply.text))
-    usage = None
-    c = reply.completion
-    if c is not None and c.prompt_tokens is not None and c.completion_tokens is not None:
-        usage = Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                      total_tokens=c.prompt_tokens + c.completion_tokens)
-    return _completion_response(turn, info, reply.text, model, usage)
+    return _completion_response(turn, info, reply.text, model, _usage(reply))
+
+
+def _usage(reply: Reply | None) -> Usage:
+    """The tokens the upstream reported for this request, summed over every generation it
+    made (a regenerated or replaced reply cost them all); zeros when no model was asked (a
+    policy refusal, an upstream failure) or it reported no counts. Always sent: OpenAI
+    clients read `usage` for accounting."""
+    done = [a.completion for a in reply.attempts if a.completion] if reply else []
+    prompt = sum(c.prompt_tokens or 0 for c in done)
+    completion = sum(c.completion_tokens or 0 for c in done)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                 total_tokens=prompt + completion)
 
 
 def _json(body: BaseModel, headers: dict[str, str]) -> Response:
@@ -521,7 +528,7 @@ def _json(body: BaseModel, headers: dict[str, str]) -> Response:
 
 
 def _completion_response(turn: _Turn, info: OysterInfo, text: str, model: str,
-                         usage: Usage | None, upstream_error: BackendError | None = None
+                         usage: Usage, upstream_error: BackendError | None = None
                          ) -> Response:
     body = ChatCompletion(id=turn.rid, created=int(turn.arrived), model=model,
                           choices=[Choice(message=AssistantMessage(content=text))],

@@ -98,7 +98,7 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[Choice]
-    usage: Usage | None = None
+    usage: Usage
     oyster: OysterInfo | None = None
 
 
