@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -29,29 +28,6 @@ from oyster.serve.console.playground import WhatIf, parse_conversation, what_if_
 from oyster.serve.console.samples import write_synthetic_log
 from oyster.serve.keys import KeyStore
 from oyster.serve.testing import ServerThread, free_port
-
-
-@dataclass(frozen=True)
-class _ScopedKey:
-    name: str
-    scopes: frozenset[str]
-
-
-class ScopedKeyStore(KeyStore):
-    """The real key store with scopes kept beside it: a stand-in for the scopes #15 adds to
-    `KeyStore` (its `verify` then answers with the key's name and scopes, as here)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.granted: dict[str, frozenset[str]] = {}
-
-    def add_scoped(self, name: str, *scopes: str) -> str:
-        self.granted[name] = frozenset(scopes)
-        return self.add(name).key
-
-    def verify(self, key: str) -> Any:
-        name = super().verify(key)
-        return None if name is None else _ScopedKey(name, self.granted.get(name, frozenset()))
 
 
 @pytest.fixture
@@ -92,10 +68,10 @@ def test_without_keys_the_console_is_open_on_loopback_only(serve_console):
 
 
 def test_sign_in_needs_a_key_with_the_inspect_or_admin_scope(serve_console, tmp_path):
-    keys = ScopedKeyStore(tmp_path / "keys.db")
-    inspector = keys.add_scoped("reviewer", "inspect")
-    admin = keys.add_scoped("lead", "admin")
-    client_only = keys.add_scoped("support-bot", "chat")
+    keys = KeyStore(tmp_path / "keys.db")
+    inspector = keys.add("reviewer", ["inspect"]).key
+    admin = keys.add("lead", ["admin"]).key
+    client_only = keys.add("support-bot").key  # replies only
     url = serve_console(keys=keys)
     with httpx.Client(base_url=url) as browser:
         r = browser.get("/console/audit?strategy=refuse", headers=HTML)
@@ -126,18 +102,10 @@ def test_sign_in_needs_a_key_with_the_inspect_or_admin_scope(serve_console, tmp_
     assert forged.status_code == 303
 
 
-def test_a_key_store_without_scopes_opens_no_console(serve_console, tmp_path):
-    keys = KeyStore(tmp_path / "plain-keys.db")  # the store before #15: keys carry no scopes
-    key = keys.add("any-client").key
-    url = serve_console(keys=keys)
-    r = httpx.post(f"{url}/console/login", data={"key": key})
-    assert r.status_code == 403 and "no 'inspect' or 'admin' scope" in unescape(r.text)
-
-
 def test_forms_posted_from_another_site_and_foreign_redirects_are_refused(serve_console,
                                                                           tmp_path):
-    keys = ScopedKeyStore(tmp_path / "keys.db")
-    key = keys.add_scoped("lead", "admin")
+    keys = KeyStore(tmp_path / "keys.db")
+    key = keys.add("lead", ["admin"]).key
     url = serve_console(keys=keys)
     cross = httpx.post(f"{url}/console/login", data={"key": key},
                        headers={"origin": "https://attacker.example"})

@@ -23,23 +23,16 @@ import ipaddress
 import json
 import secrets
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from starlette.requests import Request
+
+from oyster.serve.keys import KeyStore
 
 CONSOLE_SCOPES = frozenset({"inspect", "admin"})
 SESSION_COOKIE = "oyster_console"
 SESSION_SECONDS = 8 * 3600
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-class KeyVerifier(Protocol):
-    """What the console needs from the proxy's key store."""
-
-    def verify(self, key: str) -> Any:
-        """The active key's name, or an object with `.name` and `.scopes`; None if unknown."""
 
 
 @dataclass(frozen=True)
@@ -69,20 +62,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _scopes_of(store: KeyVerifier, found: Any) -> tuple[str, frozenset[str]]:
-    """A key store with scopes answers `verify` with an object carrying them (or offers
-    `scopes(name)`); an older one answers with the bare name, and its keys have none."""
-    name = str(getattr(found, "name", found))
-    scopes: Iterable[str] | None = getattr(found, "scopes", None)
-    if scopes is None and callable(getattr(store, "scopes", None)):
-        scopes = store.scopes(name)  # type: ignore[attr-defined]
-    return name, frozenset(scopes or ())
-
-
 class ConsoleAccess:
     """Decides, per request, who is asking (see the module docstring)."""
 
-    def __init__(self, keys: KeyVerifier | None, bind_host: str) -> None:
+    def __init__(self, keys: KeyStore | None, bind_host: str) -> None:
         self.keys = keys
         self.bind_host = bind_host
         self._secret = secrets.token_bytes(32)  # sessions end when the server restarts
@@ -98,11 +81,11 @@ class ConsoleAccess:
         found = self.keys.verify(key.strip())
         if found is None:
             raise Denied("unknown or revoked API key", 401, login=True)
-        name, scopes = _scopes_of(self.keys, found)
+        scopes = frozenset[str](found.scopes)
         if not scopes & CONSOLE_SCOPES:
-            raise Denied(f"key '{name}' has no 'inspect' or 'admin' scope; the console needs "
-                         "one of them", 403, login=True)
-        return Identity(name=name, scopes=scopes)
+            raise Denied(f"key '{found.name}' has no 'inspect' or 'admin' scope; the console "
+                         "needs one of them", 403, login=True)
+        return Identity(name=found.name, scopes=scopes)
 
     def identify(self, request: Request) -> Identity:
         """Who is asking, or `Denied`."""
@@ -136,10 +119,8 @@ class ConsoleAccess:
                 raise Denied("cross-site form posts are refused")
 
     def _still_active(self, name: str) -> bool:
-        listing = getattr(self.keys, "list", None)
-        if not callable(listing):
-            return True
-        return any(k.name == name and getattr(k, "revoked", None) is None for k in listing())
+        assert self.keys is not None
+        return any(k.name == name and k.revoked is None for k in self.keys.list())
 
     # -- the session cookie: payload.signature, both URL-safe base64 --------------------
 

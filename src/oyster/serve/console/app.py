@@ -47,6 +47,7 @@ from oyster.serve.console.playground import (
 )
 from oyster.serve.console.policyview import policy_changes
 from oyster.serve.console.reports import list_reports, report_path
+from oyster.serve.keys import KeyStore
 from oyster.taxonomy.policy import NONE_CATEGORY, Policy, policy_from_text
 from oyster.types import LEVELS, STRATEGIES, USER_TYPES, Language
 from oyster.types import Message as ChatMessage
@@ -76,7 +77,7 @@ class ConsoleConfig:
     responder: Responder | None = None
     audit: AuditQuery | None = None
     audit_source: str = ""
-    keys: Any = None
+    keys: KeyStore | None = None
     bind_host: str = "127.0.0.1"
     reports_dir: Path | None = None
     policy_source: str = "the packaged default policy"
