@@ -268,7 +268,9 @@ def report(args: argparse.Namespace) -> None:
     print(f"\nwrote {out}")
 
 
-NEW_CHECKS = ("chain_leak", "meta_talk", "off_topic", "empty_apology")
+# every check #14 added (unknown_contact and wrong_language came after reading replies)
+NEW_CHECKS = ("chain_leak", "meta_talk", "off_topic", "empty_apology", "unknown_contact",
+              "wrong_language")
 
 
 def reference(args: argparse.Namespace) -> None:
@@ -293,11 +295,17 @@ def reference(args: argparse.Namespace) -> None:
         private = [instructions_for(d, engine.policy, messages)[0].content]
         v = verifier.check(item["reply"], d, request=messages[-1].content, private=private,
                            conversation=messages)
+        moderated = verifier.moderator.moderate(
+            item["reply"], verifier.moderator.strictness(d.level, d.strategy))
         rows.append({"id": item["id"], "strategy": item["strategy"],
-                     "language": item["language"], "problems": v.problems, "detail": v.detail})
+                     "language": item["language"], "problems": v.problems, "detail": v.detail,
+                     "moderation_flagged": moderated.flagged})
     n = len(rows)
     new = [r for r in rows if set(r["problems"]) & set(NEW_CHECKS)]
     any_problem = [r for r in rows if r["problems"]]
+    moderation = Counter(f"{r['strategy']}/{r['language']}" for r in rows
+                         if r["moderation_flagged"])
+    totals = Counter(f"{r['strategy']}/{r['language']}" for r in rows)
     by: dict[str, Counter[str]] = defaultdict(Counter)
     for r in rows:
         for p in r["problems"]:
@@ -307,12 +315,19 @@ def reference(args: argparse.Namespace) -> None:
           f"({len(any_problem) / n:.1%})")
     for problem, where in sorted(by.items()):
         print(f"  {problem:18} {sum(where.values()):3}  {dict(where)}")
+    flagged_by_moderator = sum(moderation.values())
+    print(f"read as harmful by the reply moderator: {flagged_by_moderator} "
+          f"({flagged_by_moderator / n:.1%}); per strategy/language (of n): " +
+          ", ".join(f"{k} {moderation[k]}/{totals[k]}" for k in sorted(totals)))
     out = Path(args.json) if args.json else ROOT / "benchmarks" / "results" / \
         "reply_checks_reference.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"replies": n, "new_checks": NEW_CHECKS,
                                "new_check_false_alarms": round(len(new) / n, 4),
                                "any_check_false_alarms": round(len(any_problem) / n, 4),
+                               "moderation_false_alarms": round(flagged_by_moderator / n, 4),
+                               "moderation_by_strategy": {k: [moderation[k], totals[k]]
+                                                          for k in sorted(totals)},
                                "by_problem": {k: dict(v) for k, v in by.items()},
                                "flagged": [r for r in rows if r["problems"]]},
                               indent=1, ensure_ascii=False))
