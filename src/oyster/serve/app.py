@@ -2,10 +2,13 @@
 decision for every request.
 
 Routes: `POST /v1/chat/completions` (plain and streamed), `GET /v1/models`,
-`POST /v1/decide` (decision only), `GET /healthz`, `GET /metrics`.
+`POST /v1/decide` (decision only), `GET /healthz` (liveness, and what is degraded),
+`GET /readyz` (every dependency answers), `GET /metrics`.
 
-Stateless: each request's decision is recomputed from its own `messages`, so replicas share
-nothing but the audit file (or each keep their own). Build an app with `create_app(...)`;
+Stateless: each request's decision is recomputed from its own `messages`. Replicas share
+only what they are given: the audit log and key store (SQLite or PostgreSQL) and, with a
+`SharedState` on Redis, rate limits and key revocations. Every request to a decision
+endpoint gets an audit row (`oyster.serve.ledger`). Build an app with `create_app(...)`;
 everything it needs is passed in, nothing is global.
 """
 
@@ -27,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oyster import telemetry
 from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.engine import Engine, to_messages
@@ -34,8 +38,8 @@ from oyster.errors import BackendError, BackendTimeout, InputError, OysterError
 from oyster.respond import Responder, Verifier, fallback_reply, instructions_for
 from oyster.respond.fallback import resource_note
 from oyster.serve.audit import AuditError, AuditLog, AuditRecord, Endpoint, Outcome
-from oyster.serve.keys import KeyStore
-from oyster.serve.limits import RateLimiter
+from oyster.serve.keys import KeyStore, KeyStoreError
+from oyster.serve.ledger import RequestLedger, note_decision, note_key
 from oyster.serve.metrics import ProxyMetrics
 from oyster.serve.schemas import (
     AssistantMessage,
@@ -53,16 +57,19 @@ from oyster.serve.schemas import (
     ModelCard,
     ModelList,
     OysterInfo,
+    Readiness,
     Usage,
     VerificationSummary,
 )
+from oyster.serve.state import LocalState, SharedState, StateUnavailable
 from oyster.serve.stream import VerifiedStream
 from oyster.taxonomy.policy import ServeSettings
 from oyster.types import Message as ChatMessage
 
 log = logging.getLogger("oyster.serve")
 
-ROUTES = ("/v1/chat/completions", "/v1/decide", "/v1/models", "/healthz", "/metrics")
+ROUTES = ("/v1/chat/completions", "/v1/decide", "/v1/models", "/healthz", "/readyz",
+          "/metrics")
 
 
 class ProxyError(Exception):
@@ -84,7 +91,7 @@ class AppState:
     audit: AuditLog
     keys: KeyStore | None
     metrics: ProxyMetrics
-    limiter: RateLimiter
+    shared: SharedState
     verifier: Verifier
     model_id: str
 
@@ -100,24 +107,27 @@ def served_model_id(responder: Responder | None) -> str:
 
 def create_app(settings: ServeSettings, engine: Engine, responder: Responder | None,
                audit: AuditLog, keys: KeyStore | None = None, *,
-               model_id: str | None = None) -> FastAPI:
+               model_id: str | None = None, shared: SharedState | None = None) -> FastAPI:
     """The proxy app. `keys=None` turns auth off. `responder=None` serves decisions only
-    (chat completions answer 503). The app opens `audit` at startup and closes it at
+    (chat completions answer 503). `shared` holds rate limits and key revocations (default:
+    this process only). The app opens `audit` and `shared` at startup and closes them at
     shutdown. Its `AppState` (metrics registry included) is at `app.state.oyster`."""
     state = AppState(settings=settings, engine=engine, responder=responder, audit=audit,
                      keys=keys, metrics=ProxyMetrics(),
-                     limiter=RateLimiter(settings.rate_limit_per_minute),
+                     shared=shared or LocalState(settings.rate_limit_per_minute),
                      verifier=Verifier(engine.policy),
                      model_id=model_id or served_model_id(responder))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(audit.open)
+        await state.shared.start()
         if keys is None:
             log.warning("oyster serve: no API keys configured: authentication is OFF")
         try:
             yield
         finally:
+            await state.shared.close()
             await anyio.to_thread.run_sync(audit.close)
             if responder is not None:  # the upstream's pooled connections live on this loop
                 await responder.backend.aclose()
@@ -126,13 +136,27 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
                   redoc_url=None)
     app.state.oyster = state
     app.add_middleware(_RequestMetrics, metrics=state.metrics)
+    app.add_middleware(RequestLedger, audit=audit, policy_label=engine.policy.label,
+                       metrics=state.metrics)
     _install_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> Health:
         return Health(policy=engine.policy.label, assessor=engine.assessor.name,
                       upstream=responder.backend.spec if responder else None,
-                      auth=keys is not None, fail_mode=settings.fail_mode)
+                      auth=keys is not None, fail_mode=settings.fail_mode,
+                      audit=audit.kind, state=state.shared.health())
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        checks = {"audit": await _check(audit.check),
+                  "state": None if state.shared.health().ok or settings.fail_mode == "open"
+                  else state.shared.health().error or "unreachable"}
+        if keys is not None:
+            checks["keys"] = await _check(keys.check)
+        ready = Readiness(ready=not any(checks.values()), problems={
+            name: problem for name, problem in checks.items() if problem})
+        return _json(ready, {}, 200 if ready.ready else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -142,14 +166,14 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
 
     @app.get("/v1/models")
     async def models(request: Request) -> ModelList:
-        _admit(state, request)
+        await _admit(state, request)
         return ModelList(data=[ModelCard(id=state.model_id, created=0)])
 
     @app.post("/v1/decide")
     async def decide(request: Request) -> Response:
         arrived = time.time()
         started = time.perf_counter()
-        key_id = _admit(state, request)
+        key_id = await _admit(state, request)
         body = DecideRequest.model_validate(await _read_json(request, settings))
         messages = _checked_messages(body.messages, settings)
         rid = f"dec-{uuid.uuid4().hex[:24]}"
@@ -165,7 +189,7 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     async def chat(request: Request) -> Response:
         arrived = time.time()
         started = time.perf_counter()
-        key_id = _admit(state, request)
+        key_id = await _admit(state, request)
         if responder is None:
             raise ProxyError(503, "this proxy serves decisions only (/v1/decide); it has no "
                              "upstream model", "service_unavailable")
@@ -186,21 +210,46 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
 
 # -- admission: auth, rate limit, size and shape ---------------------------------------------
 
-def _admit(state: AppState, request: Request) -> str | None:
+async def _check(probe: Any) -> str | None:
+    """None when `probe()` (blocking) succeeds, else why not."""
+    try:
+        await anyio.to_thread.run_sync(probe)
+    except OysterError as e:
+        return str(e)
+    return None
+
+
+async def _admit(state: AppState, request: Request) -> str | None:
     """Authenticate and rate-limit; the key's name (None when auth is off)."""
     key_id: str | None = None
+    invalid = ProxyError(401, "invalid or revoked API key", "authentication_error",
+                         "invalid_api_key", {"www-authenticate": "Bearer"})
     if state.keys is not None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ProxyError(401, "missing API key: send 'Authorization: Bearer KEY'",
                              "authentication_error", "missing_api_key",
                              {"www-authenticate": "Bearer"})
-        key_id = state.keys.verify(token.strip())
+        try:
+            key_id = await state.shared.verify_key(state.keys, token.strip())
+        except KeyStoreError as e:
+            log.error("key lookup failed: %s", e)
+            raise ProxyError(503, "the key store cannot be reached", "service_unavailable",
+                             "key_store_unavailable", {"retry-after": "1"}) from None
         if key_id is None:
-            raise ProxyError(401, "invalid or revoked API key", "authentication_error",
-                             "invalid_api_key", {"www-authenticate": "Bearer"})
+            raise invalid
+        note_key(key_id)
     bucket = key_id or f"ip:{request.client.host if request.client else '?'}"
-    wait = state.limiter.acquire(bucket)
+    try:
+        admission = await state.shared.admit(bucket, key_id)
+    except StateUnavailable as e:
+        log.error("request refused: %s", e)
+        raise ProxyError(503, "shared state is unreachable and the fail mode is closed",
+                         "service_unavailable", "state_unavailable", {"retry-after": "1"}
+                         ) from None
+    if admission.revoked:
+        raise invalid
+    wait = admission.wait_s
     if wait is not None:
         raise ProxyError(429, f"rate limit of {state.settings.rate_limit_per_minute} requests"
                          f" per minute reached; retry in {wait:.1f}s", "rate_limit_error",
@@ -261,6 +310,7 @@ async def _decide(state: AppState, messages: list[ChatMessage], rid: str
     t = time.perf_counter()
     decision = await state.engine.adecide(messages, id=rid)
     elapsed = time.perf_counter() - t
+    note_decision(decision, elapsed)
     state.metrics.decide_latency.observe(elapsed)
     state.metrics.decisions.labels(decision.level, decision.strategy).inc()
     return decision, elapsed
@@ -399,10 +449,10 @@ async def _complete_reply(turn: _Turn) -> Response:
     return _completion_response(turn, info, reply.text, model, usage)
 
 
-def _json(body: BaseModel, headers: dict[str, str]) -> Response:
+def _json(body: BaseModel, headers: dict[str, str], status: int = 200) -> Response:
     # pydantic's own JSON encoder: one pass, no intermediate dict
-    return Response(body.model_dump_json(exclude_none=True), media_type="application/json",
-                    headers=headers)
+    return Response(body.model_dump_json(exclude_none=True), status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 def _completion_response(turn: _Turn, info: OysterInfo, text: str, model: str,
@@ -419,8 +469,11 @@ async def _stream_reply(turn: _Turn) -> Response:
     policy = state.engine.policy
     decision = turn.decision
     request = turn.messages[-1].content
-    upstream = state.responder.backend.astream(
-        instructions_for(decision, policy, turn.messages), turn.params)
+    upstream = telemetry.traced_stream(
+        "oyster.generate",
+        state.responder.backend.astream(instructions_for(decision, policy, turn.messages),
+                                        turn.params),
+        {"oyster.backend": state.responder.backend.spec, "oyster.stream": True})
     stream = VerifiedStream(
         upstream,
         check=lambda text, final: state.verifier.check(text, decision, final=final,
@@ -462,6 +515,7 @@ async def _sse(turn: _Turn, stream: VerifiedStream) -> AsyncIterator[str]:
                          upstream_error=stream.upstream_error)
 
     audited = False
+    gone = anyio.get_cancelled_exc_class()
     try:
         yield chunk(Delta(role="assistant", content=""))
         try:
@@ -487,13 +541,21 @@ async def _sse(turn: _Turn, stream: VerifiedStream) -> AsyncIterator[str]:
                                         upstream_s=stream.upstream_s, reply=stream.sent))
         yield chunk(Delta(), "stop", info)
         yield "data: [DONE]\n\n"
-    finally:
-        if not audited:  # the client went away mid-stream: still record the decision
-            # submit without awaiting: this task is being cancelled
-            record = turn.record(outcome_info(), stream=True, model=model, status=499,
+    except BaseException as e:
+        if not audited:  # the client went away (499) or the proxy failed (500) mid-stream
+            left = isinstance(e, gone | GeneratorExit)
+            info = outcome_info().model_copy(
+                update={"outcome": "cancelled" if left else "error"})
+            record = turn.record(info, stream=True, model=model, status=499 if left else 500,
                                  upstream_s=stream.upstream_s, reply=stream.sent)
+            if not left:
+                record = record.model_copy(update={"error": f"internal_error: "
+                                                            f"{type(e).__name__}: {e}"})
+            # submit without awaiting: this task may be being cancelled
             state.audit.submit(record)
             state.metrics.outcomes.labels(record.outcome).inc()
+        raise
+    finally:
         await stream.aclose()
 
 

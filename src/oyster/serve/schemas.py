@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.serve.audit import Outcome
+from oyster.serve.state import StateHealth
 from oyster.types import Message
 
 
@@ -158,3 +159,14 @@ class Health(BaseModel):
     upstream: str | None
     auth: bool
     fail_mode: Literal["closed", "open"]
+    audit: Literal["sqlite", "postgresql"]
+    state: StateHealth = Field(description="shared state (rate limits, key revocations): "
+                               "whether it answers, and what the proxy does if not")
+
+
+class Readiness(BaseModel):
+    """`/readyz`: 200 when the audit log, the key store and (in fail mode closed) the shared
+    state answer; else 503 with what does not."""
+
+    ready: bool
+    problems: dict[str, str] = Field(default_factory=dict)
