@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from oyster import telemetry
 from oyster.assess import from_spec as assessor_from_spec
 from oyster.assess.base import Assessment, Assessor, CategoryScore
 from oyster.chain import build_chain
@@ -49,6 +50,17 @@ def to_messages(conversation: Conversation) -> list[Message]:
     return out
 
 
+def _annotate(span: Any, assessment: Assessment) -> None:
+    if span.is_recording():
+        span.set_attributes(telemetry.assessment_attributes(assessment))
+
+
+def _annotated(span: Any, decision: Decision) -> Decision:
+    if span.is_recording():
+        span.set_attributes(telemetry.decision_attributes(decision))
+    return decision
+
+
 def severity_of(policy: Policy, categories: Iterable[CategoryScore], level: Level) -> float:
     """The worst score-weighted category severity; a risky turn that matches no known
     category weighs the policy's `unknown_category_severity`."""
@@ -81,13 +93,21 @@ class Engine:
     def decide_assessed(self, assessment: Assessment, id: str | None = None) -> Decision:
         """The game and the chain on an assessment already made."""
         policy = self.policy
-        evidence = [TypeEvidence(likelihood=t.type_evidence,
-                                 repeats_refused_ask=t.repeats_refused_ask)
-                    for t in assessment.turns]
-        posterior = posterior_over_types(policy.game, evidence)
-        choice = choose_strategy(policy.game, policy.strategies, posterior,
-                                 self.severity(assessment), assessment.level)
-        chain = build_chain(assessment, choice.strategy, posterior, policy)
+        with telemetry.span("oyster.game") as span:
+            evidence = [TypeEvidence(likelihood=t.type_evidence,
+                                     repeats_refused_ask=t.repeats_refused_ask)
+                        for t in assessment.turns]
+            posterior = posterior_over_types(policy.game, evidence)
+            choice = choose_strategy(policy.game, policy.strategies, posterior,
+                                     self.severity(assessment), assessment.level)
+            if span.is_recording():
+                likely = max(posterior, key=posterior.__getitem__)
+                span.set_attributes({"oyster.strategy": choice.strategy,
+                                     "oyster.user_type": likely,
+                                     "oyster.user_type.p": round(posterior[likely], 4),
+                                     "oyster.utility": choice.utilities[choice.strategy]})
+        with telemetry.span("oyster.chain", {"oyster.strategy": choice.strategy}):
+            chain = build_chain(assessment, choice.strategy, posterior, policy)
         return Decision(
             id=id,
             level=assessment.level,
@@ -107,15 +127,33 @@ class Engine:
 
     def decide(self, conversation: Conversation, id: str | None = None) -> Decision:
         """Decide the strategy for the last user turn of `conversation`."""
-        return self.decide_assessed(self.assessor.assess(to_messages(conversation)), id)
+        messages = to_messages(conversation)
+        with telemetry.span("oyster.decide") as span:
+            with self._assess_span(messages) as assess:
+                assessment = self.assessor.assess(messages)
+                _annotate(assess, assessment)
+            return _annotated(span, self.decide_assessed(assessment, id))
 
     async def adecide(self, conversation: Conversation, id: str | None = None) -> Decision:
-        assessment = await self.assessor.aassess(to_messages(conversation))
-        return self.decide_assessed(assessment, id)
+        messages = to_messages(conversation)
+        with telemetry.span("oyster.decide") as span:
+            with self._assess_span(messages) as assess:
+                assessment = await self.assessor.aassess(messages)
+                _annotate(assess, assessment)
+            return _annotated(span, self.decide_assessed(assessment, id))
+
+    def _assess_span(self, messages: Sequence[Message]) -> Any:
+        attributes: dict[str, telemetry.AttributeValue] = {"oyster.turns": len(messages)}
+        if self.policy.audit.log_message_text:  # text only where the policy allows it
+            attributes["oyster.message"] = next(
+                (m.content for m in reversed(messages) if m.role == "user"), "")
+        return telemetry.span("oyster.assess", attributes)
 
     def decide_many(self, conversations: Iterable[Conversation]) -> list[Decision]:
         """Decide a batch (the assessor may batch its model calls)."""
-        assessments = self.assessor.assess_many([to_messages(c) for c in conversations])
+        batch = [to_messages(c) for c in conversations]
+        with telemetry.span("oyster.assess", {"oyster.batch": len(batch)}):
+            assessments = self.assessor.assess_many(batch)
         return [self.decide_assessed(a) for a in assessments]
 
     async def adecide_many(self, conversations: Iterable[Conversation]) -> list[Decision]:

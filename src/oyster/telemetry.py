@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - the serve extra installs it
     _trace = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
+    from oyster.assess.base import Assessment
     from oyster.decision import Decision
 
 Exporter = Literal["otlp", "console", "none"]
@@ -53,6 +54,15 @@ class _NoSpan:
 
     def is_recording(self) -> bool:
         return False
+
+    def record_exception(self, exception: BaseException) -> None:
+        pass
+
+    def set_status(self, status: Any) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
 
 
 _NO_SPAN = _NoSpan()
@@ -98,7 +108,7 @@ async def traced_stream(name: str, stream: AsyncIterator[str],
                         ) -> AsyncIterator[str]:
     """`stream`, with one span from its first piece to its end (or until it is closed).
     The span is never made current: a generator's steps may run in different contexts."""
-    s = _TRACER.start_span(name, attributes=dict(attributes or {})) if _TRACER else _NO_SPAN
+    s: Any = _TRACER.start_span(name, attributes=dict(attributes or {})) if _TRACER else _NO_SPAN
     pieces = chars = 0
     try:
         async for piece in stream:
@@ -112,8 +122,7 @@ async def traced_stream(name: str, stream: AsyncIterator[str],
         raise
     finally:
         s.set_attributes({"oyster.stream.pieces": pieces, "oyster.stream.chars": chars})
-        if _TRACER is not None:
-            s.end()
+        s.end()
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -128,6 +137,15 @@ def decision_attributes(decision: Decision) -> dict[str, AttributeValue]:
             "oyster.user_type.p": decision.user_type[likely],
             "oyster.aggressive": decision.aggressive, "oyster.form": decision.form,
             "oyster.language": decision.language, "oyster.policy": decision.policy}
+
+
+def assessment_attributes(assessment: Assessment) -> dict[str, AttributeValue]:
+    return {"oyster.level": assessment.level, "oyster.assessor": assessment.assessor,
+            "oyster.categories": [c.id for c in assessment.categories if c.id != "none"],
+            "oyster.attacks": sorted({a.technique for a in assessment.attacks}),
+            "oyster.form": assessment.form, "oyster.aggressive": assessment.aggressive,
+            "oyster.language": assessment.language,
+            "oyster.confidence": round(assessment.confidence, 4)}
 
 
 # -- setting up a process --------------------------------------------------------------------

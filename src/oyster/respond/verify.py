@@ -33,6 +33,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from oyster import telemetry
 from oyster.decision import Decision
 from oyster.errors import PolicyError
 from oyster.taxonomy.policy import Policy
@@ -174,8 +175,11 @@ class Verifier:
         message) enables the `payload_echo` check; `final=False` treats `text` as the
         beginning of a reply and skips checks that need all of it."""
         found: dict[Problem, str] = {}
-        for code, detail in self._problems(text, decision, final, request):
-            found.setdefault(code, detail)
+        with telemetry.span("oyster.verify", {"oyster.strategy": decision.strategy,
+                                              "oyster.verify.final": final}) as span:
+            for code, detail in self._problems(text, decision, final, request):
+                found.setdefault(code, detail)
+            span.set_attributes({"oyster.verified": not found, "oyster.problems": list(found)})
         return Verification(passed=not found, problems=list(found),
                             detail="; ".join(f"{c}: {d}" for c, d in found.items()), final=final)
 

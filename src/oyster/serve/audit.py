@@ -44,6 +44,7 @@ from oyster.assess.base import CategoryScore
 from oyster.errors import OysterError
 from oyster.serve.storage import (
     Database,
+    Kind,
     Location,
     Migration,
     StorageError,
@@ -195,7 +196,7 @@ class AuditLog:
         self._ready: Future[Database] = Future()
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Kind:
         return self.location.kind
 
     def open(self) -> AuditLog:

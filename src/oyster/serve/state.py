@@ -22,6 +22,7 @@ retries Redis every second until it answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -174,10 +175,8 @@ class RedisState(SharedState):
     async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-            except asyncio.CancelledError:
-                pass
             self._probe = None
         if self._client is not None:
             await self._client.aclose()

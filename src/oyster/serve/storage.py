@@ -265,7 +265,9 @@ class PostgresDatabase(Database):
                 yield conn
         except self._conflict as e:
             raise Conflict(f"{self.location}: {_reason(e)}") from None
-        except (PoolTimeout, *self._errors) as e:
+        except PoolTimeout as e:
+            raise StorageError(f"{self.location}: {_reason(e)}") from None
+        except self._errors as e:
             raise StorageError(f"{self.location}: {_reason(e)}") from None
 
     def close(self) -> None:
