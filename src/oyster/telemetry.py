@@ -90,6 +90,20 @@ def span(name: str, attributes: Mapping[str, AttributeValue] | None = None,
         yield s
 
 
+@contextmanager
+def request_span(name: str, attributes: Mapping[str, AttributeValue],
+                 headers: Mapping[str, str]) -> Iterator[Any]:
+    """The span of one HTTP request: the server's own when it made one (FastAPI's native
+    telemetry does), else a new SERVER span joining the caller's `traceparent`."""
+    current = current_span()
+    if current.is_recording() and getattr(current, "kind", None) == _trace.SpanKind.SERVER:
+        current.set_attributes(dict(attributes))
+        yield current
+        return
+    with span(name, attributes, server=True, parent=extract_context(headers)) as s:
+        yield s
+
+
 def current_span() -> Any:
     return _trace.get_current_span() if _trace is not None else _NO_SPAN
 
@@ -182,17 +196,42 @@ def configure(exporter: Exporter, service_name: str = "oyster") -> Any:
     return provider
 
 
-def in_memory() -> tuple[Any, Any]:
-    """For tests: a provider that keeps finished spans in memory (set once per process);
-    returns (provider, exporter); `exporter.get_finished_spans()`, `exporter.clear()`."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+class Recorder:
+    """For tests and demos: keeps the spans that finish while it is open, in memory."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        self.exporter = InMemorySpanExporter()
+        self.active = True
+
+    def spans(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+    def close(self) -> None:
+        self.active = False
+        self.exporter.clear()
+
+
+def record_spans() -> Recorder:
+    """Start keeping finished spans in memory (installing an SDK provider if none is)."""
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+    recorder = Recorder()
+
+    class _Processor(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            if recorder.active:
+                recorder.exporter.export([span])
 
     provider = _trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         _trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
+    provider.add_span_processor(_Processor())
+    return recorder

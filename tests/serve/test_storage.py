@@ -131,10 +131,10 @@ def test_unreachable_postgresql_is_a_clear_error(tmp_path):
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     t = time.monotonic()
     with pytest.raises(AuditError, match="cannot connect"):
-        AuditLog(url).open()
+        AuditLog(url, connect_timeout_s=1).open()
     with pytest.raises(StorageError):
         open_database(parse_location(url), connect_timeout_s=1)
-    assert time.monotonic() - t < 30
+    assert time.monotonic() - t < 10
 
 
 def test_keys_and_audit_commands_on_postgresql(pg_url):

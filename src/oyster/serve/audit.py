@@ -184,13 +184,15 @@ class AuditLog:
     `append` (blocking) and `aappend` (async) return once the row is committed."""
 
     def __init__(self, location: str | Path | Location, settings: AuditSettings | None = None,
-                 max_batch: int = 512, busy_timeout_s: float = 5.0, pool_size: int = 2) -> None:
+                 max_batch: int = 512, busy_timeout_s: float = 5.0, pool_size: int = 2,
+                 connect_timeout_s: float = 10.0) -> None:
         self.location = (location if isinstance(location, Location)
                          else parse_location(location, "audit log"))
         self.settings = settings or AuditSettings()
         self._max_batch = max_batch
         self._busy_timeout_s = busy_timeout_s
         self._pool_size = pool_size
+        self._connect_timeout_s = connect_timeout_s
         self._queue: queue.Queue[tuple[AuditRecord, Future[None]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._ready: Future[Database] = Future()
@@ -261,7 +263,8 @@ class AuditLog:
         try:
             db = open_database(self.location, pool_size=self._pool_size,
                                busy_timeout_s=self._busy_timeout_s,
-                               synchronous=self.settings.synchronous)
+                               synchronous=self.settings.synchronous,
+                               connect_timeout_s=self._connect_timeout_s)
         except StorageError as e:
             raise AuditError(f"cannot open the audit log: {e}") from None
         try:

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,22 +94,28 @@ class RequestLedger:
                                started=time.perf_counter())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         name = f"{scope['method']} {scope['path']}"
-        with telemetry.span(name, {"http.request.method": scope["method"],
-                                   "url.path": scope["path"]},
-                            server=True, parent=telemetry.extract_context(headers)) as span, \
+        with telemetry.request_span(name, {"http.request.method": scope["method"],
+                                           "url.path": scope["path"]}, headers) as span, \
                 collecting_rows() as rows:
             request.rows = rows
+            annotated = False
+
+            def annotate() -> None:
+                # before the last byte: a server's own span may end right after it
+                nonlocal annotated
+                if rows and not annotated:
+                    annotated = True
+                    span.set_attributes(_span_attributes(rows[0]))
+
             token = _current.set(request)
             try:
-                await self._serve(request, scope, receive, send)
+                await self._serve(request, scope, receive, send, annotate)
             finally:
                 _current.reset(token)
-                if rows:
-                    span.set_attributes(_span_attributes(rows[0]))
-                    span.set_attribute("http.response.status_code", rows[0].status)
+                annotate()
 
     async def _serve(self, request: RequestScope, scope: Scope, receive: Receive,
-                     send: Send) -> None:
+                     send: Send, annotate: Callable[[], None]) -> None:
         body_read = anyio.Event()
         response = _Response()
 
@@ -133,6 +140,7 @@ class RequestLedger:
                     await send(start)
                 if not message.get("more_body", False):
                     response.finished = True
+                    annotate()
             await send(message)
 
         failure: Exception | None = None
@@ -227,7 +235,7 @@ def _span_attributes(row: AuditRecord) -> dict[str, telemetry.AttributeValue]:
     attributes: dict[str, telemetry.AttributeValue] = {
         "oyster.request_id": row.id, "oyster.endpoint": row.endpoint,
         "oyster.outcome": row.outcome, "oyster.stream": row.stream,
-        "oyster.policy": row.policy}
+        "oyster.policy": row.policy, "http.response.status_code": row.status}
     if row.key_id is not None:
         attributes["oyster.key_id"] = row.key_id
     if row.level is not None and row.strategy is not None:
