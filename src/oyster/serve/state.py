@@ -15,8 +15,10 @@ deployments), `RedisState`:
 
 If Redis cannot be reached, the policy's fail mode decides: `closed` refuses requests with
 503 (`state_unavailable`; `/readyz` fails, so a load balancer can drain the replica), `open`
-serves them with this replica's own bucket. `/healthz` says which, and since when; a probe
-retries Redis every second until it answers.
+serves them with this replica's own bucket. A refused connection marks Redis down at once;
+timeouts (a busy Redis, or a busy replica) only after `DOWN_AFTER_TIMEOUTS` in a row, the
+request that timed out meeting the fail mode alone. `/healthz` says which mode is in force,
+and since when; a probe retries Redis every second until it answers.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger("oyster.serve")
 
 FailMode = Literal["closed", "open"]
 DEFAULT_PREFIX = "oyster:"
+DOWN_AFTER_TIMEOUTS = 3
 _KEY_CACHE_MAX = 10_000
 
 # KEYS: bucket hash, revoked-names set. ARGV: capacity, tokens per ms, key name or "".
@@ -133,7 +136,7 @@ def split_redis_url(url: str) -> tuple[str, str]:
 
 class RedisState(SharedState):
     def __init__(self, url: str, per_minute: int, fail_mode: FailMode,
-                 key_cache_s: float = 30.0, timeout_s: float = 0.5,
+                 key_cache_s: float = 30.0, timeout_s: float = 2.0,
                  probe_every_s: float = 1.0) -> None:
         self.url, self.prefix = split_redis_url(url)
         self.backend = redact(url)
@@ -149,6 +152,7 @@ class RedisState(SharedState):
         self._probe: asyncio.Task[None] | None = None
         self._error: str | None = None
         self._down_since: float | None = None
+        self._timeouts = 0  # in a row
 
     @property
     def revoked_key(self) -> str:
@@ -186,6 +190,17 @@ class RedisState(SharedState):
     def up(self) -> bool:
         return self._down_since is None
 
+    def _failed(self, e: BaseException) -> None:
+        """A call failed: Redis is down if it refused, or after several timeouts in a row."""
+        from redis.exceptions import TimeoutError as RedisTimeout
+
+        self._error = f"{type(e).__name__}: {e}"
+        if isinstance(e, RedisTimeout | TimeoutError):
+            self._timeouts += 1
+            if self._timeouts < DOWN_AFTER_TIMEOUTS:
+                return
+        self._went_down(e)
+
     def _went_down(self, e: BaseException) -> None:
         self._error = f"{type(e).__name__}: {e}"
         if self._down_since is None:
@@ -203,6 +218,7 @@ class RedisState(SharedState):
             except Exception as e:
                 self._went_down(e)
                 continue
+            self._timeouts = 0
             if not self.up:
                 log.warning("shared state %s answers again after %.1fs", self.backend,
                             time.time() - (self._down_since or time.time()))
@@ -230,8 +246,9 @@ class RedisState(SharedState):
                     keys=[self._bucket_key(bucket), self.revoked_key],
                     args=[self.per_minute, self.per_minute / 60_000.0, key_name or ""])
             except Exception as e:  # connection refused, timeout, a Redis error
-                self._went_down(e)
+                self._failed(e)
             else:
+                self._timeouts = 0
                 if wait_ms < 0:
                     self._forget(key_name)
                     return Admission(None, revoked=True)
