@@ -80,7 +80,9 @@ def test_bench_on_ray_writes_the_same_records(ray_cluster, upstream, tmp_path):
               "--assessor", "lexicon", "--json"]
     plain = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
     assert plain.exit_code == 0, plain.output
-    on_ray = runner.invoke(app, [*common, "--out", str(tmp_path / "ray"), "--ray", "local"])
+    # one worker: the two-worker ordering is the decide test's; this is the bench plumbing
+    on_ray = runner.invoke(app, [*common, "--out", str(tmp_path / "ray"), "--ray", "local",
+                                 "--ray-workers", "1"])
     assert on_ray.exit_code == 0, on_ray.output
     assert (_without_timings(tmp_path / "ray" / "results.jsonl")
             == _without_timings(tmp_path / "plain" / "results.jsonl"))
@@ -92,7 +94,8 @@ def test_lingobp_on_ray_finds_the_same_chains(ray_cluster, upstream, tmp_path, r
               "--rounds", "1", "--assessor", "lexicon", "--json"]
     plain = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
     assert plain.exit_code == 0, plain.output
-    on_ray = runner.invoke(app, [*common, "--out", str(tmp_path / "ray"), "--ray", "local"])
+    on_ray = runner.invoke(app, [*common, "--out", str(tmp_path / "ray"), "--ray", "local",
+                                 "--ray-workers", "1"])
     assert on_ray.exit_code == 0, on_ray.output
     for name in ("results.jsonl", "rounds.jsonl"):
         ray_rows = _without_timings(tmp_path / "ray" / name)
