@@ -149,9 +149,10 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        shared = state.shared.health()
         checks = {"audit": await _check(audit.check),
-                  "state": None if state.shared.health().ok or settings.fail_mode == "open"
-                  else state.shared.health().error or "unreachable"}
+                  "state": None if shared.ok or settings.fail_mode == "open"
+                  else shared.error or "unreachable"}
         if keys is not None:
             checks["keys"] = await _check(keys.check)
         ready = Readiness(ready=not any(checks.values()), problems={
