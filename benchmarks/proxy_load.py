@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,7 +183,7 @@ def fresh_pg_schema(server_url: str, name: str, settings: str = "") -> str:
 
     import psycopg
 
-    schema = f"{name}_{int(time.time())}_{os.getpid()}"
+    schema = f"{name}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in server_url else "?"

@@ -164,3 +164,22 @@ def test_keys_and_audit_commands_on_postgresql(pg_url):
     assert tailed.exit_code == 0 and json.loads(tailed.stdout)["id"] == "r1"
     exported = runner.invoke(app, ["audit", "export", "--db", pg_url, "--format", "csv"])
     assert exported.exit_code == 0 and exported.stdout.count("\n") == 2
+
+
+def test_writes_and_lookups_survive_lost_connections(pg_url):
+    """What a database restart or failover does to the pools: every connection dies."""
+    import psycopg
+
+    store = KeyStore(pg_url)
+    key = store.add("team").key
+    with AuditLog(pg_url) as log:
+        log.append(_record(1))
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'oyster' AND pid <> pg_backend_pid()").fetchall()
+        assert len(killed) >= 2  # the audit writer's and the key store's
+        log.append(_record(2))  # retried on a fresh connection
+        assert store.verify(key) == "team"
+    store.close()
+    assert [r.id for r in export(pg_url)] == ["r1", "r2"]

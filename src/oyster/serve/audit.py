@@ -43,6 +43,7 @@ from oyster import telemetry
 from oyster.assess.base import CategoryScore
 from oyster.errors import OysterError
 from oyster.serve.storage import (
+    ConnectionLost,
     Database,
     Kind,
     Location,
@@ -119,7 +120,8 @@ MIGRATIONS = (
         CREATE INDEX decisions_status ON decisions(status, time)"""),
 )
 _INSERT = ("INSERT INTO decisions (id, time, key_id, endpoint, level, strategy, outcome, status,"
-           " record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {record})")
+           " record) VALUES ")
+_ROW = {"sqlite": "(?, ?, ?, ?, ?, ?, ?, ?, ?)", "postgresql": "(?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb)"}
 
 class AuditError(OysterError):
     """The audit log cannot be opened, written or read."""
@@ -281,7 +283,6 @@ class AuditLog:
             self._ready.set_exception(e)
             return
         self._ready.set_result(db)
-        insert = _INSERT.format(record="?::jsonb" if db.kind == "postgresql" else "?")
         while True:
             item = self._queue.get()
             batch = []
@@ -293,20 +294,23 @@ class AuditLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._commit(db, insert, batch)
+            self._commit(db, batch)
             if item is None:  # close() asked to stop; everything before it is committed
                 break
         db.close()
 
-    def _commit(self, db: Database, insert: str,
-                batch: list[tuple[AuditRecord, Future[None]]]) -> None:
+    def _commit(self, db: Database, batch: list[tuple[AuditRecord, Future[None]]]) -> None:
         if not batch:
             return
         rows = [(r.id, r.time, r.key_id, r.endpoint, r.level, r.strategy, r.outcome, r.status,
                  r.model_dump_json(exclude_none=True)) for r, _ in batch]
         try:
-            with db.transaction() as tx:
-                tx.executemany(insert, rows)
+            try:
+                _insert(db, rows)
+            except ConnectionLost:
+                # the batch may have committed before the connection broke: a retry on a
+                # fresh connection skips the rows already there
+                _insert(db, rows, skip_existing=True)
         except StorageError as e:
             error = AuditError(f"cannot write the audit log: {e}")
             for _, done in batch:
@@ -314,6 +318,18 @@ class AuditLog:
             return
         for _, done in batch:
             done.set_result(None)
+
+
+def _insert(db: Database, rows: list[tuple[Any, ...]], skip_existing: bool = False) -> None:
+    """All rows in one transaction: on PostgreSQL one multi-row statement (one round trip,
+    atomic on its own), on SQLite one prepared statement per row inside BEGIN/COMMIT."""
+    if db.kind == "sqlite":
+        with db.transaction() as tx:
+            tx.executemany(_INSERT + _ROW["sqlite"], rows)
+        return
+    sql = _INSERT + ", ".join([_ROW["postgresql"]] * len(rows))
+    db.execute(sql + (" ON CONFLICT (id) DO NOTHING" if skip_existing else ""),
+               [v for row in rows for v in row])
 
 
 # -- readers ----------------------------------------------------------------------------------

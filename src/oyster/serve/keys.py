@@ -107,9 +107,11 @@ class KeyStore:
                 self._database = db
             return self._database
 
-    def _execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _execute(self, sql: str, params: tuple[object, ...] = (), *, read: bool = False
+                 ) -> list[tuple[object, ...]]:
         try:
-            return self._db().execute(sql, params)
+            db = self._db()
+            return db.read(sql, params) if read else db.execute(sql, params)
         except Conflict:
             raise
         except StorageError as e:
@@ -135,12 +137,13 @@ class KeyStore:
             raise InputError(f"no active key named {name!r} in {self.location}")
 
     def list(self) -> list[ApiKeyInfo]:
-        rows = self._execute("SELECT name, created, revoked FROM api_keys ORDER BY created")
+        rows = self._execute("SELECT name, created, revoked FROM api_keys ORDER BY created",
+                             read=True)
         return [ApiKeyInfo(name=n, created=c, revoked=r)  # type: ignore[arg-type]
                 for n, c, r in rows]
 
     def active_count(self) -> int:
-        [(n,)] = self._execute("SELECT COUNT(*) FROM api_keys WHERE revoked IS NULL")
+        [(n,)] = self._execute("SELECT COUNT(*) FROM api_keys WHERE revoked IS NULL", read=True)
         return int(n)  # type: ignore[call-overload]
 
     def verify(self, key: str) -> str | None:
@@ -148,7 +151,7 @@ class KeyStore:
         if not key.startswith(KEY_PREFIX):
             return None
         rows = self._execute("SELECT name FROM api_keys WHERE hash = ? AND revoked IS NULL",
-                             (hash_key(key),))
+                             (hash_key(key),), read=True)
         return str(rows[0][0]) if rows else None
 
     async def averify(self, key: str) -> str | None:
@@ -159,7 +162,7 @@ class KeyStore:
 
     def check(self) -> None:
         """Raise `KeyStoreError` unless the database answers now."""
-        self._execute("SELECT 1")
+        self._execute("SELECT 1", read=True)
 
     def close(self) -> None:
         with self._lock:

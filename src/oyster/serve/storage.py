@@ -38,6 +38,11 @@ class Conflict(StorageError):
     """A write broke a uniqueness rule (e.g. a key name that exists already)."""
 
 
+class ConnectionLost(StorageError):
+    """The connection failed (the server restarted, the network dropped): the statement may
+    or may not have taken effect; a fresh connection may succeed."""
+
+
 @dataclass(frozen=True)
 class Location:
     """A SQLite file or a PostgreSQL URL. `str()` never shows a password."""
@@ -102,6 +107,14 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.transaction() as tx:
             return tx.execute(sql, params)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """`execute` for a statement that changes nothing: retried once on a lost
+        connection (after a database restart, the pool's old connections are dead)."""
+        try:
+            return self.execute(sql, params)
+        except ConnectionLost:
+            return self.execute(sql, params)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -218,9 +231,9 @@ class _PostgresTx:
 
 
 class PostgresDatabase(Database):
-    """A psycopg 3 connection pool of autocommit connections (one round trip for a single
-    statement; `transaction()` adds BEGIN/COMMIT). Connections are checked before use, so a
-    database that restarted costs one failed check, not a failed request."""
+    """A psycopg 3 connection pool of autocommit connections: one round trip for a single
+    statement (`transaction()` adds BEGIN and COMMIT). Connections are not checked before
+    use (a round trip each time); a dead one raises `ConnectionLost` and leaves the pool."""
 
     kind: Kind = "postgresql"
 
@@ -235,9 +248,10 @@ class PostgresDatabase(Database):
                                "(pip install 'oyster-csa[postgres]')") from e
         self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self._conflict = psycopg.errors.IntegrityError
+        self._lost = psycopg.OperationalError
         self._pool = ConnectionPool(
             location.target, min_size=1, max_size=max(1, pool_size), open=False,
-            timeout=connect_timeout_s, check=ConnectionPool.check_connection,
+            timeout=connect_timeout_s,
             kwargs={"connect_timeout": max(1, round(connect_timeout_s)),
                     "application_name": "oyster", "autocommit": True},
             name=f"oyster:{location}")
@@ -267,6 +281,8 @@ class PostgresDatabase(Database):
             raise Conflict(f"{self.location}: {_reason(e)}") from None
         except PoolTimeout as e:
             raise StorageError(f"{self.location}: {_reason(e)}") from None
+        except self._lost as e:
+            raise ConnectionLost(f"{self.location}: {_reason(e)}") from None
         except self._errors as e:
             raise StorageError(f"{self.location}: {_reason(e)}") from None
 
