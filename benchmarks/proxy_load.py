@@ -9,7 +9,8 @@ In one run it:
    schema in PostgreSQL with its default synchronous_commit=on, which survives both; the
    same with synchronous_commit=off, durable like the SQLite setting) as subprocesses;
 2. drives the fake upstream directly with N clients for T seconds (the baseline);
-3. drives each proxy in turn with N clients for T seconds;
+3. drives each proxy in turn with N clients for T seconds (with `--rounds R`, in R turns of
+   T/R seconds each, the proxies alternating);
 4. reports requests/s, p50/p95/p99 latency of each, the latency each proxy adds
    (proxy percentile minus direct percentile), errors, and checks that each audit log has
    exactly one row per request that got a response;
@@ -99,13 +100,32 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
     raise SystemExit(f"{url} did not come up within {START_TIMEOUT_S:.0f}s")
 
 
+@dataclass
+class Samples:
+    """What the clients saw, accumulated over one or more phases against one target."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    def result(self, target: str, clients: int, seconds: float) -> PhaseResult:
+        ms = np.array(self.latencies) * 1000 if self.latencies else np.zeros(1)
+        p50, p95, p99 = (round(float(np.percentile(ms, q)), 2) for q in (50, 95, 99))
+        return PhaseResult(target=target, clients=clients, seconds=seconds,
+                           requests=len(self.latencies), errors=sum(self.errors.values()),
+                           error_kinds=dict(self.errors), statuses=dict(self.statuses),
+                           outcomes=dict(self.outcomes),
+                           rps=round(len(self.latencies) / max(self.elapsed, 1e-9), 1),
+                           p50_ms=p50, p95_ms=p95, p99_ms=p99,
+                           mean_ms=round(float(ms.mean()), 2))
+
+
 async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float,
-                 stream: bool, model: str) -> PhaseResult:
-    result = PhaseResult(target=url, clients=clients, seconds=seconds)
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    outcomes: Counter[str] = Counter()
-    statuses: Counter[int] = Counter()
+                 stream: bool, model: str, samples: Samples) -> None:
+    latencies, errors = samples.latencies, samples.errors
+    outcomes, statuses = samples.outcomes, samples.statuses
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
                                  timeout=REQUEST_TIMEOUT_S) as client:
@@ -146,18 +166,7 @@ async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client(k) for k in range(clients)))
-        elapsed = time.perf_counter() - started
-    ms = np.array(latencies) * 1000 if latencies else np.zeros(1)
-    result.requests = len(latencies)
-    result.errors = sum(errors.values())
-    result.error_kinds = dict(errors)
-    result.outcomes = dict(outcomes)
-    result.statuses = dict(statuses)
-    result.rps = round(len(latencies) / elapsed, 1)
-    result.p50_ms, result.p95_ms, result.p99_ms = (round(float(np.percentile(ms, q)), 2)
-                                                   for q in (50, 95, 99))
-    result.mean_ms = round(float(ms.mean()), 2)
-    return result
+        samples.elapsed += time.perf_counter() - started
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -212,6 +221,9 @@ def main() -> None:
     parser.add_argument("--audit", default="sqlite",
                         help="audit backends to compare, a comma list of sqlite, postgresql, "
                              "postgresql-async")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="split each proxy phase into this many rounds, the audit "
+                             "backends taking turns (so they share the machine's drift)")
     parser.add_argument("--pg-url", default=os.environ.get("OYSTER_TEST_PG_URL"),
                         help="PostgreSQL server for --audit postgresql (default: "
                              "$OYSTER_TEST_PG_URL, else a throw-away one)")
@@ -266,15 +278,22 @@ def _run(args: argparse.Namespace, levels: list[int], audits: list[str], workdir
             wait_healthy(url, proc, "/healthz")
         health = httpx.get(next(iter(proxies.values()))[0] + "/healthz").json()
         for clients in levels:
-            direct = asyncio.run(_drive(upstream_url, {}, clients, args.seconds, args.stream,
-                                        "ok"))
+            direct_samples = Samples()
+            asyncio.run(_drive(upstream_url, {}, clients, args.seconds, args.stream, "ok",
+                               direct_samples))
+            direct = direct_samples.result(upstream_url, clients, args.seconds)
+            before = {audit: audit_count(location) for audit, (_, location) in proxies.items()}
+            samples = {audit: Samples() for audit in proxies}
+            for _ in range(args.rounds):  # interleaved: drift in the machine's load is shared
+                for audit, (url, _) in proxies.items():
+                    asyncio.run(_drive(url, {"authorization": f"Bearer {key}"}, clients,
+                                       args.seconds / args.rounds, args.stream, "ok",
+                                       samples[audit]))
             for audit, (url, location) in proxies.items():
-                before = audit_count(location)
-                proxied = asyncio.run(_drive(url, {"authorization": f"Bearer {key}"},
-                                             clients, args.seconds, args.stream, "ok"))
+                proxied = samples[audit].result(url, clients, args.seconds)
                 # every request gets a row, whatever its status
                 responded = sum(proxied.statuses.values())
-                rows_written = audit_count(location) - before
+                rows_written = audit_count(location) - before[audit]
                 rows.append({
                     "clients": clients, "seconds": args.seconds, "stream": args.stream,
                     "audit": audit, "direct": asdict(direct), "proxy": asdict(proxied),
