@@ -51,7 +51,8 @@ def test_killed_server_loses_no_answered_request(tmp_path, fake_upstream):
     proc, url = _serve(tmp_path, "--upstream", fake_upstream.spec(), "--keys-db",
                        str(tmp_path / "keys.db"))
     try:
-        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}) as client:
+        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"},
+                          timeout=30) as client:  # a busy machine: first decisions are slow
             for i in range(20):
                 r = client.post("/v1/chat/completions", json={
                     "model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]})

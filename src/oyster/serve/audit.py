@@ -49,8 +49,7 @@ from oyster.serve.storage import (
     Location,
     Migration,
     StorageError,
-    migrate,
-    open_database,
+    open_migrated,
     parse_location,
 )
 from oyster.taxonomy.policy import AuditSettings
@@ -263,18 +262,12 @@ class AuditLog:
 
     def _connect(self) -> Database:
         try:
-            db = open_database(self.location, pool_size=self._pool_size,
-                               busy_timeout_s=self._busy_timeout_s,
-                               synchronous=self.settings.synchronous,
-                               connect_timeout_s=self._connect_timeout_s)
+            return open_migrated(self.location, COMPONENT, MIGRATIONS,
+                                 pool_size=self._pool_size, busy_timeout_s=self._busy_timeout_s,
+                                 synchronous=self.settings.synchronous,
+                                 connect_timeout_s=self._connect_timeout_s)
         except StorageError as e:
-            raise AuditError(f"cannot open the audit log: {e}") from None
-        try:
-            migrate(db, COMPONENT, MIGRATIONS)
-        except StorageError as e:
-            db.close()
-            raise AuditError(f"cannot prepare the audit log: {e}") from None
-        return db
+            raise AuditError(f"audit log: {e}") from None
 
     def _run(self) -> None:
         try:

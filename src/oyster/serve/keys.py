@@ -29,8 +29,7 @@ from oyster.serve.storage import (
     Location,
     Migration,
     StorageError,
-    migrate,
-    open_database,
+    open_migrated,
     parse_location,
 )
 
@@ -96,15 +95,10 @@ class KeyStore:
         with self._lock:
             if self._database is None:
                 try:
-                    db = open_database(self.location, pool_size=self._pool_size)
+                    self._database = open_migrated(self.location, COMPONENT, MIGRATIONS,
+                                                   pool_size=self._pool_size)
                 except StorageError as e:
-                    raise KeyStoreError(f"cannot open the key database: {e}") from None
-                try:
-                    migrate(db, COMPONENT, MIGRATIONS)
-                except StorageError as e:
-                    db.close()
-                    raise KeyStoreError(f"cannot prepare the key database: {e}") from None
-                self._database = db
+                    raise KeyStoreError(f"key database: {e}") from None
             return self._database
 
     def _execute(self, sql: str, params: tuple[object, ...] = (), *, read: bool = False

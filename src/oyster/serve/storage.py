@@ -249,6 +249,11 @@ class PostgresDatabase(Database):
         self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self._conflict = psycopg.errors.IntegrityError
         self._lost = psycopg.OperationalError
+        try:  # one plain connection first: it fails fast, with libpq's own reason
+            psycopg.connect(location.target, connect_timeout=max(1, round(connect_timeout_s))
+                            ).close()
+        except psycopg.Error as e:
+            raise StorageError(f"{location}: cannot connect: {_reason(e)}") from None
         self._pool = ConnectionPool(
             location.target, min_size=1, max_size=max(1, pool_size), open=False,
             timeout=connect_timeout_s,
@@ -355,3 +360,19 @@ def migrate(db: Database, component: str, migrations: Sequence[Migration]) -> in
                 tx.execute("INSERT INTO oyster_schema (component, version, updated) "
                            "VALUES (?, ?, ?)", (component, latest, time.time()))
     return latest
+
+
+def open_migrated(location: Location, component: str, migrations: Sequence[Migration],
+                  **options: Any) -> Database:
+    """`open_database`, then `migrate` the component's schema; `StorageError` saying which
+    of the two failed. `options` go to `open_database`."""
+    try:
+        db = open_database(location, **options)
+    except StorageError as e:
+        raise StorageError(f"cannot open: {e}") from None
+    try:
+        migrate(db, component, migrations)
+    except StorageError as e:
+        db.close()
+        raise StorageError(f"cannot prepare the schema: {e}") from None
+    return db
