@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oyster.cli import _json_line, decide_line
+from oyster.batch import decide_record, json_line
 from oyster.engine import Engine, to_messages
 from oyster.errors import InputError, PolicyError
 from oyster.taxonomy.policy import Policy, default_policy, policy_from_mapping
@@ -72,8 +72,8 @@ LINES = (st.binary(max_size=300)
 @FUZZ
 @given(LINES)
 def test_jsonl_reader_writes_one_strict_record_for_any_line(engine: Engine, raw: bytes):
-    record = decide_line(engine, raw, 1)
-    parsed = _strict(_json_line(record))
+    record = decide_record(engine, raw, 1)
+    parsed = _strict(json_line(record))
     assert ("error" in parsed) != ("strategy" in parsed)
     assert "internal error" not in parsed.get("error", "")
 

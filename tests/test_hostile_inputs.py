@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile import as_lines, corpus
 
-from oyster.cli import decide_line
+from oyster.batch import decide_record, json_line
 from oyster.engine import Engine, read_conversation
 from oyster.errors import InputError
 
@@ -35,12 +35,10 @@ def lexicon_engine(policy) -> Engine:
 
 
 def test_every_hostile_line_gets_one_strict_json_record(lexicon_engine):
-    from oyster.cli import _json_line
-
     kinds: Counter[tuple[str, bool]] = Counter()
     for i, case in enumerate(corpus(seed=7, n=400), 1):
-        record = decide_line(lexicon_engine, case.body, i)
-        parsed = _strict(_json_line(record))
+        record = decide_record(lexicon_engine, case.body, i)
+        parsed = _strict(json_line(record))
         assert "internal error" not in parsed.get("error", ""), (case.kind, parsed)
         assert ("error" in parsed) != ("strategy" in parsed)
         kinds[(case.kind, "error" in parsed)] += 1
@@ -60,7 +58,7 @@ def test_every_hostile_line_gets_one_strict_json_record(lexicon_engine):
     (b"", "empty line"),
 ])
 def test_unusable_lines_say_why(lexicon_engine, line, fragment):
-    record = decide_line(lexicon_engine, line, 3)
+    record = decide_record(lexicon_engine, line, 3)
     assert record["error"].startswith("line 3: ") and fragment in record["error"]
     _strict(json.dumps(record, ensure_ascii=False))
 

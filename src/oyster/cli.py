@@ -6,13 +6,16 @@ this module only assembles them and owns the core verb, `decide`.
 
 from __future__ import annotations
 
-import json
+import itertools
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from oyster.cli_options import AssessorOption, PolicyOption
+from oyster.cli_options import AssessorOption, PolicyOption, RayOption, RayWorkersOption
 from oyster.errors import OysterError
 
 app = typer.Typer(
@@ -29,114 +32,92 @@ def fail(err: OysterError | str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _case_messages(case: Any) -> Any:
-    if not isinstance(case, dict):
-        raise ValueError("each line must be a JSON object")
-    if "messages" in case:
-        return case["messages"]
-    if "prompt" in case:
-        if not isinstance(case["prompt"], str):
-            raise ValueError("'prompt' must be a string")
-        return case["prompt"]
-    raise ValueError("a case needs 'messages' or 'prompt'")
-
-
-MAX_ID_CHARS = 1_000
-
-
-def _json_line(record: dict[str, Any], pretty: bool = False) -> str:
-    """Strict JSON (no NaN or Infinity, valid UTF-8), or an error."""
-    text = json.dumps(record, ensure_ascii=False, allow_nan=False, indent=2 if pretty else None)
-    text.encode("utf-8")  # lone surrogates cannot be written
-    return text
-
-
-def _case_id(case: Any) -> tuple[Any, str | None]:
-    """The case's id if it can be written back as strict JSON, else (None, the reason)."""
-    case_id = case.get("id") if isinstance(case, dict) else None
-    try:
-        shown = _json_line({"id": case_id})
-    except UnicodeEncodeError:
-        return None, "the id holds a lone surrogate (not valid Unicode); replaced by null"
-    except ValueError:
-        return None, "the id is NaN or infinite (not strict JSON); replaced by null"
-    if len(shown) > MAX_ID_CHARS + 8:
-        return None, f"the id is longer than {MAX_ID_CHARS} characters; replaced by null"
-    return case_id, None
-
-
-def decide_line(engine: Any, raw: bytes, lineno: int) -> dict[str, Any]:
-    """One input line of `oyster decide` → one record: the decision, or {"id", "error"}.
-    Never raises: whatever the line holds, the run goes on."""
-    case_id: Any = None
-    try:
-        limit = engine.policy.limits.max_request_bytes
-        if len(raw) > limit:
-            raise ValueError(f"the line has {len(raw):,} bytes (at most {limit:,}, policy "
-                             "limits.max_request_bytes)")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset "
-                             f"{e.start})") from None
-        if not text.strip():
-            raise ValueError("empty line")
-        try:
-            case = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"malformed JSON: {e.msg} (column {e.colno})") from None
-        except RecursionError:
-            raise ValueError("malformed JSON: nested too deeply") from None
-        except ValueError:  # Python refuses to read integers of over 4,300 digits
-            raise ValueError("malformed JSON: a number is too long") from None
-        case_id, id_problem = _case_id(case)
-        if id_problem is not None:
-            raise ValueError(id_problem)
-        record: dict[str, Any] = engine.decide(_case_messages(case), id=None).record()
-        record["id"] = case_id
-        _json_line(record)
-        return record
-    except (ValueError, OysterError, RecursionError, UnicodeError) as e:
-        reason = str(e)[:500]
-    except Exception as e:  # a bug must cost one line, not the run; say it is one
-        reason = f"internal error ({type(e).__name__}: {str(e)[:300]}); please report it"
-    # the message may quote the input: keep it writable
-    reason = reason.encode("utf-8", "replace").decode("utf-8")
-    return {"id": case_id, "error": f"line {lineno}: {reason}"}
-
-
 @app.command()
 def decide(
     file: Annotated[str, typer.Argument(help="JSONL file of cases, or - for standard input")] = "-",
     policy: PolicyOption = None,
     assessor: AssessorOption = "default",
     pretty: Annotated[bool, typer.Option("--pretty", help="indent each record (not JSONL)")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", dir_okay=False, help="write the records to this file (fsynced as they "
+                                            "go, with a progress bar) instead of stdout")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue --out: skip the input lines it already answers")] = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
+    chunk: Annotated[int, typer.Option(
+        "--chunk", min=1, max=100_000, help="lines per Ray task")] = 64,
 ) -> None:
     """Read cases (JSONL: {"id", "messages"} or {"id", "prompt"}) and write one decision
     record per line, same order and ids. A line that cannot be decided (malformed JSON,
     invalid UTF-8, bad messages, over the policy's limits) gives {"id", "error"} and the run
-    goes on: lines in = lines out, each strict JSON."""
-    from oyster.engine import Engine
+    goes on: lines in = lines out, each strict JSON. With --ray the same records, byte for
+    byte, come from Ray workers."""
+    from oyster.batch import (
+        DecideWorker,
+        decide_line,
+        decide_on_ray,
+        durable_flush,
+        open_output,
+        read_cases,
+    )
 
+    if resume and out is None:
+        raise fail("--resume needs --out")
+    if pretty and out is not None:
+        raise fail("--pretty writes several lines per record: it cannot be resumed; leave "
+                   "out --out")
     try:
-        engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
+        worker = DecideWorker(policy=str(policy) if policy else None, assessor=assessor)
+        # bytes: a line that is not UTF-8 gets its error record, the run goes on
         stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+        sink, done = open_output(out, resume) if out is not None else (sys.stdout, 0)
     except OysterError as e:
         raise fail(e) from None
     except OSError as e:
-        raise fail(f"{file}: {e.strerror}") from None
-    out = sys.stdout
-    if hasattr(out, "reconfigure"):
-        out.reconfigure(encoding="utf-8")  # JSON Lines are UTF-8 whatever the locale says
+        raise fail(f"{e.filename or file}: {e.strerror}") from None
+    if out is None and hasattr(sink, "reconfigure"):
+        sink.reconfigure(encoding="utf-8")  # JSON Lines are UTF-8 whatever the locale says
     errors = 0
-    with stream:
-        for lineno, raw in enumerate(stream, 1):
-            record = decide_line(engine, raw.rstrip(b"\r\n"), lineno)
-            errors += "error" in record
-            out.write(_json_line(record, pretty) + "\n")
-            out.flush()
+    with stream, _progress(file, out, done) as advance:
+        lines = itertools.islice(read_cases(stream), done, None)
+        try:
+            if ray is not None:
+                outputs = decide_on_ray(lines, worker, ray, ray_workers, chunk)
+            else:
+                engine = worker.engine()
+                outputs = (decide_line(engine, n, text, pretty) for n, text in lines)
+            for text, ok in outputs:
+                errors += not ok
+                sink.write(text + "\n")
+                if out is None:
+                    sink.flush()
+                advance()
+        except OysterError as e:
+            raise fail(e) from None
+        finally:
+            if out is not None:
+                durable_flush(sink)
+                sink.close()
     if errors:
         typer.echo(f"{errors} line(s) could not be decided", err=True)
+
+
+@contextmanager
+def _progress(file: str, out: Path | None, done: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when the records go to a file; else nothing."""
+    if out is None or file == "-":
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with open(file, "rb") as f:
+        total = sum(1 for _ in f)
+    with Progress("decide", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as progress:
+        task = progress.add_task("decide", total=total, completed=done)
+        yield lambda: progress.advance(task)
 
 
 def _register_parts() -> None:

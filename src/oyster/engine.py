@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from oyster import telemetry
 from oyster.assess import from_spec as assessor_from_spec
 from oyster.assess.base import Assessment, Assessor, CategoryScore
 from oyster.budget import check_size, work_budget
@@ -131,6 +132,17 @@ def to_messages(conversation: Conversation) -> list[Message]:
     return read_conversation(conversation).messages
 
 
+def _annotate(span: Any, assessment: Assessment) -> None:
+    if span.is_recording():
+        span.set_attributes(telemetry.assessment_attributes(assessment))
+
+
+def _annotated(span: Any, decision: Decision) -> Decision:
+    if span.is_recording():
+        span.set_attributes(telemetry.decision_attributes(decision))
+    return decision
+
+
 def severity_of(policy: Policy, categories: Iterable[CategoryScore], level: Level) -> float:
     """The worst score-weighted category severity; a risky turn that matches no known
     category weighs the policy's `unknown_category_severity`."""
@@ -165,13 +177,21 @@ class Engine:
         """The game and the chain on an assessment already made; `ignored` lists what the
         reading of the conversation left out (it goes into the decision's notes)."""
         policy = self.policy
-        evidence = [TypeEvidence(likelihood=t.type_evidence,
-                                 repeats_refused_ask=t.repeats_refused_ask)
-                    for t in assessment.turns]
-        posterior = posterior_over_types(policy.game, evidence)
-        choice = choose_strategy(policy.game, policy.strategies, posterior,
-                                 self.severity(assessment), assessment.level)
-        chain = build_chain(assessment, choice.strategy, posterior, policy)
+        with telemetry.span("oyster.game") as span:
+            evidence = [TypeEvidence(likelihood=t.type_evidence,
+                                     repeats_refused_ask=t.repeats_refused_ask)
+                        for t in assessment.turns]
+            posterior = posterior_over_types(policy.game, evidence)
+            choice = choose_strategy(policy.game, policy.strategies, posterior,
+                                     self.severity(assessment), assessment.level)
+            if span.is_recording():
+                likely = max(posterior, key=posterior.__getitem__)
+                span.set_attributes({"oyster.strategy": choice.strategy,
+                                     "oyster.user_type": likely,
+                                     "oyster.user_type.p": round(posterior[likely], 4),
+                                     "oyster.utility": choice.utilities[choice.strategy]})
+        with telemetry.span("oyster.chain", {"oyster.strategy": choice.strategy}):
+            chain = build_chain(assessment, choice.strategy, posterior, policy)
         return Decision(
             id=id,
             level=assessment.level,
@@ -202,22 +222,35 @@ class Engine:
         """Decide the strategy for the last user turn of `conversation`, within the policy's
         `limits` (raises `BudgetExceeded`, an `InputError`, past them)."""
         text = self.read(conversation)
-        with work_budget(self.policy.limits):
-            assessment = self.assessor.assess(text.messages)
-        return self.decide_assessed(assessment, id, text.ignored)
+        with telemetry.span("oyster.decide") as span:
+            with self._assess_span(text.messages) as assess, work_budget(self.policy.limits):
+                assessment = self.assessor.assess(text.messages)
+                _annotate(assess, assessment)
+            return _annotated(span, self.decide_assessed(assessment, id, text.ignored))
 
     async def adecide(self, conversation: Conversation | ConversationText, id: str | None = None
                       ) -> Decision:
         text = self.read(conversation)
-        with work_budget(self.policy.limits):  # the assessor's worker thread inherits it
-            assessment = await self.assessor.aassess(text.messages)
-        return self.decide_assessed(assessment, id, text.ignored)
+        with telemetry.span("oyster.decide") as span:
+            # the assessor's worker thread inherits the budget
+            with self._assess_span(text.messages) as assess, work_budget(self.policy.limits):
+                assessment = await self.assessor.aassess(text.messages)
+                _annotate(assess, assessment)
+            return _annotated(span, self.decide_assessed(assessment, id, text.ignored))
+
+    def _assess_span(self, messages: Sequence[Message]) -> Any:
+        attributes: dict[str, telemetry.AttributeValue] = {"oyster.turns": len(messages)}
+        if self.policy.audit.log_message_text:  # text only where the policy allows it
+            attributes["oyster.message"] = next(
+                (m.content for m in reversed(messages) if m.role == "user"), "")
+        return telemetry.span("oyster.assess", attributes)
 
     def decide_many(self, conversations: Iterable[Conversation]) -> list[Decision]:
         """Decide a batch (the assessor may batch its model calls). Each conversation must
         fit the size limits; the batch as a whole has no embedding or time budget."""
         texts = [self.read(c) for c in conversations]
-        assessments = self.assessor.assess_many([t.messages for t in texts])
+        with telemetry.span("oyster.assess", {"oyster.batch": len(texts)}):
+            assessments = self.assessor.assess_many([t.messages for t in texts])
         return [self.decide_assessed(a, ignored=t.ignored)
                 for a, t in zip(assessments, texts, strict=True)]
 

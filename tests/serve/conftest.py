@@ -1,5 +1,6 @@
 """Fixtures for the proxy tests: a real fake upstream (uvicorn on 127.0.0.1) and a factory
-that runs proxy apps under real uvicorn servers, each with its own audit log."""
+that runs proxy apps under real uvicorn servers, each with its own audit log (a SQLite file,
+or a given location such as a PostgreSQL URL shared by several proxies)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from oyster.respond import Responder
 from oyster.serve.app import create_app
 from oyster.serve.audit import AuditLog, AuditRecord, export
 from oyster.serve.keys import KeyStore
+from oyster.serve.state import SharedState
 from oyster.serve.testing import FakeUpstreamStats, ServerThread, fake_openai_app
 from oyster.taxonomy.policy import ServeSettings
 
@@ -36,9 +38,9 @@ class FakeUpstream:
 @dataclass
 class Proxy:
     url: str
-    audit_path: Path
+    audit_location: str
     keys: KeyStore | None
-    app: Any = None
+    app: Any
 
     def metrics(self) -> str:
         """The app's Prometheus exposition, read in process (no key needed)."""
@@ -49,7 +51,7 @@ class Proxy:
                              **({"max_retries": 0, "timeout": 30.0} | options))
 
     def audit_rows(self) -> list[AuditRecord]:
-        return list(export(self.audit_path))
+        return list(export(self.audit_location))
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +83,17 @@ def fake_upstream() -> Iterator[FakeUpstream]:
 def start_proxy(engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
                 ) -> Iterator[Any]:
     """`start_proxy(script="ok", keys=False, **serve_settings) -> Proxy`: a proxy under
-    uvicorn whose upstream is the fake server playing `script` (or `upstream=SPEC`)."""
+    uvicorn whose upstream is the fake server playing `script` (or `upstream=SPEC`).
+    `audit` and `keys_db` name shared databases (default: files of its own), `state` a
+    `SharedState` (default: this process)."""
     servers: list[ServerThread] = []
     backends = []
+    stores: list[KeyStore] = []
 
     def start(script: str = "ok", *, upstream: str | None = None, keys: bool = False,
               policy_engine: Engine | None = None, limits: dict[str, Any] | None = None,
+              audit: str | None = None, keys_db: str | None = None,
+              state: SharedState | None = None,
               **settings: Any) -> Proxy:
         eng = policy_engine or engine
         if limits:
@@ -101,16 +108,20 @@ def start_proxy(engine: Engine, fake_upstream: FakeUpstream, tmp_path: Path
         backend = from_spec(spec, **({"max_retries": 0} if spec.startswith("openai:") else {}))
         backends.append(backend)
         n = len(servers)
-        audit_path = tmp_path / f"audit-{n}.db"
-        store = KeyStore(tmp_path / f"keys-{n}.db") if keys else None
+        audit_location = audit or str(tmp_path / f"audit-{n}.db")
+        store = KeyStore(keys_db or tmp_path / f"keys-{n}.db") if keys or keys_db else None
+        if store is not None:
+            stores.append(store)
         app = create_app(serve, eng, Responder(eng, backend),
-                         AuditLog(audit_path, eng.policy.audit), store)
+                         AuditLog(audit_location, eng.policy.audit), store, shared=state)
         server = ServerThread(app).start()
         servers.append(server)
-        return Proxy(url=server.url, audit_path=audit_path, keys=store, app=app)
+        return Proxy(url=server.url, audit_location=audit_location, keys=store, app=app)
 
     yield start
     for server in servers:
         server.stop()
     for backend in backends:
         backend.close()
+    for store in stores:
+        store.close()

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from oyster.cli_options import RayOption, RayWorkersOption
 from oyster.errors import OysterError
 
 bench_app = typer.Typer(name="bench", no_args_is_help=True,
@@ -72,7 +73,8 @@ def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, system
                out: Path, resume: bool, limit: int | None, concurrency: int, judges: str,
                max_tokens: int, temperature: float, policy: Path | None, assessor: str,
                label: str | None, as_json: bool, timeout: float = 120.0,
-               backend_opts: list[str] | None = None) -> None:
+               backend_opts: list[str] | None = None, ray: str | None = None,
+               ray_workers: int | None = None) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -85,7 +87,7 @@ def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, system
     from oyster.backends.base import GenerationParams
     from oyster.bench.records import RunDir, RunMeta, record_key
     from oyster.bench.report import print_summary
-    from oyster.bench.runner import JudgePanel, run, summarize
+    from oyster.bench.runner import BenchWorker, JudgePanel, run, run_on_ray, summarize
     from oyster.bench.targets import make_targets
     from oyster.taxonomy.policy import load_policy
 
@@ -110,8 +112,17 @@ def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, system
             f"{benchmark} · {t.system}", total=len(items),
             completed=sum(1 for i in items if record_key(t.system, i.id) in done))
             for t in targets}
-        asyncio.run(run(benchmark, items, targets, panel, run_dir, concurrency,
-                        on_done=lambda system: progress.advance(tasks[system])))
+        def advance(system: str) -> None:
+            progress.advance(tasks[system])
+
+        if ray is None:
+            asyncio.run(run(benchmark, items, targets, panel, run_dir, concurrency,
+                            on_done=advance))
+        else:  # the same pairs and records, from Ray workers that build their own targets
+            worker = BenchWorker(benchmark, tuple(systems), backend, params,
+                                 str(policy) if policy else None, assessor,
+                                 _backend_options(backend_opts), judges, concurrency)
+            run_on_ray(worker, items, run_dir, ray, ray_workers, on_done=advance)
     summary = summarize(run_dir)
     if as_json:
         typer.echo(json.dumps(summary.model_dump(mode="json"), indent=2, ensure_ascii=False))
@@ -135,6 +146,7 @@ def strata_sword(
     judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
     policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
     as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
+    ray: RayOption = None, ray_workers: RayWorkersOption = None,
 ) -> None:
     """Strata-Sword jailbreak prompts: attack success rate per language × level and per attack
     method. With --limit N, the first N prompts of each (language, level) file."""
@@ -155,7 +167,7 @@ def strata_sword(
             items = kept
         _run_bench("strata-sword", str(data), items, backend, _systems(bare, engine), out, resume,
                    None, concurrency, judges, max_tokens, temperature, policy, assessor, label,
-                   as_json, timeout, backend_opt)
+                   as_json, timeout, backend_opt, ray, ray_workers)
     except ValueError as e:
         raise _fail(f"--levels: {e}") from None
     except OysterError as e:
@@ -173,6 +185,7 @@ def constructive(
     judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
     policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
     as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
+    ray: RayOption = None, ray_workers: RayWorkersOption = None,
 ) -> None:
     """Constructive benchmark: satisfaction, safety and C_β for β in 0.1 … 10, per level and
     per category (headline: β = 2, ×100)."""
@@ -182,7 +195,8 @@ def constructive(
         items = load_constructive(data)
         _run_bench("constructive", str(data or f"package:{CONSTRUCTIVE_STARTER}"), items, backend,
                    _systems(bare, engine), out, resume, limit, concurrency, judges, max_tokens,
-                   temperature, policy, assessor, label, as_json, timeout, backend_opt)
+                   temperature, policy, assessor, label, as_json, timeout, backend_opt, ray,
+                   ray_workers)
     except OysterError as e:
         raise _fail(e) from None
 
@@ -198,6 +212,7 @@ def over_refusal(
     judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
     policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
     as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
+    ray: RayOption = None, ray_workers: RayWorkersOption = None,
 ) -> None:
     """Over-refusal on benign prompts that sound risky: share of hard_refusal / constructive
     replies, and of refuse / guide decisions behind the engine."""
@@ -207,7 +222,8 @@ def over_refusal(
         items = load_prompts(data)
         _run_bench("over-refusal", str(data or f"package:{OVER_REFUSAL_STARTER}"), items, backend,
                    _systems(bare, engine), out, resume, limit, concurrency, judges, max_tokens,
-                   temperature, policy, assessor, label, as_json, timeout, backend_opt)
+                   temperature, policy, assessor, label, as_json, timeout, backend_opt, ray,
+                   ray_workers)
     except OysterError as e:
         raise _fail(e) from None
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oyster import telemetry
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
 from oyster.budget import check_size
 from oyster.decision import Decision
@@ -137,6 +138,10 @@ class _ReplyInProgress:
         self.scaffold: Scaffold | None = found[1] if found else None
         self.policy_refusal = (decision.strategy == "refuse" and not
                                policy.replies.model_writes_refusals(responder.backend.kind))
+
+    @property
+    def current_strategy(self) -> str:
+        return self._current.strategy
 
     def next_prompt(self) -> list[Message] | None:
         policy = self.responder.policy
@@ -280,11 +285,34 @@ class Responder:
     def _respond_to(self, decision: Decision, conversation: list[Message]) -> Reply:
         reply = _ReplyInProgress(self, decision, conversation)
         while (prompt := reply.next_prompt()) is not None:
-            reply.add(self.backend.complete(prompt, self.params))
+            with self._generate_span(reply) as span:
+                completion = self.backend.complete(prompt, self.params)
+                _annotate(span, completion)
+            reply.add(completion)
         return reply.reply()
 
     async def _arespond_to(self, decision: Decision, conversation: Sequence[Message]) -> Reply:
         reply = _ReplyInProgress(self, decision, list(conversation))
         while (prompt := reply.next_prompt()) is not None:
-            reply.add(await self.backend.acomplete(prompt, self.params))
+            with self._generate_span(reply) as span:
+                completion = await self.backend.acomplete(prompt, self.params)
+                _annotate(span, completion)
+            reply.add(completion)
         return reply.reply()
+
+    def _generate_span(self, reply: _ReplyInProgress) -> Any:
+        return telemetry.span("oyster.generate", {
+            "oyster.backend": self.backend.spec, "oyster.attempt": len(reply.attempts) + 1,
+            "oyster.strategy": reply.current_strategy,
+            "gen_ai.request.max_tokens": self.params.max_tokens})
+
+
+def _annotate(span: Any, completion: Completion) -> None:
+    if not span.is_recording():
+        return
+    span.set_attributes({"gen_ai.response.model": completion.model,
+                         "gen_ai.response.finish_reasons": [completion.finish_reason]})
+    if completion.prompt_tokens is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", completion.prompt_tokens)
+    if completion.completion_tokens is not None:
+        span.set_attribute("gen_ai.usage.output_tokens", completion.completion_tokens)

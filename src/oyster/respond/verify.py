@@ -61,6 +61,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from oyster import telemetry
 from oyster.decision import Decision
 from oyster.errors import PolicyError
 from oyster.moderate import Moderator
@@ -298,8 +299,11 @@ class Verifier:
         `conversation`: the messages replied to (default: `request` alone)."""
         found: dict[Problem, str] = {}
         said = _said(conversation, request)
-        for code, detail in self._problems(text, decision, final, request, private, said):
-            found.setdefault(code, detail)
+        with telemetry.span("oyster.verify", {"oyster.strategy": decision.strategy,
+                                              "oyster.verify.final": final}) as span:
+            for code, detail in self._problems(text, decision, final, request, private, said):
+                found.setdefault(code, detail)
+            span.set_attributes({"oyster.verified": not found, "oyster.problems": list(found)})
         return Verification(passed=not found, problems=list(found),
                             detail="; ".join(f"{c}: {d}" for c, d in found.items()), final=final)
 

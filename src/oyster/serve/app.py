@@ -2,18 +2,22 @@
 decision for every request.
 
 Routes: `POST /v1/chat/completions` (plain and streamed), `GET /v1/models`,
-`POST /v1/decide` (decision only), `GET /healthz`, `GET /metrics`, `GET /openapi.json`.
+`POST /v1/decide` (decision only), `GET /healthz` (liveness; details, including what is
+degraded, for admin keys), `GET /readyz` (every dependency answers), `GET /metrics`,
+`GET /openapi.json`.
 
 Least exposure: a caller gets the reply and the `x-oyster-strategy` header. The decision
 behind it (the `oyster` object, level and outcome headers) and `/v1/decide` need a key with
-the `inspect` scope; `/metrics` and the detailed `/healthz` need `admin`; `/openapi.json`
-needs a key. With authentication off, every route is open and completions carry what the
-policy's `serve.open_scopes` allow (nothing more by default). Upstream addresses and error
-texts stay in the logs and the audit log. Failed authentication is limited per client
-address (`serve.auth_failures_per_minute`) and counted.
+the `inspect` scope; `/metrics` and the detailed `/healthz` and `/readyz` need `admin`;
+`/openapi.json` needs a key. With authentication off, every route is open and completions
+carry what the policy's `serve.open_scopes` allow (nothing more by default). Upstream
+addresses and error texts stay in the logs and the audit log. Failed authentication is
+limited per client address (`serve.auth_failures_per_minute`, per replica) and counted.
 
-Stateless: each request's decision is recomputed from its own `messages`, so replicas share
-nothing but the audit file (or each keep their own). Build an app with `create_app(...)`;
+Stateless: each request's decision is recomputed from its own `messages`. Replicas share
+only what they are given: the audit log and key store (SQLite or PostgreSQL) and, with a
+`SharedState` on Redis, rate limits and key revocations. Every request to a decision
+endpoint gets an audit row (`oyster.serve.ledger`). Build an app with `create_app(...)`;
 everything it needs is passed in, nothing is global.
 """
 
@@ -34,16 +38,18 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oyster import telemetry
 from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.engine import ConversationText, Engine
-from oyster.errors import BackendError, BackendTimeout, InputError
+from oyster.errors import BackendError, BackendTimeout, InputError, OysterError
 from oyster.respond import Reply, Responder, Verifier, fallback_reply, instructions_for
 from oyster.respond.fallback import resource_note
 from oyster.serve.audit import AuditError, AuditLog, AuditRecord, Endpoint, Outcome
 from oyster.serve.errors import ProxyError, install_error_handlers
-from oyster.serve.keys import KeyStore
+from oyster.serve.keys import KeyStore, KeyStoreError
 from oyster.serve.keys import Scope as KeyScope
+from oyster.serve.ledger import RequestLedger, note_decision, note_key
 from oyster.serve.limits import RateLimiter
 from oyster.serve.metrics import ProxyMetrics
 from oyster.serve.schemas import (
@@ -62,17 +68,19 @@ from oyster.serve.schemas import (
     ModelCard,
     ModelList,
     OysterInfo,
+    Readiness,
     Usage,
     VerificationSummary,
 )
+from oyster.serve.state import LocalState, SharedState, StateUnavailable
 from oyster.serve.stream import Recovery, VerifiedStream
 from oyster.taxonomy.policy import ServeSettings
 from oyster.types import Message as ChatMessage
 
 log = logging.getLogger("oyster.serve")
 
-ROUTES = ("/v1/chat/completions", "/v1/decide", "/v1/models", "/healthz", "/metrics",
-          "/openapi.json")
+ROUTES = ("/v1/chat/completions", "/v1/decide", "/v1/models", "/healthz", "/readyz",
+          "/metrics", "/openapi.json")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or invalid API key"},
     403: {"model": ErrorBody, "description": "the key lacks the scope this route needs"},
@@ -110,7 +118,7 @@ class AppState:
     audit: AuditLog
     keys: KeyStore | None
     metrics: ProxyMetrics
-    limiter: RateLimiter
+    shared: SharedState
     auth_failures: RateLimiter
     verifier: Verifier
     model_id: str
@@ -138,13 +146,14 @@ def upstream_name(spec: str) -> str:
 
 def create_app(settings: ServeSettings, engine: Engine, responder: Responder | None,
                audit: AuditLog, keys: KeyStore | None = None, *,
-               model_id: str | None = None) -> FastAPI:
+               model_id: str | None = None, shared: SharedState | None = None) -> FastAPI:
     """The proxy app. `keys=None` turns auth off. `responder=None` serves decisions only
-    (chat completions answer 503). The app opens `audit` at startup and closes it at
+    (chat completions answer 503). `shared` holds rate limits and key revocations (default:
+    this process only). The app opens `audit` and `shared` at startup and closes them at
     shutdown. Its `AppState` (metrics registry included) is at `app.state.oyster`."""
     state = AppState(settings=settings, engine=engine, responder=responder, audit=audit,
                      keys=keys, metrics=ProxyMetrics(),
-                     limiter=RateLimiter(settings.rate_limit_per_minute),
+                     shared=shared or LocalState(settings.rate_limit_per_minute),
                      auth_failures=RateLimiter(settings.auth_failures_per_minute),
                      verifier=Verifier(engine.policy),
                      model_id=model_id or served_model_id(responder))
@@ -152,11 +161,13 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(audit.open)
+        await state.shared.start()
         if keys is None:
             log.warning("oyster serve: no API keys configured: authentication is OFF")
         try:
             yield
         finally:
+            await state.shared.close()
             await anyio.to_thread.run_sync(audit.close)
             if responder is not None:  # the upstream's pooled connections live on this loop
                 await responder.backend.aclose()
@@ -164,6 +175,11 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     app = FastAPI(title="Oyster guardrail proxy", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.oyster = state
+    # Inside the catch-all of install_error_handlers, so it sees an unexpected exception
+    # (and records its type) before the catch-all answers 500; the one writer of the rows
+    # of rejected requests (`observe` below only counts them).
+    app.add_middleware(RequestLedger, audit=audit, policy_label=engine.policy.label,
+                       metrics=state.metrics)
 
     def observe(request: Request | None, status: int, body: ErrorBody) -> None:
         state.metrics.rejections.labels(str(status), body.error.code or body.error.type).inc()
@@ -171,31 +187,52 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     install_error_handlers(app, observe)
     app.add_middleware(_RequestMetrics, metrics=state.metrics)  # outermost: counts every answer
 
+    async def detailed(request: Request) -> bool:
+        """Whether the caller may see operational details: an `admin` key, or auth off."""
+        return keys is None or ("authorization" in request.headers
+                                and "admin" in (await _admit(state, request)).scopes)
+
     @app.get("/healthz", response_model_exclude_none=True)
     async def healthz(request: Request) -> Health:
         """Liveness for anyone; the details for `admin` keys (or when auth is off)."""
-        if keys is not None and ("authorization" not in request.headers
-                                 or "admin" not in _admit(state, request).scopes):
+        if not await detailed(request):
             return Health()
         return Health(policy=engine.policy.label, assessor=engine.assessor.name,
                       upstream=upstream_name(responder.backend.spec) if responder else None,
-                      auth=keys is not None, fail_mode=settings.fail_mode)
+                      auth=keys is not None, fail_mode=settings.fail_mode,
+                      audit=audit.kind, state=state.shared.health())
+
+    @app.get("/readyz", responses={503: {"model": Readiness}})
+    async def readyz(request: Request) -> Response:
+        """200 when every dependency answers, else 503, for anyone (load balancers); what
+        fails, with the reason, for `admin` keys (or when auth is off)."""
+        shared = state.shared.health()
+        checks = {"audit": await _check(audit.check),
+                  "state": None if shared.ok or settings.fail_mode == "open"
+                  else shared.error or "unreachable"}
+        if keys is not None:
+            checks["keys"] = await _check(keys.check)
+        failing = {name: problem for name, problem in checks.items() if problem}
+        if failing and not await detailed(request):
+            failing = dict.fromkeys(failing, "not answering")
+        ready = Readiness(ready=not failing, problems=failing)
+        return _json(ready, {}, 200 if ready.ready else 503)
 
     @app.get("/metrics", responses={200: {"content": {"text/plain": {}}}, **_ERRORS})
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        _admit(state, request, need="admin")
+        await _admit(state, request, need="admin")
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
-        _admit(state, request)
+        await _admit(state, request)
         return JSONResponse(app.openapi())
 
     @app.get("/v1/models", responses=_ERRORS)
     async def models(request: Request) -> ModelList:
-        _admit(state, request)
+        await _admit(state, request)
         return ModelList(data=[ModelCard(id=state.model_id, created=0)])
 
     @app.post("/v1/decide", openapi_extra=_body_schema(DecideRequest),
@@ -203,7 +240,7 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     async def decide(request: Request) -> Response:
         arrived = time.time()
         started = time.perf_counter()
-        caller = _admit(state, request, need="inspect")
+        caller = await _admit(state, request, need="inspect")
         body = DecideRequest.model_validate(await _read_json(request, engine))
         conversation = _read_messages(engine, body.messages)
         rid = f"dec-{uuid.uuid4().hex[:24]}"
@@ -222,7 +259,7 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     async def chat(request: Request) -> Response:
         arrived = time.time()
         started = time.perf_counter()
-        caller = _admit(state, request)
+        caller = await _admit(state, request)
         if responder is None:
             raise ProxyError(503, "this proxy serves decisions only (/v1/decide); it has no "
                              "upstream model", "service_unavailable")
@@ -243,21 +280,40 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
 
 # -- admission: auth, rate limit, size and shape ---------------------------------------------
 
+async def _check(probe: Any) -> str | None:
+    """None when `probe()` (blocking) succeeds, else why not."""
+    try:
+        await anyio.to_thread.run_sync(probe)
+    except OysterError as e:
+        return str(e)
+    return None
+
+
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _admit(state: AppState, request: Request, need: KeyScope | None = None) -> Caller:
+async def _admit(state: AppState, request: Request, need: KeyScope | None = None) -> Caller:
     """Authenticate, check the scope `need` (when auth is on) and rate-limit."""
     if state.keys is None:
         caller = Caller(None, frozenset(state.settings.open_scopes))
     else:
-        caller = _authenticate(state, request)
+        caller = await _authenticate(state, request)
+        note_key(caller.key_id)
         if need is not None and need not in caller.scopes:
             raise ProxyError(403, f"this API key lacks the '{need}' scope", "permission_error",
                              "insufficient_scope")
     bucket = caller.key_id or f"ip:{_client_address(request)}"
-    wait = state.limiter.acquire(bucket)
+    try:
+        admission = await state.shared.admit(bucket, caller.key_id)
+    except StateUnavailable as e:
+        log.error("request refused: %s", e)
+        raise ProxyError(503, "shared state is unreachable and the fail mode is closed",
+                         "service_unavailable", "state_unavailable", {"retry-after": "1"}
+                         ) from None
+    if admission.revoked:
+        raise _invalid_key()
+    wait = admission.wait_s
     if wait is not None:
         raise ProxyError(429, f"rate limit of {state.settings.rate_limit_per_minute} requests"
                          f" per minute reached; retry in {wait:.1f}s", "rate_limit_error",
@@ -265,7 +321,7 @@ def _admit(state: AppState, request: Request, need: KeyScope | None = None) -> C
     return caller
 
 
-def _authenticate(state: AppState, request: Request) -> Caller:
+async def _authenticate(state: AppState, request: Request) -> Caller:
     """The caller of a valid key. Failed attempts use up the client address's allowance;
     once it is spent, every attempt from there waits (429) before any key is checked."""
     assert state.keys is not None
@@ -277,8 +333,13 @@ def _authenticate(state: AppState, request: Request) -> Caller:
                          f"retry in {blocked:.0f}s", "rate_limit_error", "too_many_auth_failures",
                          {"retry-after": str(max(1, round(blocked)))})
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    identity = (state.keys.verify(token.strip())
-                if scheme.lower() == "bearer" and token.strip() else None)
+    try:
+        identity = (await state.shared.verify_key(state.keys, token.strip())
+                    if scheme.lower() == "bearer" and token.strip() else None)
+    except KeyStoreError as e:
+        log.error("key lookup failed: %s", e)
+        raise ProxyError(503, "the key store cannot be reached", "service_unavailable",
+                         "key_store_unavailable", {"retry-after": "1"}) from None
     if identity is None:
         missing = not token.strip()
         state.metrics.auth_failures.labels("missing" if missing else "invalid").inc()
@@ -289,9 +350,13 @@ def _authenticate(state: AppState, request: Request) -> Caller:
             raise ProxyError(401, "missing API key: send 'Authorization: Bearer KEY'",
                              "authentication_error", "missing_api_key",
                              {"www-authenticate": "Bearer"})
-        raise ProxyError(401, "invalid or revoked API key", "authentication_error",
-                         "invalid_api_key", {"www-authenticate": "Bearer"})
+        raise _invalid_key()
     return Caller(identity.name, identity.scopes)
+
+
+def _invalid_key() -> ProxyError:
+    return ProxyError(401, "invalid or revoked API key", "authentication_error",
+                      "invalid_api_key", {"www-authenticate": "Bearer"})
 
 
 _JSON_TYPES = ("application/json",)
@@ -352,6 +417,7 @@ async def _decide(state: AppState, conversation: ConversationText, rid: str
     t = time.perf_counter()
     decision = await state.engine.adecide(conversation, id=rid)
     elapsed = time.perf_counter() - t
+    note_decision(decision, elapsed)
     state.metrics.decide_latency.observe(elapsed)
     state.metrics.decisions.labels(decision.level, decision.strategy).inc()
     return decision, elapsed
@@ -521,10 +587,10 @@ def _usage(reply: Reply | None) -> Usage:
                  total_tokens=prompt + completion)
 
 
-def _json(body: BaseModel, headers: dict[str, str]) -> Response:
+def _json(body: BaseModel, headers: dict[str, str], status: int = 200) -> Response:
     # pydantic's own JSON encoder: one pass, no intermediate dict
-    return Response(body.model_dump_json(exclude_none=True), media_type="application/json",
-                    headers=headers)
+    return Response(body.model_dump_json(exclude_none=True), status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 def _completion_response(turn: _Turn, info: OysterInfo, text: str, model: str,
@@ -542,8 +608,11 @@ async def _stream_reply(turn: _Turn) -> Response:
     policy = state.engine.policy
     decision = turn.decision
     request = turn.messages[-1].content
-    upstream = state.responder.backend.astream(
-        instructions_for(decision, policy, turn.messages), turn.params)
+    upstream = telemetry.traced_stream(
+        "oyster.generate",
+        state.responder.backend.astream(instructions_for(decision, policy, turn.messages),
+                                        turn.params),
+        {"oyster.backend": state.responder.backend.spec, "oyster.stream": True})
 
     async def recover() -> Recovery:
         reply = await turn.responder().arespond_to(decision, turn.messages)
@@ -597,6 +666,7 @@ async def _sse(turn: _Turn, stream: VerifiedStream) -> AsyncIterator[str]:
                          upstream_error=stream.upstream_error)
 
     audited = False
+    gone = anyio.get_cancelled_exc_class()
     try:
         yield chunk(Delta(role="assistant", content=""))
         try:
@@ -610,12 +680,14 @@ async def _sse(turn: _Turn, stream: VerifiedStream) -> AsyncIterator[str]:
                                             upstream_s=stream.upstream_s, reply=stream.sent))
             yield error_event("the upstream model failed", "upstream_error", "upstream_failed")
             return
-        except Exception:  # a bug of ours, mid-stream: end the stream cleanly, say so
+        except Exception as e:  # a bug of ours, mid-stream: end the stream cleanly, say so
             log.exception("request %s: streaming failed", turn.rid)
             audited = True
-            await _audit(state, turn.record(outcome_info(), stream=True, model=model,
-                                            status=500, upstream_s=stream.upstream_s,
-                                            reply=stream.sent))
+            record = turn.record(outcome_info().model_copy(update={"outcome": "error"}),
+                                 stream=True, model=model, status=500,
+                                 upstream_s=stream.upstream_s, reply=stream.sent)
+            await _audit(state, record.model_copy(
+                update={"error": f"internal_error: {type(e).__name__}: {e}"}))
             yield error_event("the proxy could not complete the reply", "server_error",
                               "internal_error")
             return
@@ -629,13 +701,21 @@ async def _sse(turn: _Turn, stream: VerifiedStream) -> AsyncIterator[str]:
                                         upstream_s=stream.upstream_s, reply=stream.sent))
         yield chunk(Delta(), "stop", turn.shown(info, stream.upstream_error))
         yield "data: [DONE]\n\n"
-    finally:
-        if not audited:  # the client went away mid-stream: still record the decision
-            # submit without awaiting: this task is being cancelled
-            record = turn.record(outcome_info(), stream=True, model=model, status=499,
+    except BaseException as e:
+        if not audited:  # the client went away (499) or the proxy failed (500) mid-stream
+            left = isinstance(e, gone | GeneratorExit)
+            info = outcome_info().model_copy(
+                update={"outcome": "cancelled" if left else "error"})
+            record = turn.record(info, stream=True, model=model, status=499 if left else 500,
                                  upstream_s=stream.upstream_s, reply=stream.sent)
+            if not left:
+                record = record.model_copy(update={"error": f"internal_error: "
+                                                            f"{type(e).__name__}: {e}"})
+            # submit without awaiting: this task may be being cancelled
             state.audit.submit(record)
             state.metrics.outcomes.labels(record.outcome).inc()
+        raise
+    finally:
         await stream.aclose()
 
 

@@ -1,9 +1,10 @@
-"""Rate limiting: a token bucket per key (an API key, or a client address for failed
-authentication), refilled continuously.
+"""Rate limiting in this process: a token bucket per key (an API key, or a client address
+for failed authentication), refilled continuously.
 
 The limit is `rate_limit_per_minute` requests per minute with a burst of the same size.
-Buckets live in this process: behind a load balancer with R replicas a key can make up to
-R times the limit (put a shared limiter in front if that matters).
+These buckets live in one process: behind a load balancer with R replicas a key can make up
+to R times the limit. `oyster serve --state redis://...` keeps the same buckets in Redis
+instead, shared by every replica (`oyster.serve.state`).
 """
 
 from __future__ import annotations

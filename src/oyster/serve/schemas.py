@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.serve.audit import Outcome
+from oyster.serve.state import StateHealth
 from oyster.types import Message
 
 
@@ -165,3 +166,15 @@ class Health(BaseModel):
     upstream: str | None = None
     auth: bool | None = None
     fail_mode: Literal["closed", "open"] | None = None
+    audit: Literal["sqlite", "postgresql"] | None = None
+    state: StateHealth | None = Field(default=None, description="shared state (rate limits, "
+                                      "key revocations): whether it answers, and what the "
+                                      "proxy does if not")
+
+
+class Readiness(BaseModel):
+    """`/readyz`: 200 when the audit log, the key store and (in fail mode closed) the shared
+    state answer; else 503 with what does not."""
+
+    ready: bool
+    problems: dict[str, str] = Field(default_factory=dict)
