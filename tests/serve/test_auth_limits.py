@@ -11,7 +11,7 @@ USER = [{"role": "user", "content": "What is a good name for a cat?"}]
 
 
 def test_keys_are_required_checked_revocable_and_stored_hashed(start_proxy):
-    proxy = start_proxy(keys=True)
+    proxy = start_proxy("say=cat_name", keys=True)
     new = proxy.keys.add("team-a")
 
     missing = httpx.post(f"{proxy.url}/v1/chat/completions",

@@ -32,9 +32,9 @@ def test_a_default_caller_gets_the_reply_and_the_strategy_only(start_proxy, fake
     r = httpx.post(f"{proxy.url}/v1/decide", json={"messages": USER},
                    headers={"authorization": f"Bearer {plain}"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
-    # the audit log still has everything
-    assert [(row.strategy, row.outcome) for row in proxy.audit_rows()] == [
-        ("answer", "passed"), ("answer", "passed")]
+    # the audit log still has everything, the refused decide request too
+    assert [(row.strategy, row.outcome, row.status) for row in proxy.audit_rows()] == [
+        ("answer", "passed", 200), ("answer", "passed", 200), (None, "rejected", 403)]
 
 
 def test_inspect_scope_sees_the_decision(start_proxy):

@@ -27,7 +27,7 @@ def test_a_rate_limit_holds_across_replicas_only_with_redis(start_proxy, pg_url,
                                                             shared):
     limit = 20
     store = KeyStore(pg_url)
-    key = store.add("team").key
+    key = store.add("team", ["inspect"]).key  # /v1/decide needs the inspect scope
     store.close()
     replicas = [start_proxy(audit=pg_url, keys_db=pg_url, rate_limit_per_minute=limit,
                             state=(RedisState(redis_url, limit, "closed") if shared == "redis"
@@ -47,7 +47,7 @@ def test_a_rate_limit_holds_across_replicas_only_with_redis(start_proxy, pg_url,
 
 def test_a_revocation_reaches_replicas_that_cached_the_key(start_proxy, pg_url, redis_url):
     store = KeyStore(pg_url)
-    key = store.add("team").key
+    key = store.add("team", ["inspect"]).key  # /v1/decide needs the inspect scope
     proxy = start_proxy(keys_db=pg_url,
                         state=RedisState(redis_url, 600, "closed", key_cache_s=600))
     assert _decide(proxy.url, key).status_code == 200

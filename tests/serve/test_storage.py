@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from oyster.cli import app
 from oyster.errors import InputError
 from oyster.serve import audit as audit_module
+from oyster.serve import keys as keys_module
 from oyster.serve.audit import AuditError, AuditLog, AuditRecord, count, export, tail
-from oyster.serve.keys import KeyStore
+from oyster.serve.keys import KeyIdentity, KeyStore
 from oyster.serve.storage import (
     StorageError,
     migrate,
@@ -138,12 +139,14 @@ def test_unreachable_postgresql_is_a_clear_error(tmp_path):
 
 
 def test_keys_and_audit_commands_on_postgresql(pg_url):
-    added = runner.invoke(app, ["serve", "keys", "add", "team-a", "--keys-db", pg_url])
+    added = runner.invoke(app, ["serve", "keys", "add", "team-a", "--scope", "inspect",
+                                "--keys-db", pg_url])
     assert added.exit_code == 0, added.output
     key = added.stdout.strip()
     store = KeyStore(pg_url)
     try:
-        assert store.verify(key) == "team-a" and store.active_count() == 1
+        assert store.verify(key) == KeyIdentity(name="team-a", scopes=frozenset({"inspect"}))
+        assert store.active_count() == 1
         assert key not in json.dumps([i.model_dump() for i in store.list()])
     finally:
         store.close()
@@ -180,6 +183,33 @@ def test_writes_and_lookups_survive_lost_connections(pg_url):
                 "WHERE application_name = 'oyster' AND pid <> pg_backend_pid()").fetchall()
         assert len(killed) >= 2  # the audit writer's and the key store's
         log.append(_record(2))  # retried on a fresh connection
-        assert store.verify(key) == "team"
+        assert store.verify(key) == KeyIdentity(name="team")
     store.close()
     assert [r.id for r in export(pg_url)] == ["r1", "r2"]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_key_database_from_before_scopes_is_migrated_and_its_keys_have_none(
+        store, tmp_path, request):
+    location = str(tmp_path / "keys.db") if store == "sqlite" else request.getfixturevalue(
+        "pg_url")
+    db = open_database(parse_location(location))
+    try:  # the key database as it was before scopes (schema version 1), with one key
+        migrate(db, "keys", keys_module.MIGRATIONS[:1])
+        db.execute("INSERT INTO api_keys (name, hash, created) VALUES (?, ?, ?)",
+                   ("legacy", keys_module.hash_key("oys-legacy-secret"), 1.0))
+    finally:
+        db.close()
+    keys = KeyStore(location)  # opening it migrates it
+    try:
+        assert keys.verify("oys-legacy-secret") == KeyIdentity(name="legacy")
+        added = keys.add("ops", ["admin"])
+        assert keys.verify(added.key) == KeyIdentity(name="ops", scopes=frozenset({"admin"}))
+        assert [(k.name, k.scopes) for k in keys.list()] == [("legacy", []), ("ops", ["admin"])]
+    finally:
+        keys.close()
+    db = open_database(parse_location(location))
+    try:
+        assert schema_version(db, "keys") == len(keys_module.MIGRATIONS) == 2
+    finally:
+        db.close()
