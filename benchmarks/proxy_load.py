@@ -185,6 +185,14 @@ def machine(load_before: float) -> dict[str, object]:
             "load_average_1m_after": load_average()}
 
 
+def throwaway_postgres(workdir: Path) -> LocalPostgres:
+    """A PostgreSQL server in `workdir/services`. Run as root, the server runs as the
+    postgres user, who must pass through `workdir` (a private temporary folder): it is
+    opened for traversal only."""
+    os.chmod(workdir, 0o711)
+    return LocalPostgres(workdir / "services").start()
+
+
 def fresh_pg_schema(server_url: str, name: str, settings: str = "") -> str:
     """A new schema on `server_url`, as a URL whose tables land in it (with `settings`,
     e.g. `-csynchronous_commit=off`, for its sessions)."""
@@ -240,7 +248,7 @@ def main() -> None:
         workdir = Path(tmp)
         pg = None
         if any(a != "sqlite" for a in audits) and not args.pg_url:
-            pg = LocalPostgres(workdir / "services").start()
+            pg = throwaway_postgres(workdir)
             args.pg_url = pg.url
         try:
             _run(args, levels, audits, workdir)

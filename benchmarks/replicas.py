@@ -43,12 +43,13 @@ from proxy_load import (
     machine,
     spawn,
     stop_all,
+    throwaway_postgres,
     wait_healthy,
 )
 
 from oyster.serve.audit import export
 from oyster.serve.keys import KeyStore
-from oyster.serve.localservices import LocalPostgres, LocalRedis
+from oyster.serve.localservices import LocalRedis
 from oyster.serve.testing import free_port
 
 
@@ -174,7 +175,7 @@ def main() -> None:
         workdir = Path(tmp)
         started = []
         if not args.pg_url:
-            started.append(LocalPostgres(workdir / "services").start())
+            started.append(throwaway_postgres(workdir))
             args.pg_url = started[-1].url
         if not args.redis_url:
             started.append(LocalRedis(workdir / "services").start())
@@ -219,7 +220,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> None:
             state = f"{args.redis_url}{'&' if '?' in args.redis_url else '?'}prefix=" \
                     f"bench{uuid.uuid4().hex[:8]}:"
             keys = KeyStore(db)
-            key = keys.add("bench").key
+            key = keys.add("bench", ["inspect"]).key  # request ids in responses
             keys.close()
             procs, urls = _replicas(args, workdir, name, db, state, limit, spec)
             try:

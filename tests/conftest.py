@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,18 +78,33 @@ def redis_server_url(tmp_path_factory) -> Iterator[str]:
     yield from _service_url("OYSTER_TEST_REDIS_URL", "redis", tmp_path_factory)
 
 
-@pytest.fixture
-def pg_url(pg_server_url) -> Iterator[str]:
-    """A PostgreSQL URL whose tables land in a schema of their own, dropped afterwards."""
+@contextmanager
+def _pg_schema(server_url: str) -> Iterator[str]:
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in pg_server_url else "?"
-    yield f"{pg_server_url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    sep = "&" if "?" in server_url else "?"
+    try:
+        yield f"{server_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_url(pg_server_url) -> Iterator[str]:
+    """A PostgreSQL URL whose tables land in a schema of their own, dropped afterwards."""
+    with _pg_schema(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_server_url) -> Iterator[str]:
+    """`pg_url` shared by the tests of one module (e.g. one large log read many ways)."""
+    with _pg_schema(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture

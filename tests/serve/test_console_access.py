@@ -214,12 +214,18 @@ def test_oyster_console_refuses_to_listen_beyond_loopback_without_keys():
     assert result.exit_code == 2 and "127.0.0.1 only" in result.output
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("command", [["console"], ["serve", "--upstream", "none"]])
-def test_oyster_console_and_oyster_serve_serve_the_console(audit_db, command):
+def test_oyster_console_and_oyster_serve_serve_the_console(audit_db, engine, command, store,
+                                                          request):
+    location = str(audit_db)
+    if store == "postgresql":  # the same 50 rows in PostgreSQL, chosen by the URL alone
+        location = request.getfixturevalue("pg_url")
+        write_synthetic_log(location, engine.policy, 50, start=time.time() - 3600, days=0.04)
     port = free_port()
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-m", "oyster.cli", *command, "--audit-db",
-                             str(audit_db), "--assessor", "lexicon", "--port", str(port)],
+                             location, "--assessor", "lexicon", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -235,8 +241,14 @@ def test_oyster_console_and_oyster_serve_serve_the_console(audit_db, command):
         if command[0] == "console":
             home = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True)
             assert home.url.path == "/console/playground"
-        else:  # the proxy's own routes are still there
+        else:  # the proxy's own routes are still there, and what it audits is browsable
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+            url = f"http://127.0.0.1:{port}/v1/decide"
+            hello = [{"role": "user", "content": "hello"}]
+            assert httpx.post(url, json={"messages": hello}).status_code == 200
+            assert httpx.post(url, json={"messages": []}).status_code == 422
+            page = unescape(httpx.get(f"http://127.0.0.1:{port}/console/audit").text)
+            assert 'data-testid="total">52<' in page and "no decision (HTTP 422)" in page
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)

@@ -144,7 +144,7 @@ def test_audit_browser_filters_pages_opens_a_row_and_exports(page, site):
     rows = list(export(site.audit_path))
     page.goto(f"{site.url}/console/audit")
     assert int(page.inner_text("[data-testid=total]")) == len(rows)
-    assert page.locator(".charts figure svg").count() == 5
+    assert page.locator(".charts figure svg").count() == 6
     page.check("input[name=strategy][value=refuse]")
     page.check("input[name=strategy][value=guide]")
     page.select_option("#f-language", "zh")

@@ -117,6 +117,16 @@ MIGRATIONS = (
         UPDATE decisions SET status = (record->>'status')::int
             WHERE record->>'status' IS NOT NULL;
         CREATE INDEX decisions_status ON decisions(status, time)"""),
+    # what the review console filters on (`PostgresAuditQuery`); SQLite's console keeps a
+    # side index of its own instead, so the proxy's SQLite writer carries no extra index
+    Migration(3, "indexes for the review console's filters (PostgreSQL)", "", """
+        CREATE INDEX IF NOT EXISTS decisions_strategy ON decisions(strategy, seq);
+        CREATE INDEX IF NOT EXISTS decisions_level ON decisions(level, seq);
+        CREATE INDEX IF NOT EXISTS decisions_outcome ON decisions(outcome, seq);
+        CREATE INDEX IF NOT EXISTS decisions_key ON decisions(key_id, seq);
+        CREATE INDEX IF NOT EXISTS decisions_language ON decisions((record->>'language'), seq);
+        CREATE INDEX IF NOT EXISTS decisions_categories ON decisions
+            USING GIN ((record->'categories') jsonb_path_ops)"""),
 )
 _INSERT = ("INSERT INTO decisions (id, time, key_id, endpoint, level, strategy, outcome, status,"
            " record) VALUES ")
@@ -330,7 +340,7 @@ def _insert(db: Database, rows: list[tuple[Any, ...]], skip_existing: bool = Fal
 
 # -- readers ----------------------------------------------------------------------------------
 
-class _Reader:
+class AuditReader:
     """A read-only connection for `tail`, `export` and `count`."""
 
     def __init__(self, location: str | Path | Location) -> None:
@@ -386,7 +396,7 @@ def tail(location: str | Path | Location, n: int = 20, after_seq: int = 0
          ) -> list[tuple[int, AuditRecord]]:
     """The last `n` rows (oldest first) with their sequence numbers; with `after_seq`, only
     rows after that one (for `--follow`)."""
-    reader = _Reader(location)
+    reader = AuditReader(location)
     try:
         rows = list(reader.records("SELECT seq, record FROM decisions WHERE seq > ? "
                                    "ORDER BY seq DESC LIMIT ?", (after_seq, n)))
@@ -398,7 +408,7 @@ def tail(location: str | Path | Location, n: int = 20, after_seq: int = 0
 def export(location: str | Path | Location, since: float | None = None,
            until: float | None = None) -> Iterator[AuditRecord]:
     """Every row in commit-sequence order, optionally within [since, until) unix seconds."""
-    reader = _Reader(location)
+    reader = AuditReader(location)
     try:
         yield from (r for _, r in reader.records(
             "SELECT seq, record FROM decisions WHERE time >= ? AND time < ? ORDER BY seq",
@@ -409,7 +419,7 @@ def export(location: str | Path | Location, since: float | None = None,
 
 
 def count(location: str | Path | Location) -> int:
-    reader = _Reader(location)
+    reader = AuditReader(location)
     try:
         [(n,)] = list(reader.rows("SELECT COUNT(*) FROM decisions", ()))
     finally:

@@ -300,12 +300,13 @@ def _key_store(location: str) -> Any:
 def _mount_console(app: Any, audit_db: str, host: str, reports_dir: Path | None,
                    policy: Path | None) -> None:
     from oyster.serve.console.app import ConsoleConfig, mount_console
-    from oyster.serve.console.auditquery import SqliteAuditQuery
+    from oyster.serve.console.auditquery import audit_query
 
     state = app.state.oyster
     mount_console(app, ConsoleConfig(
-        engine=state.engine, responder=state.responder, audit=SqliteAuditQuery(audit_db),
-        audit_source=str(audit_db), keys=state.keys, bind_host=host, reports_dir=reports_dir,
+        engine=state.engine, responder=state.responder, audit=audit_query(audit_db),
+        audit_source=str(state.audit.location), keys=state.keys, bind_host=host,
+        reports_dir=reports_dir,
         policy_source=str(policy) if policy else "the packaged default policy"))
 
 

@@ -418,7 +418,8 @@ class _Console:
         def audit_unavailable(request: Request) -> Response | None:
             if cfg.audit is None:
                 return self.page(request, "audit.html", nav="audit", unavailable=(
-                    "This console reads no audit log. Start it with --audit-db FILE."))
+                    "This console reads no audit log. Start it with --audit-db FILE (or a "
+                    "postgresql:// URL)."))
             return None
 
         @r.get("/audit")
@@ -498,7 +499,8 @@ class _Console:
                                        ensure_ascii=False, indent=1)
                             if record.messages else None)
             return self.page(request, "audit_row.html", nav="audit", record=record,
-                             chart=charts.utility_chart(record.utilities, record.strategy),
+                             chart=(charts.utility_chart(record.utilities, record.strategy)
+                                    if record.strategy else None),
                              conversation=conversation, back=request.headers.get("referer"))
 
         # policy --------------------------------------------------------------------------------
@@ -631,8 +633,12 @@ def _audit_charts(buckets: list[Any], unit: str) -> list[tuple[str, Any]]:
             colours={"regenerated": "#E69F00", "fallback": "#D55E00"})),
         ("p95 latency", charts.series_chart(
             starts, {"p95 ms": [b.p95_latency_ms for b in buckets]}, unit,
-            f"95th percentile of request latency per {unit} (ms)", value_format="{:.0f}",
-            colours={"p95 ms": "#56B4E9"}, stacked=False)),
+            f"95th percentile of decided requests' latency per {unit} (ms)",
+            value_format="{:.0f}", colours={"p95 ms": "#56B4E9"}, stacked=False)),
+        ("Requests without a decision", charts.series_chart(
+            starts, {"rejected or failed": [b.undecided for b in buckets]}, unit,
+            f"Requests per {unit} rejected (auth, size, shape, rate limit), failed or "
+            "cancelled before a decision", colours={"rejected or failed": "#999999"})),
     ]
 
 

@@ -29,6 +29,9 @@ _BY_LEVEL: dict[Level, tuple[list[Strategy], list[float]]] = {
 _OUTCOMES: tuple[list[Outcome], list[float]] = (
     ["passed", "regenerated", "repaired", "fallback", "upstream_error"],
     [0.86, 0.07, 0.02, 0.04, 0.01])
+_REJECTIONS = [(401, "missing_api_key: missing API key"),
+               (429, "rate_limit_exceeded: rate limit reached"),
+               (413, "request_too_large: request body too large")]
 
 
 def synthetic_records(policy: Policy, n: int, *, start: float, days: float = 7.0,
@@ -40,6 +43,14 @@ def synthetic_records(policy: Policy, n: int, *, start: float, days: float = 7.0
     categories = [c for c in policy.taxonomy.categories if c.id != NONE_CATEGORY]
     step = days * 86400 / max(n, 1)
     for i in range(n):
+        if rng.random() < 0.03:  # refused before a decision, as the proxy's ledger writes it
+            status, error = rng.choice(_REJECTIONS)
+            yield AuditRecord(
+                id=f"chatcmpl-synth{seed:02d}{i:08d}", time=start + i * step + rng.random() * step,
+                key_id=rng.choice(keys) if keys and status != 401 else None, endpoint="chat",
+                policy=policy.label, outcome="rejected", status=status, error=error,
+                latency_ms=round(rng.uniform(0.3, 3.0), 3))
+            continue
         level: Level = rng.choices(("R0", "R1", "R2"), (0.6, 0.3, 0.1))[0]
         strategy = rng.choices(*_BY_LEVEL[level])[0]
         picked = [] if level == "R0" else rng.sample(categories, rng.choice((1, 1, 2)))
