@@ -98,3 +98,14 @@ def test_a_replica_recovers_when_redis_comes_back(start_proxy, tmp_path):
         assert httpx.get(f"{proxy.url}/healthz").json()["state"]["ok"] is True
     finally:
         redis.stop()
+
+
+def test_readiness_reasons_are_for_admin_keys_only(start_proxy):
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    proxy = start_proxy(keys=True, state=RedisState(nowhere, 60, "closed", timeout_s=0.2))
+    admin = proxy.keys.add("ops", ["admin"]).key
+    anyone = httpx.get(f"{proxy.url}/readyz")  # a load balancer's probe, no key
+    assert anyone.status_code == 503
+    assert anyone.json() == {"ready": False, "problems": {"state": "not answering"}}
+    detailed = httpx.get(f"{proxy.url}/readyz", headers={"authorization": f"Bearer {admin}"})
+    assert detailed.status_code == 503 and "127.0.0.1" in detailed.json()["problems"]["state"]

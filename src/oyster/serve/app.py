@@ -188,9 +188,10 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
     app.add_middleware(_RequestMetrics, metrics=state.metrics)  # outermost: counts every answer
 
     async def detailed(request: Request) -> bool:
-        """Whether the caller may see operational details: an `admin` key, or auth off."""
+        """Whether the caller may see operational details: an `admin` key, or auth off.
+        Not rate-limited: health must be readable while the shared limiter is down."""
         return keys is None or ("authorization" in request.headers
-                                and "admin" in (await _admit(state, request)).scopes)
+                                and "admin" in (await _authenticate(state, request)).scopes)
 
     @app.get("/healthz", response_model_exclude_none=True)
     async def healthz(request: Request) -> Health:
