@@ -6,7 +6,8 @@ else into the same shape: FastAPI's own 404/405, validation errors, `BudgetExcee
 server never drops a keep-alive connection after an error.
 
 Each error passes through one `observe(request, status, body)` callback before it is sent:
-the app counts rejections there, and a deployment can record them (e.g. in the audit log).
+the app counts rejections there. Their audit rows are not written here but by the request
+ledger (`oyster.serve.ledger`), which sees every response of the audited routes.
 """
 
 from __future__ import annotations
