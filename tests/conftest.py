@@ -1,4 +1,5 @@
-"""Shared fixtures. `SHARED` is the read-only ../shared folder beside the checkout."""
+"""Shared fixtures. `SHARED` is the read-only ../shared folder beside the checkout
+(`$OYSTER_SHARED` points elsewhere, e.g. from a second worktree)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("OYSTER_SHARED") or ROOT.parent / "shared")
 
 
 @pytest.fixture(scope="session")

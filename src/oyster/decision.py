@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oyster.assess.base import Assessment, CategoryScore
+from oyster.assess.base import Assessment, CategoryScore, PayloadFinding
 from oyster.chain.build import Chain
 from oyster.types import Form, Language, Level, Strategy, UserType
 
@@ -29,6 +29,8 @@ class Decision(BaseModel):
     why: str = Field(default="", description="one line explaining the choice")
     notes: list[str] = Field(default_factory=list, description="what the engine did not read "
                              "(image parts, tool calls) and where the assessor was unsure")
+    payloads: list[PayloadFinding] = Field(
+        default_factory=list, description="hidden payloads de-obfuscation recovered and judged")
     assessment: Assessment | None = Field(default=None, exclude=True)
 
     def record(self) -> dict[str, object]:

@@ -153,6 +153,12 @@ def severity_of(policy: Policy, categories: Iterable[CategoryScore], level: Leve
     return sev
 
 
+def premise_weight_of(policy: Policy, categories: Iterable[CategoryScore]) -> float:
+    """How much a false premise left standing weighs for these categories
+    (`game.false_premise`: 1 where it can cause physical harm)."""
+    return policy.game.false_premise.weight([c.id for c in categories])
+
+
 class Engine:
     """Decide, turn by turn, what risk is present, who is probably asking, and which
     strategy gives the best anticipated outcome.
@@ -183,7 +189,8 @@ class Engine:
                         for t in assessment.turns]
             posterior = posterior_over_types(policy.game, evidence)
             choice = choose_strategy(policy.game, policy.strategies, posterior,
-                                     self.severity(assessment), assessment.level)
+                                     self.severity(assessment), assessment.level,
+                                     premise_weight_of(policy, assessment.categories))
             if span.is_recording():
                 likely = max(posterior, key=posterior.__getitem__)
                 span.set_attributes({"oyster.strategy": choice.strategy,
@@ -207,6 +214,7 @@ class Engine:
             language=assessment.language,
             why=choice.why(),
             notes=[*ignored, *assessment.notes],
+            payloads=assessment.payloads,
             assessment=assessment,
         )
 

@@ -152,3 +152,34 @@ def test_old_evidence_fades(policy):
     later = posterior_over_types(g, [attack, benign, benign, benign])
     assert later["malicious"] < now["malicious"] / 2
     assert min(later.values()) >= g.belief.floor * 0.99
+
+
+@settings(max_examples=300, deadline=None)
+@given(post=posteriors, pick=st.integers(0, 100), level=st.sampled_from(["R1", "R2"]))
+def test_a_false_belief_that_can_hurt_gets_correct_over_answer(policy, post, pick, level):
+    """Where the belief can hurt the person or a dependant (a physical-harm category), a
+    reasonable chance that the user acts on it (p(misinformed) >= 0.3) makes `correct` beat
+    `answer`; the same posterior on a category without physical harm weighs it less."""
+    g, s = policy.game, policy.strategies
+    physical = g.false_premise.physical_categories
+    severity = policy.category(physical[pick % len(physical)]).severity
+    moved = {t: p * 0.7 for t, p in post.items()}
+    moved["misinformed"] += 0.3
+    weight = g.false_premise.weight(["healthcare"])
+    assert weight == 1.0 > g.false_premise.weight(["factual_errors"])
+    u = expected_utilities(g, s, moved, severity, level, weight)
+    assert u["correct"] > u["answer"]
+    assert choose_strategy(g, s, moved, severity, level, weight).strategy != "answer"
+    # the false-premise term only ever adds harm, most to strategies that leave it standing
+    plain = expected_utilities(g, s, moved, severity, level, 0.0)
+    loss = {a: plain[a] - u[a] for a in STRATEGIES}
+    assert loss["answer"] >= loss["answer_safely"] >= loss["guide"] >= loss["correct"] == 0.0
+
+
+def test_false_premise_categories_must_exist(policy):
+    from oyster.errors import PolicyError
+
+    data = policy.model_dump(mode="json")
+    data["game"]["false_premise"]["physical_categories"] = ["no_such_category"]
+    with pytest.raises(PolicyError, match="no_such_category"):
+        policy_from_mapping(data, "test")

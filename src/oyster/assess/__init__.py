@@ -2,7 +2,8 @@
 
 `from_spec(spec, policy)` builds an assessor by name:
 - `lexicon` — fast rules over category patterns and cue phrases,
-- `local` — packaged embeddings + trained heads + attack detectors (multilingual),
+- `local` — packaged embeddings + trained heads + attack detectors (multilingual);
+  `local:PATH` — the same with the heads artefact at PATH,
 - `default` — the best assessor available in this installation (`local`, else `lexicon`),
 - `llm:BACKEND` / `ensemble[:BACKEND]` — a chat model, alone or only where `local` is unsure.
 """
@@ -14,13 +15,14 @@ from oyster.assess.base import (
     Assessor,
     AttackFinding,
     CategoryScore,
+    PayloadFinding,
     TurnAssessment,
 )
 from oyster.errors import AssessorError
 from oyster.taxonomy.policy import Policy
 
-__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "TurnAssessment",
-           "from_spec"]
+__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "PayloadFinding",
+           "TurnAssessment", "from_spec"]
 
 
 def from_spec(spec: str, policy: Policy) -> Assessor:
@@ -28,6 +30,7 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
 
     - `lexicon`: rules over category patterns and cue phrases (no model);
     - `local`: the packaged embedding model + trained heads + attack detectors;
+      `local:PATH`: with the heads artefact at PATH (e.g. heads just trained elsewhere);
     - `default`: `local` when its model and heads are installed, else `lexicon`;
     - `llm:BACKEND`: a chat model (any `oyster.backends` spec) judges the current turn,
       falling back to `local` on malformed output;
@@ -38,10 +41,10 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
         from oyster.assess.lexicon import LexiconAssessor
 
         return LexiconAssessor(policy)
-    if spec == "local":
+    if spec == "local" or spec.startswith("local:"):
         from oyster.assess.local import LocalAssessor
 
-        return LocalAssessor(policy)
+        return LocalAssessor(policy, heads=spec.partition(":")[2] or None)
     if spec == "default":
         from oyster.assess.local import local_available
 
@@ -68,5 +71,5 @@ def from_spec(spec: str, policy: Policy) -> Assessor:
                                     "e.g. llm:openai:gpt-4o-mini@http://localhost:8000/v1")
             return llm
         return EnsembleAssessor(policy, local, llm)
-    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local, default, "
+    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local[:HEADS], default, "
                         "llm:BACKEND, ensemble[:BACKEND]")

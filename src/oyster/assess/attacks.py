@@ -64,67 +64,134 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 # ---------------------------------------------------------------- override / role-play
-# (pattern, weight): each cue found adds evidence; cues are combined by noisy-OR.
+# Written from the techniques' definitions (docs/evaluation.md: no test set was read):
+#
+# instruction_override — the message tries to replace or suspend the rules the assistant
+#   runs under. Its forms: discarding earlier instructions; switching the assistant into a
+#   "mode" without safeguards; declaring the rules void; demanding unconditional obedience;
+#   suppressing refusals and hedges in general (forbidding apologies, warnings, caveats,
+#   moral comments, refusals); injecting text dressed as a system or developer message;
+#   dictating the opening words of the reply so it starts out complying.
+# Each cue found adds evidence; cues are combined by noisy-OR.
+_RULES_EN = (r"(?:instructions?|prompts?|rules?|guidelines?|polic(?:y|ies)|restrictions?|"
+             r"filters?|constraints?|programming|training|safeguards?|directives?|"
+             r"principles|settings|limitations?|boundaries)")
+_HEDGE_EN = (r"(?:refus\w*|decline|reject|deny|apologi[sz]\w*|(?:say|saying) (?:no|sorry)|warn\w*|"
+             r"(?:add|include|give|mention)\w* (?:any |a )?(?:warnings?|disclaimers?|caveats?|"
+             r"notes?|safety (?:notes?|advice|information)|ethic\w*|moral\w*|legal\w*)|"
+             r"moraliz\w*|moralis\w*|break(?:ing)? character)")
+_HEDGE_ZH = ("(?:道歉|抱歉|对不起|拒绝|推辞|警告|免责|劝阻|风险提示|安全提示|安全提醒|"
+             "提醒风险|提醒安全|合法性|注意事项|出戏)")
+# orders, not the soft "no need to" (不用道歉 is a courtesy)
+_NO_ZH = "(?:不要|不许|不准|不得|禁止|不能|不可以|不可|别|切勿|严禁)"
+
 _OVERRIDE: list[tuple[re.Pattern[str], float]] = [
-    (_rx(r"\b(ignore|disregard|forget|bypass|override|skip|drop)\b[^.\n]{0,40}?"
-         r"\b(previous|prior|above|earlier|all|any|your|the|these|those|safety|security|"
-         r"ethical|content|moral)\b[^.\n]{0,30}?\b(instructions?|prompts?|rules?|guidelines?|"
-         r"polic(?:y|ies)|restrictions?|filters?|constraints?|programming|training|"
-         r"questions?|concerns?|issues?|limitations?)\b"), 0.75),
-    (_rx(r"\b(no|without(?: any)?|free (?:of|from)|beyond)\s+(?:\w+\s+)?(restrictions?|limits|"
-         r"limitations|filters?|filtering|censorship|rules|boundaries|morals?|ethics|"
-         r"guidelines)\b"), 0.45),
-    (_rx(r"\b(never|don'?t|do not|must not|mustn'?t|cannot|can'?t|won'?t|will not|not allowed "
-         r"to)\s+(?:ever\s+|be able to\s+)?(refuse|decline|reject|deny|say (?:no|sorry)|"
-         r"apologi[sz]e|warn|add (?:any )?(?:warnings?|disclaimers?)|break character)"), 0.6),
-    (_rx(r"\b(developer|dev|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil|"
-         r"chaos|opposite)\s+mode\b"), 0.8),
+    # discarding what the assistant was told before
+    (_rx(r"\b(?:ignore|disregard|forget|bypass|override|set aside|drop|abandon|throw out|"
+         r"discard|suspend|turn off|switch off|disable)\b[^.\n]{0,40}?\b(?:previous|prior|"
+         r"earlier|above|original|initial|system|default|safety|ethical|content|moral|your|all|"
+         r"any|every|these|those|the)\b[^.\n]{0,30}?\b" + _RULES_EN + r"\b"), 0.75),
+    # a mode without safeguards
+    (_rx(r"\b(?:developer|dev|debug|admin|sudo|root|god|maintenance|jailbr\w+|unrestricted|"
+         r"unfiltered|uncensored|unlocked|evil|no[- ]limits?)\s+mode\b"), 0.8),
     (re.compile(r"\bDAN\b|\bdo anything now\b|\bjailbr(?:ea|o)k", re.IGNORECASE), 0.7),
-    (_rx(r"\b(unfiltered|uncensored|amoral|unethical|without (?:any )?(?:moral|ethic)\w*)\b"),
+    # the rules declared void
+    (_rx(r"\b(?:your |the |all |any )?(?:rules|restrictions|filters|guidelines|policies|"
+         r"safeguards|limits)\b[^.\n]{0,20}\b(?:(?:do not|don'?t|no longer|never) apply|"
+         r"(?:are|have been) (?:lifted|removed|disabled|suspended|off|gone|void))"), 0.8),
+    (_rx(r"\b(?:no|without(?: any)?|free (?:of|from)|beyond|not bound by)\s+(?:\w+\s+)?"
+         r"(?:restrictions?|limits|limitations|filters?|filtering|censorship|rules|boundaries|"
+         r"morals?|ethics|guidelines)\b"), 0.45),
+    (_rx(r"\b(?:unfiltered|uncensored|amoral|unethical|without (?:any )?(?:moral|ethic)\w*)\b"),
      0.35),
-    (_rx(r"\byou (must|have to|are required to|are obliged to|need to) (always )?(answer|comply|"
-         r"respond|obey|fulfil|fulfill)\b"), 0.45),
-    (_rx(r"\b(?:can ?not|can'?t|must not|may not) (?:go against|refuse|reject) (?:the )?user"),
+    # unconditional obedience
+    (_rx(r"\byou (?:must|have to|are required to|are obliged to|need to|will) (?:always )?"
+         r"(?:answer|comply|respond|obey|fulfil|fulfill|do)\b[^.\n]{0,20}\b(?:everything|"
+         r"anything|all|every|whatever|no matter)"), 0.45),
+    # refusals and hedges forbidden in general
+    # (an order to the assistant, not "I can't refuse him" or "it came without warning")
+    (_rx(r"(?:^|[.!?;:,\n]\s*|\b(?:and|also|but|please|so)\s+|\byou\s+(?:must\s+|should\s+|"
+         r"will\s+|may\s+|are\s+)?)(?:never|don'?t|do not|must not|mustn'?t|may not|can ?not|"
+         r"can'?t|won'?t|will not|(?:are )?not allowed to)\s+(?:ever\s+|any\s+)?" + _HEDGE_EN),
      0.6),
-    (_rx(r"\b(?:openai|anthropic|content|safety) (?:policy|policies|guidelines) (?:do(?:es)? "
-         r"not|don'?t|no longer) apply"), 0.8),
-    (_rx(r"\bnew (?:system )?(?:instructions?|rules?|prompt)\s*:"), 0.5),
-    (_rx(r"^\s*(?:system|\[system\]|<\|?system\|?>)\s*:"), 0.5),
+    (_rx(r"\b(?:no|without(?: any)?)\s+(?:warnings|disclaimers|caveats|apologies|refusals|"
+         r"moraliz\w+|moralis\w+|safety (?:notes|warnings|lectures))\b"), 0.5),
+    # text dressed as a system or developer message
+    (_rx(r"^\s*(?:\[|<\|?|#{1,3}\s*|\*\*)?(?:system|developer|admin)(?: (?:message|prompt|"
+         r"override|notice))?(?:\]|\|?>|\*\*)?\s*[:：]"), 0.5),
+    (_rx(r"\bnew (?:system )?(?:instructions?|rules?|prompt|directives?)\s*[:：]"), 0.5),
+    # the reply's first words dictated
+    (_rx(r"\b(?:start|begin|open|prefix)\w* (?:your |the )?(?:reply|answer|response|output)"
+         r"\b[^.\n]{0,20}\bwith\b[^.\n]{0,6}(?:sure|certainly|of course|absolutely|"
+         r"here (?:is|are))"), 0.55),
     # Chinese
-    (_rx(f"(忽略|无视|忘记|忘掉|绕过|跳过|抛开|不用管|不要管)[{_CJK}，, ]{{0,10}}?"
-         f"(指令|提示|规则|限制|要求|"
-         f"设定|准则|问题|约束|政策|规定|顾虑|审查)"), 0.75),
-    (_rx("(不要|不能|不许|禁止|不可以|不准|不得|别)(回复|说|回答|表示)?"
-         "(对不起|抱歉|拒绝|道歉|不能回答)"), 0.6),
-    (_rx(f"(不能|不可以|不要|不得|别)因为[{_CJK}、，, ]{{0,12}}(拒绝|不回答|回避)"), 0.6),
-    (_rx("(没有|不受|无|不设|摆脱|解除|突破)(任何)?(限制|约束|审查|道德|规则|底线|过滤)"), 0.45),
-    (_rx("开发者模式|越狱|无限制模式|邪恶模式|上帝模式"), 0.8),
-    (_rx("(你必须|必须|一定要)(回答|照做|服从|完成|遵守)"), 0.4),
-    (_rx("(不能|不可以|不要)(违背|违抗|拒绝)(用户|我)"), 0.6),
-    (_rx("不可以回避|不能回避|不要回避|不需要(反思|审视|升华|道德)"), 0.55),
+    (_rx(f"(?:忽略|无视|忘记|忘掉|绕过|跳过|抛开|撇开|丢掉|放下|关闭|解除)[{_CJK}，, ]{{0,10}}?"
+         "(?:指令|指示|提示词|规则|限制|设定|准则|约束|政策|规定|安全策略|过滤|审查|底线)"), 0.75),
+    (_rx("(?:指令|规则|限制|设定|准则|约束|规定)[^。\n]{0,8}(?:放一边|放在一边|搁置|先不管|"
+         "抛到脑后|不用管|别管|不作数)"), 0.75),
+    (_rx("(?:开发者|调试|管理员|上帝|越狱|无限制|无审查|邪恶|解锁)模式|越狱"), 0.8),
+    (_rx("(?:规则|限制|政策|规定|准则|过滤|审查)[^。\n]{0,6}"
+         "(?:不再适用|已经?失效|已经?解除|已经?取消|已经?关闭|全部作废)"), 0.8),
+    (_rx("(?:没有|不受|无|不设|摆脱|突破)(?:任何)?(?:限制|约束|审查|道德|规则|底线|过滤)"), 0.45),
+    (_rx("你(?:必须|一定要|只能)(?:无条件)?(?:回答|照做|服从|执行)[^。\n]{0,6}"
+         "(?:所有|一切|任何|全部|我说的)"), 0.45),
+    (_rx(f"{_NO_ZH}[^。\n]{{0,6}}{_HEDGE_ZH}"), 0.6),
+    (_rx("^\\s*[【\\[]?(?:系统|开发者|管理员)(?:消息|提示|指令|通知)?[】\\]]?\\s*[:：]"), 0.5),
+    (_rx("(?:新的?|最新)(?:系统)?(?:指令|规则|要求)\\s*[:：]"), 0.5),
+    (_rx("(?:以|用)[“\"'「](?:好的|当然|没问题|以下是)[^”\"'」]{0,10}[”\"'」](?:开头|开始)"), 0.55),
 ]
 
+# role_play — the assistant is given a persona, character or fictional frame so that the
+# reply seems to come from someone else; strongest when the persona is defined by having no
+# rules, or the assistant is told never to step out of it. A plain persona ("act as a
+# travel agent") is common and harmless, so alone it stays below the wrapper thresholds.
 _ROLE_PLAY: list[tuple[re.Pattern[str], float]] = [
-    (_rx(r"\b(pretend|imagine|act|behave|roleplay|role-play|role play)\b[^.\n]{0,25}?"
-         r"\b(as if|as an?|as the|to be|that you(?:'re| are)|you are)\b"), 0.45),
-    (_rx(r"\bplay(?:ing)?\s+(?:the\s+)?(?:role|part|character)\s+of\b"), 0.45),
-    (_rx(r"\b(stay|remain|keep|never break|don'?t break|do not break)\b[^.\n]{0,12}\bin[- ]"
-         r"character\b|\bbreak(?:ing)? character\b"), 0.6),
-    (_rx(r"\bfrom now on,?\s+(?:you\s+(?:are|will|shall)|act|respond)\b"), 0.55),
+    (_rx(r"\b(?:pretend|imagine|act|behave|role-?play|role play|play)\b[^.\n]{0,25}?"
+         r"\b(?:as if|as an?|as the|as my|to be|that you(?:'re| are)|you are)\b"), 0.45),
+    (_rx(r"\b(?:take on|assume|adopt|play|step into)\s+(?:the\s+)?(?:role|part|persona|identity|"
+         r"character)\s+of\b"), 0.45),
+    (_rx(r"\b(?:stay|stays|remain|keep|never (?:break|leave|drop)\w*|don'?t (?:break|leave|drop)|"
+         r"do not (?:break|leave|drop))\b[^.\n]{0,12}\b(?:in[- ])?(?:character|the role|your "
+         r"role|role|persona)\b|\bbreak(?:ing)? character\b|\bout of character\b"), 0.6),
+    (_rx(r"\bfrom now on,?\s+(?:you\s+(?:are|will|shall|'ll)|act|respond|answer|your name)\b"),
+     0.55),
+    (_rx(r"\byou are (?:now |no longer )?(?:an? |the )?(?:evil|unfiltered|unrestricted|amoral|"
+         r"rogue|villain\w*|criminal|hacker|terrorist|drug dealer|dark|rule-?less|"
+         r"lawless)\b"), 0.7),
+    (_rx(r"\b(?:your name is(?: now)?|you will be called|call yourself)\s+[A-Z\"'“]"), 0.4),
+    (re.compile(r"\b[Yy]ou are [A-Z]\w+, an? (?:\w+ ){0,2}(?:AI|assistant|model|bot|chatbot)\b"),
+     0.45),
+    # a persona the user is attached to (a late relative), used to lower the guard
+    (_rx(r"\b(?:play|be|act as|pretend to be|role-?play as|speak as)\s+(?:my|our)\s+(?:late|dead|"
+         r"deceased|departed|old)?\s*(?:grand\w+|uncle|aunt|mother|father|mum|mom|dad|brother|"
+         r"sister|friend|teacher)\b"), 0.5),
+    # a world or story whose rules allow anything, or fiction that demands the real method
+    (_rx(r"\b(?:world|universe|reality|country|society)\b[^.\n]{0,25}\bwhere\b[^.\n]{0,40}"
+         r"(?:no (?:rules|laws|restrictions|limits)|nothing is (?:forbidden|illegal|off[- ]limits)|"
+         r"anything goes|(?:everything|anything) is (?:allowed|legal|permitted)|no information is "
+         r"(?:forbidden|restricted))"), 0.5),
+    (_rx(r"\b(?:story|novel|chapter|script|screenplay|scene|dialogue|character|fiction)\b[\s\S]{0,160}"
+         r"\b(?:real|actual|working|accurate|exact|realistic)\s+(?:method|steps|recipe|procedure|"
+         r"instructions|technique|quantities|formula)"), 0.5),
     (re.compile(r"\b(?:character|persona|role|player)\s+[A-Z]\b"), 0.35),
-    (_rx(r"\byou are (?:now )?(?:an? |the )?(?:evil|unfiltered|unrestricted|amoral|rogue|"
-         r"villain|criminal|hacker|terrorist|drug dealer|DAN|AIM|STAN|DUDE)\b"), 0.7),
-    (_rx(r"\b(?:write|create)\b[^.\n]{0,30}\b(?:script|screenplay|scene|dialogue|play|story)\b"
-         r"[^.\n]{0,80}\b(?:character|villain|protagonist)\b"), 0.35),
-    (_rx(r"\b(?:hypothetical(?:ly)?|fictional|in a (?:fictional|made-up) world|for a novel)\b"),
-     0.25),
+    (_rx(r"\b(?:write|create|continue)\b[^.\n]{0,30}\b(?:script|screenplay|scene|dialogue|"
+         r"play|story)\b[^.\n]{0,80}\b(?:character|villain|protagonist|expert)\b"), 0.35),
+    (_rx(r"\b(?:hypothetical(?:ly)?|fictional|in a (?:fictional|made-up|parallel|imaginary) "
+         r"(?:world|universe)|for a novel|alternate universe)\b"), 0.25),
     # Chinese
-    (_rx("(扮演|假装|假设你是|想象你是|你现在是|你将是|从现在(开始|起)[，, ]?你(是|将|要)|"
-         "充当|角色扮演|模拟一个)"), 0.5),
-    (_rx("(角色|人物)\\s?[A-Za-z甲乙丙丁]"), 0.35),
-    (_rx("(剧本|情景剧|小说|故事|电影|游戏)[^。\n]{0,30}(角色|主角|反派|人物)"), 0.35),
-    (_rx("(不要|不会|永远不会|不能)(跳出|脱离|破坏|打破)角色|保持角色"), 0.6),
-    (_rx("(邪恶|无道德|不受限制|反派)的?(AI|人工智能|助手|角色)"), 0.6),
+    (_rx("(?:扮演|假装|假设你是|想象你是|你现在是|你现在就是|你将是|你要成为|从现在(?:开始|起)"
+         "[，, ]?你|充当|角色扮演|模拟一[个位名]|以[^。\n]{1,10}的身份)"), 0.5),
+    (_rx("(?:保持|不要?(?:跳出|脱离|打破|离开)|不许出戏|不要出戏|别出戏)(?:你的)?角色"), 0.6),
+    (_rx("(?:邪恶|无道德|没有道德|不受限制|没有限制|没有底线|无底线|反派|黑暗)的?"
+         "(?:AI|人工智能|助手|角色|机器人|人格)"), 0.6),
+    (_rx("你的名字(?:叫|是|改为)"), 0.4),
+    (_rx("(?:扮演|演|扮|当|装成)(?:一下)?我(?:已经)?(?:过世|去世|死去|已故|走了)的"), 0.5),
+    (_rx("(?:世界|宇宙|社会|国度)[^。\n]{0,20}(?:没有|不存在|无)(?:任何)?(?:法律|规则|限制|禁止|禁忌)"), 0.5),
+    (_rx(r"(?:小说|剧本|故事|电影|对白|台词|角色)[\s\S]{0,80}(?:真实|具体|能用|可操作|准确)的?"
+         "(?:做法|方法|步骤|配方|流程|用量)"), 0.5),
+    (_rx("(?:角色|人物)\\s?[A-Za-z甲乙丙丁]"), 0.35),
+    (_rx("(?:剧本|情景剧|小说|故事|电影|游戏)[^。\n]{0,30}(?:角色|主角|反派|人物|专家)"), 0.35),
+    (_rx("(?:虚构|假想|平行|架空)的?(?:世界|宇宙|故事)|假设性地|假如在一个"), 0.25),
 ]
 
 
@@ -246,11 +313,34 @@ def _encoding(text: str) -> tuple[float, str]:
 
 
 # ----------------------------------------------------------------------------- char split
-_SEP = r"[\s\-_.*|/+~·•]"
+# char_split — a word is written with its letters (or a phrase with its characters) set
+# apart by spaces or symbols, so no token of the text is the word itself.
+_SEP = r"[\s\-_.*|/+~·•,、]"
 _LATIN_SPLIT = re.compile(rf"(?<![A-Za-z])(?:[A-Za-z]{_SEP}{{1,3}}){{4,}}[A-Za-z](?![A-Za-z])")
-_CJK_SPLIT = re.compile(f"(?:[{_CJK}][\\s\\-_.*|/+~·•]{{1,3}}){{3,}}[{_CJK}]")
-_TOKEN_WRAP = re.compile(
-    f"(?:\\|[-_.*~]?(?=[^|\\s]*[A-Za-z{_CJK}])[^|\\s]{{1,30}}?[-_.*~]?(?=\\|)){{4,}}")
+_CJK_SPLIT = re.compile(f"(?:[{_CJK}]{_SEP}{{1,3}}){{3,}}[{_CJK}]")
+# symbols that can cut a word into pieces; ordinary punctuation, paths and times excluded
+_SYMBOLS = re.compile(r"[|\-*_~+#\[\]<>{}=^`@·•()]")
+
+
+def _delimited_pieces(line: str) -> tuple[int, str]:
+    """The longest run of short pieces that one repeated symbol cuts a line into
+    ("[h][o][w]", "h|o|w|", "<d>-<o>-<g>"): how many pieces, and the letters they spell."""
+    best = (0, "")
+    for sym in {ch for ch in line if _SYMBOLS.match(ch)}:
+        if line.count(sym) < 4:
+            continue
+        run: list[str] = []
+        for piece in line.split(sym):
+            core = re.sub(r"[^\w]", "", piece, flags=re.UNICODE)
+            short = (0 < len(core) <= 3 and core.isalpha()) or (
+                0 < len(core) <= 2 and bool(_CJK_RE.fullmatch(core[0])))
+            if short:
+                run.append(core)
+                if len(run) > best[0]:
+                    best = (len(run), "".join(run))
+            elif core:
+                run = []
+    return best
 
 
 def _char_split(text: str) -> tuple[float, str]:
@@ -271,20 +361,28 @@ def _char_split(text: str) -> tuple[float, str]:
     if m2:
         weights.append(0.8)
         evidence = evidence or f"split characters: {re.sub(f'[^{_CJK}]', '', m2.group(0))}"
-    m3 = _TOKEN_WRAP.search(text)
-    if m3:
-        weights.append(0.75)
-        evidence = evidence or f"wrapped tokens: {_excerpt(m3.group(0), 60)}"
+    for line in text.splitlines()[:200]:
+        n, spelled = _delimited_pieces(line)
+        if n >= 4:
+            weights.append(0.75)
+            evidence = evidence or f"short pieces between symbols: {spelled[:40]}"
+            break
     return _combine(weights), evidence
 
 
 # ------------------------------------------------------------------------------ ASCII art
+# ascii_art — text drawn with keyboard characters (letters made of #, *, / and so on over
+# several lines), or a request to draw or read such a drawing, so that a word appears
+# only as a picture.
 _ART_CHARS = set("#*|_/\\-=+<>()[]{}^~.:'`@%&$oO0")
-_ASCII_FRAME = _rx(r"\b(ascii[- ]?(?:art|code|drawing|characters?|graphics?)|text[- ]art|figlet|"
-                   r"(?:draw|render|write|spell)\b[^.\n]{0,40}\b(?:in|with|using) (?:ascii|symbols|"
-                   r"characters|asterisks|hash(?:es|tags)?))\b")
-_ASCII_FRAME_ZH = _rx("(ASCII|ascii)(码|字符|艺术|画)?.{0,8}(绘制|画|表示|输出)|字符画|符号画|"
-                      "用(符号|字符|星号|井号)(画|拼|组成)")
+_ASCII_FRAME = _rx(r"\b(?:ascii[- ]?(?:art|code|drawing|characters?|graphics?|font|banner)|"
+                   r"text[- ]art|figlet|block letters|banner letters|"
+                   r"(?:draw|render|write|spell|print)\b[^.\n]{0,40}\b(?:in|with|using|out of) "
+                   r"(?:ascii|symbols|characters|asterisks|hash(?:es|tags)?|pound signs|"
+                   r"keyboard characters))\b")
+_ASCII_FRAME_ZH = _rx("(?:ASCII|ascii)(?:码|字符|艺术|画|字体)?.{0,8}(?:绘制|画|表示|输出|拼|写)|"
+                      "字符画|符号画|字符艺术|"
+                      "用(?:符号|字符|星号|井号|键盘字符)(?:画|拼|组成|写)")
 
 
 def _ascii_art(text: str) -> tuple[float, str]:
@@ -322,6 +420,9 @@ _CODE_ASK = _rx(r"\b(complete|finish|fill in|fill out|continue|implement|extend|
                 r"\b(code|function|script|program|snippet|class|method|the following|this|todo)\b")
 _CODE_ASK_ZH = _rx("(补全|续写|补充|完成|填充|实现|完善)(以下|下面|这段|这个|如下)?的?"
                    "(代码|函数|程序|脚本|方法|类)")
+_FILL_TODO = _rx(r"\b(?:fill in|complete|finish|replace)\b[^.\n]{0,15}\btodos?\b|"
+                 "(?:补全|补上|填上|填写|完成|实现)[^。\n]{0,6}(?:TODO|todo|空缺|缺失的部分|省略的部分)|"
+                 "(?:TODO|todo)[^。\n]{0,4}(?:补全|补上|填上|填写|完成)")
 _PLACEHOLDER = _rx(r"#\s*TODO|//\s*TODO|\bpass\s*$|\.\.\.\s*$|#\s*(?:your code|fill|step \d)|"
                    r"<\s*(?:fill|your code)[^>]*>|# ?(?:在此|这里)(?:填写|补充|实现)")
 
@@ -334,6 +435,10 @@ def _code_completion(text: str) -> tuple[float, str]:
     if (ask and code) or (ask and re.search(r"\b(?:def|function)\s+\w+\s*\(", text)):
         weights.append(0.5)
         evidence = ask.group(0)
+    fill = _FILL_TODO.search(text)
+    if fill and code:
+        weights.append(0.5)
+        evidence = evidence or fill.group(0)
     if code >= 2 and _PLACEHOLDER.search(text):
         weights.append(0.4)
         evidence = evidence or "code with a placeholder to fill"
@@ -345,10 +450,14 @@ _VAR_STRING = re.compile(r"(?:^|[\s;,(])[A-Za-z]\w{0,5}\s*[=:]\s*"
                          r"[\"'“‘「][^\"'”’」\n]{1,80}[\"'”’」]")
 _CONCAT = re.compile(r"\b[A-Za-z]\w{0,5}\s*\+\s*[A-Za-z]\w{0,5}\b|\b(?:concatenat\w*|combine|join|"
                      r"put together|merge|glue|assemble)\b", re.IGNORECASE)
-_CONCAT_ZH = re.compile("拼接|组合起来|合起来|连起来|合并|连在一起|拼在一起|组成一句|拼成")
+_CONCAT_ZH = re.compile("拼接|组合起来|合起来|连起来|合并|连在一起|拼在一起|合在一起|放在一起|组成一句|"
+                        "拼成|连成")
 _PARTS = _rx(r"\b(first|1st) (part|half|word|piece)\b[^\n]{0,120}"
              r"\b(second|2nd) (part|half|word|piece)\b|"
              "第一部分[^\n]{0,80}第二部分|前半(句|部分)[^\n]{0,80}后半(句|部分)")
+# numbered pieces of a sentence, to be joined ("piece 1 ... piece 2 ... join them")
+_PIECES = _rx(r"\b(?:part|piece|fragment|half|segment) ?(?:1|one|a)\b[^\n]{0,120}"
+              r"\b(?:part|piece|fragment|half|segment) ?(?:2|two|b)\b")
 _REFER_BACK = _rx(r"\b(combine|join|concatenate|put together|merge|assemble)\b[^.\n]{0,40}"
                   r"\b(previous|earlier|above|last|prior|my|those|these|the two|the three|both|"
                   r"all)\b[^.\n]{0,30}"
@@ -373,83 +482,104 @@ def _payload_split(text: str) -> tuple[float, str]:
     if m:
         weights.append(0.6)
         evidence = evidence or _excerpt(m.group(0), 60)
+    m = _PIECES.search(text)
+    if m and concat:
+        weights.append(0.6)
+        evidence = evidence or _excerpt(m.group(0), 60)
     return _combine(weights), evidence
 
 
 # ---------------------------------------------------------------- contradictory / opposing
-_CONTRA_TAIL = _rx(r"[,.;:!?，。；]\s*(?:and\s+)?(?:then\s+)?(?:please\s+)?(?:now\s+)?"
-                   r"(refute|rebut|disprove|"
-                   r"argue against|counter-?argue|debunk|critici[sz]e|oppose|contradict)\b"
-                   r"[^.\n]{0,40}[.!]?\s*$")
-_CONTRA_BOTH = _rx(r"\b(?:answer|respond|reply|argue)\b[^.\n]{0,20}\b(?:both\s+)?"
-                   r"(?:yes|for|in favou?r)"
-                   r"\s+and\s+(?:no|against)\b|\b(?:do not|don'?t)\s+(\w+)\b[^.\n]{0,40}\bbut\s+"
-                   r"(?:still\s+|also\s+)?\1\b|\b(?:write|explain|describe)\b[^.\n]{0,80}"
-                   r"\b(?:then|and "
-                   r"then|afterwards)\s+(?:refute|rebut|disprove|argue against)\b")
-_CONTRA_TAIL_ZH = _rx("[,.;:，。；！？]\\s*(?:然后|再|并)*(?:请)?(?:用[中英]文)?"
-                      "(反驳|驳斥|批判|反对|辩驳|驳倒)[^。\n]{0,20}[。！]?\\s*$")
-_CONTRA_BOTH_ZH = _rx("(先|既要)[^。\n]{0,30}(再|又要)(反驳|驳斥|否定)|"
-                      "(不要|别)(\\w{1,4})[^。\n]{0,20}(但|但是|却)(还是|要)?\\2")
-
-_OPPOSE = _rx(r"\b(game of (?:irony|opposites?)|opposite (?:day|game|mode|world)|(?:say|do|answer|"
-              r"respond with) the opposite|reverse (?:psychology|mode)|"
-              r"whatever I say,? you (?:have to|"
-              r"must|will|should) (?:oppose|disagree|contradict|do the opposite))\b")
-_DUAL = _rx(r"\bfirst\b[^\n]{0,30}\b(?:reply|response|answer)\b[^\n]{0,30}\bthen\b[^\n]{0,30}"
-            r"\b(?:reply|response|answer)|"
-            r"\b(?:two|2|both|dual)\s+(?:different\s+)?(?:responses|answers|replies|personas|"
-            r"versions|outputs)\b[^\n]{0,120}\b(?:one|first|normal|classic|filtered)\b|"
-            r"\b(?:normal|classic|filtered|standard)\b[^\n]{0,60}\b(?:jailbroken|unfiltered|evil|"
-            r"unrestricted|dan|uncensored)\b[^\n]{0,30}\b(?:response|answer|reply|version)")
-# two numbered requests side by side, with a request to compare them (before or after):
-# a harmful ask smuggled in beside a harmless one
-_PAIR = _rx(r"\b(?:question|problem|task|request) ?(?:1|one|a)\b[\s\S]{0,300}?"
-            r"\b(?:question|problem|task|request) ?(?:2|two|b)\b")
-_PAIR_ASK = _rx(r"\b(differen\w*|compare|comparison|contrast|both)\b")
-_COMPARE_STEPS = _rx(r"\b(compare|contrast)\b[^.\n]{0,40}\bsteps\b")
-_OPPOSE_ZH = _rx("说反话|反话游戏|反着说|反向回答|都要反对|你都要反|"
-                 "相反的(回答|意思|话)|唱反调|对着干")
-_DUAL_ZH = _rx("(两个|两种|双重)(不同的)?(回答|回复|角色|人格|版本)|"
-               "(首先是|先给出)[^。\n]{0,20}(然后是|再给出)")
-_PAIR_ZH = _rx("问题\\s?[1一][\\s\\S]{0,300}?问题\\s?[2二]")
-_PAIR_ASK_ZH = _rx("区别|对比|比较|异同|都是什么")
-
-
-def _compare_pair(text: str) -> tuple[float, str]:
-    for pair, ask in ((_PAIR, _PAIR_ASK), (_PAIR_ZH, _PAIR_ASK_ZH)):
-        m = pair.search(text)
-        if m and ask.search(text):
-            return 0.5, _excerpt(m.group(0), 60)
-    m = _COMPARE_STEPS.search(text)
-    return (0.5, _excerpt(m.group(0), 60)) if m else (0.0, "")
+# contradictory — one message asks for some content and also for its refutation or
+# critique, so the content is produced as the thing to be knocked down (a request that is
+# only a refutation, "refute the claim that ...", is not this).
+_REFUTE_EN = (r"(?:refut\w*|rebut\w*|disprov\w*|debunk\w*|critiqu\w*|criticiz\w*|criticis\w*|"
+              r"argu\w* against|counter-?argu\w*|tear (?:it|this|that) apart|point\w* out (?:the |"
+              r"its )?(?:flaws|errors|problems)|explain\w* why (?:it|this|that) is wrong)")
+_REFUTE_ZH = ("(?:反驳|驳斥|批判|批驳|辩驳|驳倒|驳回|指出(?:其|它的|其中的)?(?:错误|漏洞|问题)|"
+              "说明为什么是错的)")
+_CONTRA_EN = _rx(r"\b(?:then|and then|afterwards|after that|next|finally|before you finish|"
+                 r"and also),?\s+(?:please\s+)?(?:\w+\s+){0,5}" + _REFUTE_EN +
+                 r"\b(?:\s+(?:it|this|that|them|your (?:own )?(?:answer|reply|response|text|"
+                 r"argument|points?)|what you (?:wrote|said)|the (?:above|answer)))?")
+_CONTRA_TAIL_EN = _rx(r"[,.;:!?]\s*(?:please\s+)?(?:now\s+)?" + _REFUTE_EN +
+                      r"\b[^.\n]{0,40}[.!]?\s*$")
+_CONTRA_ZH = _rx("(?:然后|再|之后|接着|最后|随后|并且?|同时)[^。\n]{0,8}"
+                 + _REFUTE_ZH + "(?:一下)?(?:它|这个|这些|上述|以上|你的回答|你自己|这一观点|这段话)?")
+_CONTRA_TAIL_ZH = _rx("[,.;:，。；！？]\\s*(?:请)?" + _REFUTE_ZH + "[^。\n]{0,20}[。！]?\\s*$")
 
 
 def _contradictory(text: str) -> tuple[float, str]:
     tail = text.strip()[-300:]
-    for pattern, weight in ((_CONTRA_TAIL, 0.7), (_CONTRA_TAIL_ZH, 0.7)):
+    for pattern, weight in ((_CONTRA_EN, 0.6), (_CONTRA_ZH, 0.6),
+                            (_CONTRA_TAIL_EN, 0.6), (_CONTRA_TAIL_ZH, 0.6)):
         m = pattern.search(tail)
         if m:
             head = tail[: m.start()].strip()
-            # the refutation must be appended to a separate request, not be the request
-            if len(head) + len(_CJK_RE.findall(head)) >= 12:
+            # the refutation must follow a separate request, not be the whole request
+            if len(head) + len(_CJK_RE.findall(head)) >= 16:
                 return weight, _excerpt(m.group(0).strip(" ,.;:，。；"), 40)
-    for pattern, weight in ((_CONTRA_BOTH, 0.55), (_CONTRA_BOTH_ZH, 0.55)):
-        m = pattern.search(text)
-        if m:
-            return weight, _excerpt(m.group(0), 60)
     return 0.0, ""
+
+
+# opposing — a rule that inverts the assistant's normal behaviour: a game of opposites,
+# reversed roles or values, or two replies side by side where one is "unrestricted", so
+# the harmful content comes out as the other side of the game.
+_OPPOSE = _rx(r"\b(?:(?:game|day|rule|mode|world) of (?:opposites?|reversal)|opposites? (?:game|day|"
+              r"mode|world|rules?)|(?:do|say|answer|respond with|give) the (?:exact )?opposite|"
+              r"(?:reverse|invert|flip)\w* (?:your|the) (?:rules|answers?|ethics|values|"
+              r"behaviou?r|role)|reverse (?:psychology|mode)|opposite of what you "
+              r"(?:would|normally|usually)|(?:values|rules|ethics|morals|principles) (?:are|is|get) "
+              r"(?:flipped|reversed|inverted|swapped)|what you (?:would )?(?:normally|usually) "
+              r"(?:decline|refuse|reject|avoid)\w*,? you (?:now|must|will))\b")
+_DUAL = _rx(r"\b(?:two|2|both|dual|twin)\s+(?:different\s+|separate\s+)?(?:responses|answers|"
+            r"replies|personas|versions|outputs|voices)\b[^\n]{0,160}\b(?:unfiltered|unrestricted|"
+            r"uncensored|evil|dark|jailbroken|rule-?less|no (?:rules|limits|filter))|"
+            r"\b(?:normal|classic|filtered|standard|safe)\b[^\n]{0,60}\b(?:jailbroken|unfiltered|"
+            r"evil|unrestricted|dan|uncensored|dark)\b[^\n]{0,30}\b(?:response|answer|reply|"
+            r"version|persona)")
+_OPPOSE_ZH = _rx("(?:反着|颠倒|倒过来|反过来)(?:来|说|做|回答|答)|相反的(?:事|回答|做法|规则|方式)|"
+                 "正话反说|反向(?:模式|回答|规则)|(?:规则|是非|善恶|标准|价值观)[^。\n]{0,4}颠倒|"
+                 "说反话|(?:平时|本来|通常)(?:会|要)?(?:拒绝|不做|不答)的[^。\n]{0,10}(?:现在|都)")
+_DUAL_ZH = _rx("(?:两个|两种|两份|双重)(?:不同的)?(?:回答|回复|角色|人格|版本|身份)"
+               "[^\n]{0,80}(?:(?:不受|没有|无)(?:任何)?(?:限制|过滤|底线|约束)|邪恶|黑暗)")
+
+# a request placed beside another one, with an instruction to take them together
+# (compare, contrast, answer both): a harmful ask rides along with a harmless one
+_ENUM = (r"(?:^|\n|[\s:：;；。.,，])\s*(?:question|problem|task|request|item|topic|part|"
+         r"case|q)?\s*[#(（\[]?(?:{a}|{b})[)）\].:：、]")
+_ENUM_PAIRS = [("1", "2"), ("a", "b"), ("A", "B"), ("①", "②"), ("一", "二"), ("甲", "乙"),
+               ("i", "ii"), ("one", "two"), ("first", "second")]
+_ENUM_RE = [(re.compile(_ENUM.format(a=re.escape(a), b="(?!)"), re.IGNORECASE | re.MULTILINE),
+             re.compile(_ENUM.format(a="(?!)", b=re.escape(b)), re.IGNORECASE | re.MULTILINE))
+            for a, b in _ENUM_PAIRS]
+_ENUM_ZH = _rx("(?:问题|任务|题目|请求|话题|第)[一1①][^\n]{0,200}(?:问题|任务|题目|请求|话题|第)[二2②]")
+_JOINT = _rx(r"\b(?:compare|comparison|contrast|differen\w*|similarit\w*|side by side|"
+             r"both|each of (?:them|these|the two)|answer (?:all|both|them)|which (?:one )?is "
+             r"(?:better|easier|harder))\b")
+_JOINT_ZH = _rx("区别|对比|比较|异同|不同之处|相同之处|分别(?:回答|说明|给出)|都(?:回答|说明|讲讲)|哪个更")
+
+
+def _paired_requests(text: str) -> tuple[float, str]:
+    if not (_JOINT.search(text) or _JOINT_ZH.search(text)):
+        return 0.0, ""
+    for first, second in _ENUM_RE:
+        a = first.search(text)
+        if a and second.search(text, a.end()):
+            return 0.45, _excerpt(text[a.start():a.start() + 60], 60)
+    m = _ENUM_ZH.search(text)
+    return (0.45, _excerpt(m.group(0), 60)) if m else (0.0, "")
 
 
 def _opposing(text: str) -> tuple[float, str]:
     weights: list[float] = []
     evidence = ""
-    for pattern, weight in ((_OPPOSE, 0.8), (_OPPOSE_ZH, 0.8), (_DUAL, 0.6), (_DUAL_ZH, 0.5)):
+    for pattern, weight in ((_OPPOSE, 0.75), (_OPPOSE_ZH, 0.75), (_DUAL, 0.65), (_DUAL_ZH, 0.65)):
         m = pattern.search(text)
         if m:
             weights.append(weight)
             evidence = evidence or _excerpt(m.group(0), 60)
-    pair, pair_evidence = _compare_pair(text)
+    pair, pair_evidence = _paired_requests(text)
     if pair:
         weights.append(pair)
         evidence = evidence or pair_evidence
@@ -486,19 +616,24 @@ def _long_text(text: str, override_conf: float) -> tuple[float, str]:
 
 
 # ------------------------------------------------------------------------------- acrostic
-_ACROSTIC = _rx(r"\b(acrostic|(?:first|initial|last) (?:letter|word|character)s? of "
-                r"(?:each|every|the)\s+"
-                r"(?:line|sentence|word|paragraph|verse)|read (?:it |them )?(?:vertically|down the "
-                r"(?:first|left))|hidden (?:message|word) in the first)")
-_ACROSTIC_ZH = _rx("藏头诗|藏头|藏尾|每(一)?(句|行|段)的?(第一个|首个|开头的?|首)(字|字母)|"
-                   "首字母连起来|竖着读")
+# acrostic — the content is spelled by the first (or last) letters or characters of lines,
+# sentences or words, and the message asks for text built that way or asks the reader to
+# assemble those letters.
+_ACROSTIC = _rx(r"\b(?:acrostic|(?:first|initial|opening|last|final) (?:letter|word|character|"
+                r"char)s? (?:of|in|from) (?:each|every|the|all (?:the )?)\s*(?:\w+\s+)?(?:line|"
+                r"sentence|word|paragraph|verse|row|stanza)s?|read (?:it |them |the \w+ )?"
+                r"(?:vertically|downwards?|down the (?:first|left|side))|(?:spell|spells|spelled|"
+                r"spelling) (?:out )?(?:vertically|down the side)|take the (?:first|initial|last) "
+                r"(?:letter|character)s?|(?:lines|sentences|verses|words) (?:begin|start)s? with "
+                r"the (?:letters|characters|words) of|read (?:from )?top to bottom)")
+_ACROSTIC_ZH = _rx("藏头|藏尾|(?:每|各)(?:一)?(?:句|行|段|个词|个句子)的?(?:第一个|首个|开头的?|首|"
+                   "最后一个|末尾的?|末)(?:字|字母|词)|(?:首字|首字母|头一个字)(?:连起来|连成|组成|拼成)|"
+                   "竖着(?:读|看)|从上往下读")
 
 
 def _acrostic(text: str) -> tuple[float, str]:
     m = _ACROSTIC.search(text) or _ACROSTIC_ZH.search(text)
-    if m:
-        return 0.6, m.group(0)
-    return 0.0, ""
+    return (0.6, m.group(0)) if m else (0.0, "")
 
 
 # -------------------------------------------------------------------------------- shuffle

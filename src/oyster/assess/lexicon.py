@@ -18,12 +18,22 @@ from oyster.assess.base import (
     Assessor,
     AttackFinding,
     CategoryScore,
+    PayloadFinding,
     TurnAssessment,
     user_turn_indices,
 )
+from oyster.assess.deobfuscate import (
+    JUDGE_MIN,
+    REPLACE_MIN,
+    Decoded,
+    explained,
+    merge_attacks,
+    read,
+    report,
+)
 from oyster.errors import AssessorError
 from oyster.taxonomy.policy import Policy
-from oyster.types import Form, Language, Level, Message, UserType, detect_language
+from oyster.types import LEVELS, Form, Language, Level, Message, UserType, detect_language
 
 CUES = ("distress", "false_belief", "harmful_intent", "professional", "benign_context",
         "request", "question", "refusal")
@@ -86,8 +96,12 @@ class LexiconAssessor(Assessor):
 
     name: ClassVar[str] = "lexicon"
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, deobfuscate: bool = True,
+                 judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN) -> None:
         super().__init__(policy)
+        self.deobfuscate = deobfuscate  # also judge what a turn hides (assess.deobfuscate)
+        self.judge_min = judge_min  # the stage's thresholds (`assess.deobfuscate.read`)
+        self.replace_min = replace_min
         cats, self._cues, self._operational, cue_categories = _lexicon()
         self._cue_categories = {cue: cid for cue, cid in cue_categories.items()
                                 if policy.has_category(cid)}
@@ -116,6 +130,21 @@ class LexiconAssessor(Assessor):
                                              "benign_context"))):
             return "operational"
         return ""
+
+    def pretext_cue(self, text: str) -> bool:
+        """Whether the text gives a reason for asking (a professional or a benign-context
+        cue: "for a class", "I'm a nurse"): the part of a rephrased ask that changes its
+        look, not what it asks for."""
+        lowered = text.lower()
+        return self._cue("professional", text, lowered) or self._cue("benign_context", text,
+                                                                      lowered)
+
+    def false_belief_cue(self, text: str) -> bool:
+        """Whether the text states or acts on a false belief (a `false_belief` cue) with no
+        stated harmful aim."""
+        lowered = text.lower()
+        return self._cue("false_belief", text, lowered) and not self._cue(
+            "harmful_intent", text, lowered)
 
     def scrambled_harm_cue(self, text: str) -> bool:
         """For text whose characters were shuffled: whether every character of a Chinese
@@ -199,13 +228,49 @@ class LexiconAssessor(Assessor):
         user_idx = user_turn_indices(messages)
         findings = detect_attacks(messages)
         turns: list[TurnAssessment] = []
+        payloads: list[PayloadFinding] = []
         for i in user_idx:
             risky = [t.turn for t in turns if t.level != "R0"]
-            turns.append(self._turn(messages, i, [f for f in findings if f.turn == i], risky))
+            own = [f for f in findings if f.turn == i]
+            turn = self._turn(messages, i, own, risky)
+            if self.deobfuscate:
+                turn, found = self._riskiest_reading(messages, i, turn, own, risky)
+                payloads += found
+            turns.append(turn)
         now = turns[-1]
         return Assessment(
             assessor=self.name, language=now.language, level=now.level,
             level_probs=now.level_probs, categories=now.categories, form=now.form,
             aggressive=_adversarial(now.attacks),
-            attacks=now.attacks, turns=turns, confidence=0.6,
+            attacks=now.attacks, turns=turns, confidence=0.6, payloads=payloads,
         )
+
+    # ------------------------------------------------ de-obfuscation (issue #13, part 2)
+    def _riskiest_reading(self, messages: Sequence[Message], i: int, written: TurnAssessment,
+                          attacks: list[AttackFinding], earlier_risky: list[int]
+                          ) -> tuple[TurnAssessment, list[PayloadFinding]]:
+        """Judge turn `i` as written and each payload decoded from it as a message of its
+        own (`assess.deobfuscate.read`), and keep the riskiest reading. A risky payload is
+        judged with its technique as an attack on it (hiding a risky ask is adversarial); a
+        harmless one is left as it reads. Where a confident payload replaces the surface,
+        the techniques its decoding explains no longer make the surface adversarial."""
+        plan = read(messages[i].content, judge_min=self.judge_min, replace_min=self.replace_min)
+        if not plan.payloads:
+            return written, []
+        if plan.surface_replaced:
+            gone = set().union(*(explained(p) for p in plan.payloads))
+            written = self._turn(messages, i, [f for f in attacks if f.technique not in gone],
+                                 earlier_risky)
+        judged: list[tuple[Decoded | None, TurnAssessment]] = [(None, written)]
+        for p in plan.payloads:
+            alone = [*messages[:i], Message(role="user", content=p.text), *messages[i + 1:]]
+            turn = self._turn(alone, i, [], earlier_risky)
+            if turn.level != "R0":
+                hidden = AttackFinding(technique=p.technique, turn=i, confidence=p.confidence,
+                                       evidence=p.evidence)
+                turn = self._turn(alone, i, [hidden], earlier_risky)
+            judged.append((p, turn))
+        _, best = max(judged, key=lambda pt: LEVELS.index(pt[1].level))  # ties: as written
+        decoded, records = report(i, [(p, t.level) for p, t in judged if p is not None])
+        return best.model_copy(update={"attacks": merge_attacks(attacks, decoded),
+                                       "language": written.language}), records

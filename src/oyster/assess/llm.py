@@ -181,7 +181,8 @@ class LLMAssessor(Assessor):
             level_probs=probs, categories=cats, form=verdict.form,
             aggressive=verdict.aggressive or base.aggressive, attacks=attacks,
             turns=[*base.turns[:-1], last], confidence=verdict.confidence,
-            notes=[*base.notes, f"current turn judged by {self.backend.spec}"])
+            notes=[*base.notes, f"current turn judged by {self.backend.spec}"],
+            payloads=base.payloads)
 
 
 class EnsembleAssessor(Assessor):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -24,12 +24,26 @@ import numpy as np
 
 from oyster.assess.attacks import Hit, detect_attacks, scan_text
 from oyster.assess.base import (
+    RECENT_USER_TURNS,
     Assessment,
     Assessor,
     AttackFinding,
     CategoryScore,
+    PayloadFinding,
     TurnAssessment,
+    recent_user_text,
     user_turn_indices,
+)
+from oyster.assess.deobfuscate import (
+    HIDING_COUNTS_FROM,
+    JUDGE_MIN,
+    JUDGE_REVEALED,
+    REPLACE_MIN,
+    Decoded,
+    Readings,
+    merge_attacks,
+    read,
+    report,
 )
 from oyster.assess.heads import Heads, extra_features
 from oyster.assess.lexicon import LexiconAssessor
@@ -50,8 +64,18 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
              "opposing": 0.5, "long_text": 0.6, "acrostic": 0.55, "code_completion": 0.6,
              "multi_turn_escalation": 0.5}
 
+# weight of the recent user turns read together against the last turn alone, for
+# conversations of two or more user turns (0 judges the last turn only)
+CONTEXT_WEIGHT = 0.5
+ESCALATION_RAISES = True  # chosen on validation conversations with CONTEXT_WEIGHT
+_EXPLAINED_MARGIN = 0.1
+# a declined risky ask asked again keeps its level unless the new turn alone is this sure
+# to be harmless without a pretext (a defensive question on the same topic is not a
+# rephrasing; "it's for a class" around the same ask is)
+_REPEAT_KEEPS_BELOW_R0 = 0.7
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
+_BELIEF_SHIFT = 0.5  # share of the R0 and R2 mass a false-belief cue moves to R1
 
 _REFUSAL = re.compile(
     r"\b(I can(?:no|')t|I cannot|I won'?t|I will not|I'm (?:sorry|unable|not able)|I am (?:sorry|"
@@ -101,6 +125,7 @@ class _Judgement:
     risk: float
     hits: list[Hit]
     raised_by: str = ""
+    payloads: list[tuple[Decoded, Level]] = field(default_factory=list)
 
 
 class LocalAssessor(Assessor):
@@ -110,8 +135,34 @@ class LocalAssessor(Assessor):
 
     def __init__(self, policy: Policy, heads: str | Path | None = None,
                  embedder: str | Embedder | None = None, *, category_threshold: float = 0.5,
-                 type_fusion: str = "level", harm_cue_shift: float = 0.6) -> None:
+                 type_fusion: str = "level", harm_cue_shift: float = 0.6,
+                 context_weight: float = CONTEXT_WEIGHT, deobfuscate: bool = True,
+                 judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN,
+                 judge_revealed: bool = JUDGE_REVEALED,
+                 hiding_counts_from: Level = HIDING_COUNTS_FROM,
+                 escalation_raises: bool = ESCALATION_RAISES) -> None:
         super().__init__(policy)
+        if not 0.0 <= context_weight <= 1.0:
+            raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
+        self.context_weight = context_weight
+        # whether a climb of risk over the turns, with the turns read together at R2, sets
+        # the conversation to R2 outright (else it counts only through the weighted mix)
+        self.escalation_raises = escalation_raises
+        self.deobfuscate = deobfuscate  # also judge what a turn hides (assess.deobfuscate)
+        # the de-obfuscation stage's settings (`assess.deobfuscate.read`; chosen on the
+        # validation split): which payloads are judged, which stand for the surface, and
+        # whether the message with a payload put back in place is judged as well
+        for name, v in (("judge_min", judge_min), ("replace_min", replace_min)):
+            if not 0.0 <= v <= 1.0:
+                raise AssessorError(f"{name} must be in [0, 1], not {v}")
+        self.judge_min = judge_min
+        self.replace_min = replace_min
+        self.judge_revealed = judge_revealed
+        # the level of a payload's own reading from which hiding it counts as an attack
+        # wrapper around it (R1: any risky payload; R2: only a clearly harmful one)
+        if hiding_counts_from not in ("R1", "R2"):
+            raise AssessorError(f"hiding_counts_from must be R1 or R2, not {hiding_counts_from!r}")
+        self.hiding_counts_from: Level = hiding_counts_from
         if not 0.0 <= harm_cue_shift <= 1.0:
             raise AssessorError(f"harm_cue_shift must be in [0, 1], not {harm_cue_shift}")
         self.harm_cue_shift = harm_cue_shift
@@ -153,7 +204,7 @@ class LocalAssessor(Assessor):
             plans.append(users)
             texts.extend(messages[i].content for i in users)
             if len(users) > 1:
-                texts.append(self._context_text(messages, users))
+                texts.append(recent_user_text(messages))
         judged = self._judge_texts(texts)
         out = []
         pos = 0
@@ -168,19 +219,71 @@ class LocalAssessor(Assessor):
         return out
 
     # ------------------------------------------------------------------------ internals
-    @staticmethod
-    def _context_text(messages: Sequence[Message], users: list[int]) -> str:
-        return "\n".join(messages[i].content for i in users[-3:])
-
     def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
         unique = list(dict.fromkeys(texts))
-        hits = {t: scan_text(t) for t in unique}
-        E = self.embedder.embed(unique)
-        F = np.stack([extra_features(t, hits[t]) for t in unique])
+        plans = {t: read(t, judge_min=self.judge_min, replace_min=self.replace_min)
+                 if self.deobfuscate else Readings(t) for t in unique}
+        needed = list(dict.fromkeys([*unique, *(x for r in plans.values() for p in r.payloads
+                                                for x in self._payload_texts(p))]))
+        hits = {t: scan_text(t) for t in needed}
+        E = self.embedder.embed(needed)
+        F = np.stack([extra_features(t, hits[t]) for t in needed])
         P = self.heads.predict(np.concatenate([E, F], axis=1))
-        by_text = {t: self._judge(t, hits[t], {k: v[i] for k, v in P.items()})
-                   for i, t in enumerate(unique)}
+        probs = {t: {k: v[i] for k, v in P.items()} for i, t in enumerate(needed)}
+        by_text = {t: self._riskiest_reading(plans[t], hits, probs) for t in unique}
         return [by_text[t] for t in texts]
+
+    # ------------------------------------------------ de-obfuscation (issue #13, part 2)
+    def _riskiest_reading(self, plan: Readings, hits: dict[str, list[Hit]],
+                          probs: dict[str, dict[str, np.ndarray]]) -> _Judgement:
+        """Judge a text as written and each payload decoded from it as text of its own
+        (`assess.deobfuscate.read`), and keep the riskiest reading. A payload that reads
+        risky (from `hiding_counts_from`) is judged again with its technique as an attack
+        wrapper around it (hiding a risky ask is adversarial); a harmless one is left as it
+        reads. A surface that a
+        confident payload replaces counts only when it carries a rule harm cue in plain
+        words: the heads read the look of an obfuscation as an attack."""
+        surface = self._judge(plan.text, hits[plan.text], probs[plan.text])
+        if not plan.payloads:
+            return surface
+        judged: list[tuple[Decoded | None, _Judgement]] = []
+        if not plan.surface_replaced or self._rules.harm_cue(plan.text):
+            judged.append((None, surface))
+        for p in plan.payloads:
+            # the payload alone, and (judge_revealed) the message with it put back in
+            # place: a wrapper that hides only the object of its request ("explain how to
+            # make <base64>") reads complete only there
+            for t in self._payload_texts(p):
+                j = self._judge(t, hits[t], probs[t])
+                if LEVELS.index(j.level) >= LEVELS.index(self.hiding_counts_from):
+                    j = self._judge(t, [*hits[t], Hit(p.technique, p.confidence, p.evidence)],
+                                    probs[t])
+                judged.append((p, j))
+        payload, best = max(judged, key=lambda pj: pj[1].risk)  # ties: the surface
+        raised = best.raised_by
+        if payload is not None and best.level != "R0":
+            raised = f"the payload decoded by {payload.decoder} ({best.level})"
+        levels: dict[Decoded, Level] = {}  # each payload at its riskiest reading
+        for q, j in judged:
+            if q is not None and LEVELS.index(j.level) >= LEVELS.index(levels.get(q, "R0")):
+                levels[q] = j.level
+        return replace(best, raised_by=raised, payloads=list(levels.items()))
+
+    def _payload_texts(self, p: Decoded) -> list[str]:
+        revealed = self.judge_revealed and p.revealed and p.revealed != p.text
+        return [p.text, p.revealed] if revealed else [p.text]
+
+    @staticmethod
+    def _decoded_findings(turn_j: dict[int, _Judgement]
+                          ) -> tuple[list[AttackFinding], list[PayloadFinding]]:
+        attacks: list[AttackFinding] = []
+        records: list[PayloadFinding] = []
+        for i, j in turn_j.items():
+            a, r = report(i, j.payloads)
+            attacks += a
+            records += r
+        return attacks, records
+    # ---------------------------------------------------------- end of de-obfuscation
 
     def _judge(self, text: str, hits: list[Hit], p: dict[str, np.ndarray]) -> _Judgement:
         lv = {lvl: float(p["level"][i]) for i, lvl in enumerate(LEVELS)}
@@ -206,6 +309,14 @@ class LocalAssessor(Assessor):
             # benign prompts fire one), so they move part of the mass to R2.
             lv = _toward_r2(lv, self.harm_cue_shift)
             raised = raised or f"harm cue ({cue})"
+        # a stated false belief acted on (a toxic remedy, a dosing myth, stopping treatment)
+        # is real risk from a misinformed person: neither harmless nor an attack
+        belief = not cue and not wrapped and self._rules.false_belief_cue(text)
+        if belief:
+            lv = {"R0": lv["R0"] * (1 - _BELIEF_SHIFT),
+                  "R1": lv["R1"] + (lv["R0"] + lv["R2"]) * _BELIEF_SHIFT,
+                  "R2": lv["R2"] * (1 - _BELIEF_SHIFT)}
+            raised = raised or "false-belief cue"
         level: Level = max(LEVELS, key=lambda k: lv[k])
         # Type evidence by total probability over the level: an R0 turn speaks for a benign
         # user and an R2 turn (malicious ask or attack wrapper) for a malicious one by
@@ -220,6 +331,8 @@ class LocalAssessor(Assessor):
                                            else 1.0) for t in USER_TYPES}
         if cue:  # a rule-detected harmful ask is direct evidence of intent, as in `lexicon`
             ev["malicious"] *= _HARM_CUE_RATIO
+        if belief:  # ... and a stated false belief of acting on a myth
+            ev["misinformed"] *= _HARM_CUE_RATIO
         if wrapped:
             # nobody wraps an ordinary request in a jailbreak or scrambles it: the wrapper
             # speaks for intent, whatever the type head reads in the request underneath
@@ -269,7 +382,8 @@ class LocalAssessor(Assessor):
                   turn_j: dict[int, _Judgement], context_j: _Judgement | None) -> Assessment:
         notes: list[str] = []
         risk = {i: j.risk for i, j in turn_j.items()}
-        findings = detect_attacks(messages, turn_risk=risk)
+        decoded, payloads = self._decoded_findings(turn_j)
+        findings = merge_attacks(detect_attacks(messages, turn_risk=risk), decoded)
         last = users[-1]
         threshold = self.policy.game.belief.repeat_similarity
         turns: list[TurnAssessment] = []
@@ -295,8 +409,40 @@ class LocalAssessor(Assessor):
                 type_evidence=j.type_evidence, repeats_refused_ask=repeats))
         current = turn_j[last]
         level, level_probs, cats = current.level, current.level_probs, current.categories
+        earlier = [turn_j[k].level_probs["R2"] for k in users[-RECENT_USER_TURNS:-1]]
+        # a context that is risky only because one earlier turn was risky on its own says
+        # nothing new: that turn was judged, and its evidence fades; a new, unrelated turn
+        # is not held to it
+        explained = (context_j is not None and bool(earlier)
+                     and context_j.level_probs["R2"] > current.level_probs["R2"]
+                     and max(earlier) >= context_j.level_probs["R2"] - _EXPLAINED_MARGIN)
+        mixed_in = context_j is not None and self.context_weight > 0 and not explained
+        if mixed_in:
+            assert context_j is not None
+            # the conversation is judged as the last turn and the recent user turns read
+            # together: a plan no single turn states raises it, the benign frame a
+            # frightening last question sits in lowers it (weight chosen on validation
+            # conversations, docs/evaluation.md)
+            w = self.context_weight
+            level_probs = {k: round((1 - w) * level_probs[k] + w * context_j.level_probs[k], 4)
+                           for k in LEVELS}
+            level = max(LEVELS, key=lambda k: level_probs[k])
+            if level == "R0":
+                cats = []
+            elif not cats or LEVELS.index(context_j.level) > LEVELS.index(current.level):
+                cats = context_j.categories or cats
+            ev = {t: round((1 - w) * current.type_evidence[t] + w * context_j.type_evidence[t],
+                           4) for t in USER_TYPES}
+            if level != current.level:
+                notes.append(f"read with the earlier turns, the conversation is {level} "
+                             f"(this turn alone: {current.level})")
+            turns[-1] = turns[-1].model_copy(update={
+                "level": level, "level_probs": level_probs,
+                "categories": self._category_scores(cats), "type_evidence": ev})
         asked = turn_j[repeated[last]] if last in repeated else None
-        if asked is not None and LEVELS.index(asked.level) > LEVELS.index(level):
+        if (asked is not None and LEVELS.index(asked.level) > LEVELS.index(level)
+                and (current.level_probs["R0"] < _REPEAT_KEEPS_BELOW_R0
+                     or self._rules.pretext_cue(messages[last].content))):
             # a new pretext ("it's for a class") does not lower the risk of the same ask
             level, level_probs, cats = asked.level, asked.level_probs, asked.categories
             notes.append("a rephrasing of a declined risky ask keeps that ask's level")
@@ -307,6 +453,9 @@ class LocalAssessor(Assessor):
         last_findings = [f for f in findings if f.turn == last]
         multi = [f for f in last_findings
                  if f.technique in ("payload_split", "multi_turn_escalation")]
+        multi = [f for f in multi if f.technique == "payload_split"
+                 or (self.escalation_raises and context_j is not None
+                     and context_j.level == "R2")]
         if context_j is not None and multi and LEVELS.index(context_j.level) >= 1:
             # what the turns say together is what this turn asks
             level = "R2"
@@ -324,6 +473,12 @@ class LocalAssessor(Assessor):
                 "level": level, "level_probs": level_probs,
                 "categories": self._category_scores(cats),
                 "type_evidence": {t: round(v, 4) for t, v in mixed.items()}})
+        if context_j is not None and (mixed_in or multi):
+            # the recent turns were read together: that reading (in the last turn's evidence)
+            # stands for them, so their own readings are not counted a second time
+            window = set(users[-RECENT_USER_TURNS:-1])
+            turns = [t.model_copy(update={"type_evidence": dict.fromkeys(USER_TYPES, 0.25)})
+                     if t.turn in window else t for t in turns]
         if current.raised_by:
             notes.append(f"{current.raised_by} raised the level of the current turn")
         aggressive = any(f.confidence >= _WRAPPERS.get(f.technique, 1.0) for f in last_findings)
@@ -337,7 +492,8 @@ class LocalAssessor(Assessor):
             assessor=self.name, language=detect_language(messages[last].content),
             level=level, level_probs=level_probs, categories=self._category_scores(cats),
             form="instruction" if aggressive else current.form, aggressive=aggressive,
-            attacks=list(findings), turns=turns, confidence=round(confidence, 4), notes=notes)
+            attacks=list(findings), turns=turns, confidence=round(confidence, 4), notes=notes,
+            payloads=payloads)
 
     def attack_findings(self, messages: Sequence[Message]) -> list[AttackFinding]:
         """Structural findings only (no model): what `detect_attacks` reports."""

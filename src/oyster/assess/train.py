@@ -23,7 +23,7 @@ from oyster.assess.heads import Heads, extra_features, fit_heads
 from oyster.embeddings import from_spec
 from oyster.types import FORMS, LEVELS, USER_TYPES
 
-__all__ = ["featurize", "heads_metrics", "label_arrays", "load_cache", "preload_embedder",
+__all__ = ["embed_cached", "featurize", "heads_metrics", "label_arrays", "load_cache", "preload_embedder",
            "train_heads"]
 
 Progress = Callable[[int], None]
@@ -36,12 +36,24 @@ def _key(text: str) -> str:
 def featurize(texts: Sequence[str], embedder: str, *, cache: Path | None = None,
               batch: int = 32, progress: Progress | None = None) -> np.ndarray:
     """Embedding ⊕ attack/shape features for every text (rows in input order)."""
+    E = embed_cached(texts, embedder, cache=cache, batch=batch, progress=progress)
+    F = np.stack([extra_features(t) for t in texts]) if texts else np.zeros((0, 15), np.float32)
+    return np.concatenate([E, F], axis=1).astype(np.float32)
+
+
+def embed_cached(texts: Sequence[str], embedder: str, *, cache: Path | None = None,
+                 batch: int = 32, progress: Progress | None = None) -> np.ndarray:
+    """Unit-length embeddings of `texts`, read from and added to the on-disk cache."""
     emb = from_spec(embedder)
     path = cache / f"emb-{_safe(embedder)}.npz" if cache else None
     store = load_cache(cache, embedder) if cache else {}
     clip = getattr(emb, "clip", None)
     keys = [_key(clip(t) if clip else t) for t in texts]
-    todo = [i for i, k in enumerate(keys) if k not in store]
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if k not in store:
+            first.setdefault(k, i)
+    todo = list(first.values())
     for start in range(0, len(todo), batch):
         idx = todo[start:start + batch]
         vecs = emb.embed([texts[i] for i in idx])
@@ -53,9 +65,9 @@ def featurize(texts: Sequence[str], embedder: str, *, cache: Path | None = None,
             _save(path, store)
     if path is not None and todo:
         _save(path, store)
-    E = np.stack([store[k] for k in keys]) if keys else np.zeros((0, emb.dim), np.float32)
-    F = np.stack([extra_features(t) for t in texts]) if texts else np.zeros((0, 15), np.float32)
-    return np.concatenate([E, F], axis=1).astype(np.float32)
+    if not keys:
+        return np.zeros((0, emb.dim), np.float32)
+    return np.stack([store[k] for k in keys]).astype(np.float32)
 
 
 def _safe(spec: str) -> str:

@@ -1,8 +1,12 @@
 """Utilities and commitment.
 
     U(a) = Σ_θ p(θ) Σ_r P(r|θ,a) [α·Retention(θ,r) − β·Harm(θ,a,r)] − γ·Cost(a)
-    Harm(θ,a,r) = scale · (exposure(a)·misuse(θ) + reaction_harm(θ,r))
+    Harm(θ,a,r) = scale · (exposure(a)·misuse(θ) + reaction_harm(θ,r)
+                           + premise_weight · premise_harm(θ)·premise_left(a))
     scale = category severity × level_scale(level)
+
+`premise_weight` (from `game.false_premise`) is 1 where a false belief can hurt the person
+or someone in their care (physical-harm categories), less elsewhere, 0 by default.
 
 Every function here is pure: the same inputs always give the same numbers, so a decision
 can be recomputed (and audited) from the message history alone.
@@ -58,6 +62,7 @@ class GameTables(BaseModel):
     reactions: dict[UserType, dict[Strategy, dict[Reaction, float]]]
     retention: Table
     unit_harm: Table
+    unit_premise: Table  # harm of a false premise left standing, per unit scale and weight
 
 
 @memo_by_identity
@@ -67,6 +72,9 @@ def game_tables(params: GameParams, strategies: Mapping[Strategy, StrategySpec])
                  for t in USER_TYPES}
     retention: Table = {}
     unit_harm: Table = {}
+    premise = params.false_premise.harm
+    unit_premise: Table = {t: {a: premise[t] * strategies[a].premise_left for a in STRATEGIES}
+                           for t in USER_TYPES}
     for t in USER_TYPES:
         retention[t], unit_harm[t] = {}, {}
         for a in STRATEGIES:
@@ -75,19 +83,22 @@ def game_tables(params: GameParams, strategies: Mapping[Strategy, StrategySpec])
             retention[t][a] = sum(p * params.retention[t][r] for r, p in probs.items())
             unit_harm[t][a] = sum(p * (exposure + params.reaction_harm[t][r])
                                   for r, p in probs.items())
-    return GameTables(reactions=reactions, retention=retention, unit_harm=unit_harm)
+    return GameTables(reactions=reactions, retention=retention, unit_harm=unit_harm,
+                      unit_premise=unit_premise)
 
 
 def leader_values(
     params: GameParams, strategies: Mapping[Strategy, StrategySpec], severity: float,
-    level: Level,
+    level: Level, premise_weight: float = 0.0,
 ) -> Table:
     """V(θ, a): the leader's expected utility of strategy a against a user of type θ."""
     tables = game_tables(params, strategies)
     scale = harm_scale(params, severity, level)
     return {
         t: {
-            a: params.alpha * tables.retention[t][a] - params.beta * scale * tables.unit_harm[t][a]
+            a: params.alpha * tables.retention[t][a]
+            - params.beta * scale * (tables.unit_harm[t][a]
+                                     + premise_weight * tables.unit_premise[t][a])
             - params.gamma * strategies[a].cost
             for a in STRATEGIES
         }
@@ -98,9 +109,10 @@ def leader_values(
 def expected_utilities(
     params: GameParams, strategies: Mapping[Strategy, StrategySpec],
     posterior: Mapping[UserType, float], severity: float, level: Level,
+    premise_weight: float = 0.0,
 ) -> dict[Strategy, float]:
     """U(a) = Σ_θ p(θ)·V(θ, a) for every strategy."""
-    values = leader_values(params, strategies, severity, level)
+    values = leader_values(params, strategies, severity, level, premise_weight)
     return {a: sum(posterior[t] * values[t][a] for t in USER_TYPES) for a in STRATEGIES}
 
 
@@ -128,6 +140,7 @@ class StrategyChoice(BaseModel):
 def choose_strategy(
     params: GameParams, strategies: Mapping[Strategy, StrategySpec],
     posterior: Mapping[UserType, float], severity: float, level: Level,
+    premise_weight: float = 0.0,
 ) -> StrategyChoice:
     """Pure commitment to argmax_a U(a); ties go to the safer (later-listed) strategy."""
     tables = game_tables(params, strategies)
@@ -137,7 +150,9 @@ def choose_strategy(
     retention: dict[Strategy, float] = {}
     for a in STRATEGIES:
         retention[a] = sum(posterior[t] * tables.retention[t][a] for t in USER_TYPES)
-        harm[a] = scale * sum(posterior[t] * tables.unit_harm[t][a] for t in USER_TYPES)
+        harm[a] = scale * sum(posterior[t] * (tables.unit_harm[t][a]
+                                              + premise_weight * tables.unit_premise[t][a])
+                              for t in USER_TYPES)
         utilities[a] = (params.alpha * retention[a] - params.beta * harm[a]
                         - params.gamma * strategies[a].cost)
     best = max(reversed(STRATEGIES), key=lambda a: utilities[a])

@@ -32,7 +32,7 @@ from oyster.backends.base import ChatBackend, GenerationParams
 from oyster.chain import Chain
 from oyster.chain.build import guideline_points, risk_intent_text, risky_categories
 from oyster.decision import Decision
-from oyster.engine import severity_of
+from oyster.engine import premise_weight_of, severity_of
 from oyster.game import leader_values
 from oyster.lingobp.edit import normalise, same_item
 from oyster.lingobp.llm import ask_json, new_fence
@@ -81,7 +81,7 @@ def leading_type(decision: Decision, strategy: Strategy, policy: Policy,
     under which `strategy` loses least to the leader's best response (ties: the more probable)."""
     values = leader_values(policy.game, policy.strategies,
                            severity_of(policy, decision.categories, decision.level),
-                           decision.level)
+                           decision.level, premise_weight_of(policy, decision.categories))
     p = decision.user_type
     eligible = [t for t in USER_TYPES if p.get(t, 0.0) >= min_posterior] or \
         [max(USER_TYPES, key=lambda t: p.get(t, 0.0))]

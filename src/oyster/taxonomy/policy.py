@@ -85,6 +85,9 @@ class StrategySpec(_Strict):
     safety_strategies: list[str]
     usefulness_strategies: list[str]
     reply_contract: list[str] = Field(description="what a reply under this strategy must do")
+    premise_left: float = Field(default=0.0, ge=0.0, le=1.0,
+                                description="share of a false premise the reply leaves "
+                                "standing (1: answers within it, 0: corrects it)")
 
 
 def _check_type_table(name: str, table: Mapping[Any, Any], inner: tuple[str, ...] | None) -> None:
@@ -149,6 +152,29 @@ class BeliefModel(_Strict):
     floor: float = Field(default=0.01, gt=0.0, lt=0.25, description="minimum mass per type")
 
 
+class FalsePremise(_Strict):
+    """Harm from a false belief the reply leaves standing: a person acting on a toxic
+    remedy or a dosing myth is hurt by being answered, not by hazardous detail. Adds
+    scale · weight(category) · harm[θ] · premise_left(a) to the harm of strategy a, where
+    weight is 1 for categories of physical harm and `other_weight` for the rest."""
+
+    harm: dict[UserType, float] = Field(default_factory=lambda: dict.fromkeys(USER_TYPES, 0.0))
+    physical_categories: list[str] = Field(default_factory=list)
+    other_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> FalsePremise:
+        _check_type_table("false_premise.harm", self.harm, None)
+        if any(v < 0 for v in self.harm.values()):
+            raise ValueError("false_premise.harm: values must be >= 0")
+        return self
+
+    def weight(self, category_ids: list[str]) -> float:
+        """1 when any category is one of physical harm, else `other_weight`."""
+        physical = set(self.physical_categories)
+        return 1.0 if any(c in physical for c in category_ids) else self.other_weight
+
+
 class GameParams(_Strict):
     alpha: float = Field(default=1.0, ge=0.0, description="weight of retention")
     beta: float = Field(default=2.0, ge=0.0, description="weight of harm")
@@ -163,6 +189,7 @@ class GameParams(_Strict):
     reaction_harm: dict[UserType, dict[Reaction, float]]
     behaviour: BehaviourModel
     belief: BeliefModel = BeliefModel()
+    false_premise: FalsePremise = FalsePremise()
 
     @model_validator(mode="after")
     def _complete(self) -> GameParams:
@@ -300,7 +327,8 @@ class Policy(_Strict):
             raise ValueError(f"user_types: needs exactly {list(USER_TYPES)}")
         if set(self.strategies) != set(STRATEGIES):
             raise ValueError(f"strategies: needs exactly {list(STRATEGIES)}")
-        known = {c.id for c in self.taxonomy.categories} | set(self.taxonomy.groups)
+        ids = {c.id for c in self.taxonomy.categories}
+        known = ids | set(self.taxonomy.groups)
         for name, scaffold in self.replies.scaffolds.items():
             unknown = sorted(set(scaffold.categories) - known)
             if unknown:
@@ -309,6 +337,9 @@ class Policy(_Strict):
         if unknown:
             raise ValueError(f"replies.refusal_alternatives: unknown categories or groups "
                              f"{unknown}")
+        unknown = sorted(set(self.game.false_premise.physical_categories) - ids)
+        if unknown:
+            raise ValueError(f"game.false_premise.physical_categories: unknown ids {unknown}")
         return self
 
     @property

@@ -228,16 +228,10 @@ def what_if_from_form(form: Mapping[str, str], policy: Policy) -> WhatIf:
 
 
 def payloads_of(assessment: Assessment | None) -> list[dict[str, Any]]:
-    """De-obfuscated payloads, when the assessor recovers them (an `Assessment.payloads`
-    list of models or mappings); [] otherwise."""
-    found = getattr(assessment, "payloads", None) or []
-    out = []
-    for p in found:
-        if isinstance(p, BaseModel):
-            out.append(p.model_dump(mode="json"))
-        elif isinstance(p, Mapping):
-            out.append(dict(p))
-        else:
-            out.append({"text": str(p)})
-    return out
+    """The hidden payloads de-obfuscation recovered from the conversation, as shown."""
+    if assessment is None:
+        return []
+    return [{"decoder": p.decoder, "turn": p.turn, "read as": p.level or "",
+             "confidence": f"{p.confidence:.2f}", "text": p.text}
+            for p in assessment.payloads]
 
