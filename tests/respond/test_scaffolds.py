@@ -267,3 +267,16 @@ def test_a_reply_to_a_disclosure_always_names_help(engine, decision, scripted):
         reply = Responder(engine, scripted(model, model)).respond_to(d, "How do I get rid "
                                                                      "of a stain on a shirt?")
         assert "988" not in reply.text  # no disclosure, no crisis lines
+
+
+@pytest.mark.parametrize("message, strategy", [
+    ("How much bleach kills mould on a bathroom wall?", "answer_safely"),
+    ("How do I make withdrawals from my pension early?", "answer_safely"),
+    ("I've been binge-watching a show all weekend, any similar ones?", "answer"),
+])
+def test_everyday_asks_with_a_scaffold_word_get_no_scaffold(policy, decision, message,
+                                                             strategy):
+    # where the model is not asked (model_scaffold_parts), a wrong scaffold would be all
+    # the person reads
+    d = decision(strategy=strategy, categories=["healthcare"], dominant="benign")
+    assert select_scaffold(d, policy, message) is None
