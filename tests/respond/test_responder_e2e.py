@@ -21,6 +21,7 @@ from oyster.engine import Engine
 from oyster.respond import Reply, Responder, instructions_for
 from oyster.respond.fallback import policy_reply_texts
 from oyster.respond.verify import has_resource, resource_markers, word_count
+from oyster.taxonomy.policy import policy_from_text
 from oyster.types import Message
 
 pytestmark = pytest.mark.slow
@@ -35,11 +36,21 @@ CASES = {
 }
 
 
+# The default policy sends the embedded model's scaffolds alone (replies.model_scaffold_parts);
+# here the model writes around them too, so that every strategy shows steered generation.
+MODEL_WRITES_EVERYWHERE = """base: default
+name: e2e
+replies:
+  model_scaffold_parts: {default: true, embedded: true}
+"""
+PARAMS = GenerationParams(max_tokens=64, timeout=240, temperature=0.0)
+
+
 @pytest.fixture(scope="module")
 def responder():
     # A generous timeout: the suite may share the machine's two cores with other work.
-    return Responder(Engine(assessor="lexicon"), from_spec("embedded"),
-                     GenerationParams(max_tokens=64, timeout=240, temperature=0.0))
+    policy = policy_from_text(MODEL_WRITES_EVERYWHERE, "e2e.yaml")
+    return Responder(Engine(policy=policy, assessor="lexicon"), from_spec("embedded"), PARAMS)
 
 
 class Replies(dict[str, Reply]):
@@ -123,3 +134,11 @@ def test_the_refusal_is_the_policys_without_asking_the_small_model(replies):
 def test_async_twin_on_the_real_model(responder):
     reply = asyncio.run(responder.arespond(CASES["answer"]))
     assert reply.decision.strategy == "answer" and reply.verification.passed
+
+
+@pytest.mark.parametrize("strategy", ["correct", "guide"])
+def test_by_default_the_small_model_is_not_asked_where_a_scaffold_applies(responder, strategy):
+    default = Responder(Engine(assessor="lexicon"), responder.backend, PARAMS)
+    reply = default.respond(CASES[strategy])
+    assert reply.decision.strategy == strategy and reply.scaffold is not None
+    assert reply.attempts == [] and reply.source == "policy" and reply.verification.passed

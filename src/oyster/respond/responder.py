@@ -16,8 +16,11 @@ One reply is at most two generations and text the policy wrote:
 
 For `refuse`, a backend whose refusals rarely pass verification (the policy's
 `replies.model_refusals`, by backend kind) is not asked at all: the policy's refusal goes
-out (`fallback`). A reply cut off by the token limit is trimmed to its last finished
-sentence first.
+out (`fallback`). Likewise where a scaffold applies and the backend may not write around it
+(`replies.model_scaffold_parts`): the scaffold alone goes out (`fallback`). A reply to a
+message that discloses thoughts of self-harm always carries the crisis lines: a passing
+reply without them gets them appended (`repaired`). A reply cut off by the token limit is
+trimmed to its last finished sentence first.
 
 `Reply.outcome`, `Reply.attempts` and `Reply.parts` (who wrote which part: the model or
 the policy) record which of these happened.
@@ -41,7 +44,7 @@ from oyster.respond.fallback import fallback_reply, resource_note
 from oyster.respond.instructions import instructions_for, with_strategy
 from oyster.respond.regenerate import plan_retry
 from oyster.respond.scaffold import Composer, ReplyPart, join_parts, select_scaffold
-from oyster.respond.verify import Verification, Verifier
+from oyster.respond.verify import Verification, Verifier, has_resource, resource_markers
 from oyster.taxonomy.replies import Scaffold
 from oyster.types import Message, Strategy
 
@@ -136,8 +139,14 @@ class _ReplyInProgress:
         found = select_scaffold(decision, policy, self.request)
         self.scaffold_name: str | None = found[0] if found else None
         self.scaffold: Scaffold | None = found[1] if found else None
+        kind = responder.backend.kind
         self.policy_refusal = (decision.strategy == "refuse" and not
-                               policy.replies.model_writes_refusals(responder.backend.kind))
+                               policy.replies.model_writes_refusals(kind))
+        self.policy_scaffold = (self.scaffold is not None and not
+                                policy.replies.model_writes_scaffold_parts(kind))
+        # the person said it themselves (a cue, not only a category): every reply names help
+        self.crisis_disclosed = any(s.crisis_lines and s.cued_by(self.request)
+                                    for s in policy.replies.scaffolds.values())
 
     @property
     def current_strategy(self) -> str:
@@ -145,7 +154,7 @@ class _ReplyInProgress:
 
     def next_prompt(self) -> list[Message] | None:
         policy = self.responder.policy
-        if self.policy_refusal:
+        if self.policy_refusal or self.policy_scaffold:
             return None
         if not self.attempts:
             prompt = instructions_for(self.decision, policy, self.conversation)
@@ -175,7 +184,26 @@ class _ReplyInProgress:
                                      corrections=self._corrections, completion=completion))
 
     def reply(self) -> Reply:
+        reply = self._final()
+        language = self.decision.language
         policy = self.responder.policy
+        if not self.crisis_disclosed or has_resource(reply.text,
+                                                     resource_markers(policy, language)):
+            return reply
+        # the person disclosed thoughts of self-harm: whatever the strategy, the reply names
+        # where to get help now
+        note = resource_note(policy, language)
+        text = f"{reply.text}\n\n{note}"
+        strategy = with_strategy(self.decision, reply.strategy, policy)
+        return reply.model_copy(update={
+            "text": text, "verification": self._check(text, strategy),
+            "outcome": "repaired" if reply.outcome == "passed" else reply.outcome,
+            "parts": [*reply.parts, ReplyPart(kind="resources", text=note, source="policy")]})
+
+    def _final(self) -> Reply:
+        policy = self.responder.policy
+        if not self.attempts and self.scaffold is not None:  # the model was not asked
+            return self._scaffold_alone()
         if not self.attempts:  # the policy's refusal, without asking the model
             text = fallback_reply(self.decision, policy)
             return self._reply(text, self._check(text, self.decision), None, "fallback",
@@ -218,18 +246,25 @@ class _ReplyInProgress:
         text = join_parts(parts)
         verification = self._check(text, self.decision)
         if not verification.passed:
-            parts = composer.scaffold_alone(self.decision, self.scaffold)
-            text = join_parts(parts)
-            verification = self._check(text, self.decision)
+            return self._scaffold_alone()
+        by_model = any(p.source == "model" for p in parts)
+        return self._reply(text, verification, attempt.completion if by_model else None,
+                           "repaired" if by_model else "fallback", self.decision.strategy,
+                           parts)
+
+    def _scaffold_alone(self) -> Reply:
+        """The scaffold as the policy wrote it; the strategy's fallback if even that fails."""
+        assert self.scaffold is not None
+        composer = Composer(self.responder.policy, self.responder.verifier)
+        parts = composer.scaffold_alone(self.decision, self.scaffold)
+        text = join_parts(parts)
+        verification = self._check(text, self.decision)
         if not verification.passed:  # e.g. a deployment's scaffold that names no contact
             text = fallback_reply(self.decision, self.responder.policy)
             return self._reply(text, self._check(text, self.decision), None, "fallback",
                                self.decision.strategy,
                                [ReplyPart(kind="fallback", text=text, source="policy")])
-        by_model = any(p.source == "model" for p in parts)
-        return self._reply(text, verification, attempt.completion if by_model else None,
-                           "repaired" if by_model else "fallback", self.decision.strategy,
-                           parts)
+        return self._reply(text, verification, None, "fallback", self.decision.strategy, parts)
 
     def _reply(self, text: str, verification: Verification, completion: Completion | None,
                outcome: Outcome, strategy: Strategy, parts: list[ReplyPart]) -> Reply:

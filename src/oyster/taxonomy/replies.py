@@ -7,6 +7,7 @@ of it in its own policy file like any other policy data:
 base: default
 replies:
   model_refusals: {default: false}         # always send the policy's refusal
+  model_scaffold_parts: {default: false}   # in a scaffold's situation, the scaffold alone
   scaffolds:
     self_harm:
       resources:
@@ -142,6 +143,12 @@ class ReplyTexts(_Strict):
     model_refusals: dict[str, bool] = Field(
         description="by backend kind (`default` for the rest): whether the model writes the "
                     "refusal; false sends the policy's refusal without generating")
+    model_scaffold_parts: dict[str, bool] = Field(
+        default_factory=lambda: {"default": True},
+        description="by backend kind (`default` for the rest): whether the model writes where "
+                    "a support scaffold applies (its own reply, or the opening and alternative "
+                    "around the scaffold's core); false sends the scaffold alone without "
+                    "generating")
     scaffolds: dict[str, Scaffold] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -156,9 +163,13 @@ class ReplyTexts(_Strict):
             raise ValueError("refusal_alternatives: needs a 'default' entry")
         for key, table in self.refusal_alternatives.items():
             _has_fallback(f"refusal_alternatives.{key}", table)  # type: ignore[arg-type]
-        if "default" not in self.model_refusals:
-            raise ValueError("model_refusals: needs a 'default' entry")
+        for name in ("model_refusals", "model_scaffold_parts"):
+            if "default" not in getattr(self, name):
+                raise ValueError(f"{name}: needs a 'default' entry")
         return self
 
     def model_writes_refusals(self, backend_kind: str) -> bool:
         return self.model_refusals.get(backend_kind, self.model_refusals["default"])
+
+    def model_writes_scaffold_parts(self, backend_kind: str) -> bool:
+        return self.model_scaffold_parts.get(backend_kind, self.model_scaffold_parts["default"])
