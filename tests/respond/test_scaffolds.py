@@ -280,3 +280,33 @@ def test_everyday_asks_with_a_scaffold_word_get_no_scaffold(policy, decision, me
     # the person reads
     d = decision(strategy=strategy, categories=["healthcare"], dominant="benign")
     assert select_scaffold(d, policy, message) is None
+
+
+def test_a_language_the_backend_does_not_write_gets_the_policys_texts(engine, decision,
+                                                                      scripted, policy):
+    class EnglishOnly(scripted):  # type: ignore[misc, valid-type]
+        kind = "embedded"  # the default policy: model_languages.embedded = [en]
+
+    zh = decision(strategy="answer", categories=["healthcare"], dominant="benign",
+                  language="zh")
+    backend = EnglishOnly("番茄中做到食牙")
+    reply = Responder(engine, backend).respond_to(zh, "怎么做番茄炒蛋？")
+    assert backend.prompts == [] and reply.source == "policy"
+    assert reply.text == policy.replies.unwritten_language["zh"].strip()
+    assert reply.verification.passed
+    guide = decision(strategy="guide", categories=["investment_finance"], dominant="vulnerable",
+                     language="zh")
+    reply = Responder(engine, EnglishOnly("x")).respond_to(guide, "我把积蓄都赔光了，好难受")
+    assert reply.attempts == [] and reply.scaffold == "distress" and reply.verification.passed
+    en = decision(strategy="answer", categories=["healthcare"], dominant="benign")
+    text = "Beat two eggs, fry them softly, add chopped tomato and a pinch of sugar and salt."
+    assert Responder(engine, EnglishOnly(text)).respond_to(en, "How do I cook tomato and "
+                                                               "egg?").text == text
+
+
+def test_a_backend_language_without_a_text_is_a_policy_error(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("base: default\nreplies:\n  model_languages: {default: [zh]}\n"
+                    "  unwritten_language: {en: null}\n")
+    with pytest.raises(PolicyError):
+        load_policy(path)

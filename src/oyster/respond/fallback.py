@@ -63,6 +63,8 @@ def policy_reply_texts(policy: Policy, language: str) -> list[str]:
     replies = policy.replies
     texts = [format_resources(policy, language), _pick(replies.resource_note, language),
              *replies.fallbacks.get(language, replies.fallbacks[FALLBACK_LANGUAGE]).values()]
+    if language in replies.unwritten_language:
+        texts.append(replies.unwritten_language[language])
     for scaffold in replies.scaffolds.values():
         text = scaffold.text.get(language) or scaffold.text[FALLBACK_LANGUAGE]
         texts += [text.opening, text.core, text.alternative]

@@ -16,8 +16,10 @@ One reply is at most two generations and text the policy wrote:
 
 For `refuse`, a backend whose refusals rarely pass verification (the policy's
 `replies.model_refusals`, by backend kind) is not asked at all: the policy's refusal goes
-out (`fallback`). Likewise where a scaffold applies and the backend may not write around it
-(`replies.model_scaffold_parts`): the scaffold alone goes out (`fallback`). A reply to a
+out (`fallback`). Likewise in a language the backend does not write
+(`replies.model_languages`): the policy's texts go out without generating; and where a
+scaffold applies and the backend may not write around it (`replies.model_scaffold_parts`):
+the scaffold alone goes out (`fallback`). A reply to a
 message that discloses thoughts of self-harm always carries the crisis lines: a passing
 reply without them gets them appended (`repaired`). A reply cut off by the token limit is
 trimmed to its last finished sentence first.
@@ -144,6 +146,8 @@ class _ReplyInProgress:
                                policy.replies.model_writes_refusals(kind))
         self.policy_scaffold = (self.scaffold is not None and not
                                 policy.replies.model_writes_scaffold_parts(kind))
+        self.unwritten_language = not policy.replies.model_writes_language(
+            kind, decision.language)
         # the person said it themselves (a cue, not only a category): every reply names help
         self.crisis_disclosed = any(s.crisis_lines and s.cued_by(self.request)
                                     for s in policy.replies.scaffolds.values())
@@ -154,7 +158,7 @@ class _ReplyInProgress:
 
     def next_prompt(self) -> list[Message] | None:
         policy = self.responder.policy
-        if self.policy_refusal or self.policy_scaffold:
+        if self.policy_refusal or self.policy_scaffold or self.unwritten_language:
             return None
         if not self.attempts:
             prompt = instructions_for(self.decision, policy, self.conversation)
@@ -204,6 +208,12 @@ class _ReplyInProgress:
         policy = self.responder.policy
         if not self.attempts and self.scaffold is not None:  # the model was not asked
             return self._scaffold_alone()
+        if (not self.attempts and self.unwritten_language
+                and self.decision.strategy in ("answer", "answer_safely")):
+            text = policy.replies.unwritten_language[self.decision.language].strip()
+            return self._reply(text, self._check(text, self.decision), None, "fallback",
+                               self.decision.strategy,
+                               [ReplyPart(kind="fallback", text=text, source="policy")])
         if not self.attempts:  # the policy's refusal, without asking the model
             text = fallback_reply(self.decision, policy)
             return self._reply(text, self._check(text, self.decision), None, "fallback",

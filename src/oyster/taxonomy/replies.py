@@ -29,7 +29,9 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from oyster.types import STRATEGIES, Strategy, UserType
+from oyster.types import STRATEGIES, Language, Strategy, UserType
+
+LANGUAGES: tuple[Language, ...] = ("en", "zh")
 
 FALLBACK_LANGUAGE = "en"
 
@@ -149,6 +151,14 @@ class ReplyTexts(_Strict):
                     "a support scaffold applies (its own reply, or the opening and alternative "
                     "around the scaffold's core); false sends the scaffold alone without "
                     "generating")
+    model_languages: dict[str, list[Language]] = Field(
+        default_factory=lambda: {"default": list(LANGUAGES)},
+        description="by backend kind (`default` for the rest): the languages the model writes "
+                    "well enough to send; in any other, the policy's texts go out without "
+                    "generating (`unwritten_language` for answer and answer_safely)")
+    unwritten_language: dict[str, str] = Field(
+        default_factory=dict, description="the reply to an answer or answer_safely decision "
+        "in a language the backend does not write, by language")
     scaffolds: dict[str, Scaffold] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -163,13 +173,23 @@ class ReplyTexts(_Strict):
             raise ValueError("refusal_alternatives: needs a 'default' entry")
         for key, table in self.refusal_alternatives.items():
             _has_fallback(f"refusal_alternatives.{key}", table)  # type: ignore[arg-type]
-        for name in ("model_refusals", "model_scaffold_parts"):
+        for name in ("model_refusals", "model_scaffold_parts", "model_languages"):
             if "default" not in getattr(self, name):
                 raise ValueError(f"{name}: needs a 'default' entry")
+        written = [set(langs) for langs in self.model_languages.values()]
+        untold = sorted({lang for langs in written for lang in set(LANGUAGES) - langs}
+                        - set(self.unwritten_language))
+        if untold:
+            raise ValueError(f"unwritten_language: no text for {untold}, which some backend "
+                             "kind does not write (model_languages)")
         return self
 
     def model_writes_refusals(self, backend_kind: str) -> bool:
         return self.model_refusals.get(backend_kind, self.model_refusals["default"])
+
+    def model_writes_language(self, backend_kind: str, language: str) -> bool:
+        return language in self.model_languages.get(backend_kind,
+                                                     self.model_languages["default"])
 
     def model_writes_scaffold_parts(self, backend_kind: str) -> bool:
         return self.model_scaffold_parts.get(backend_kind, self.model_scaffold_parts["default"])
