@@ -88,8 +88,10 @@ def _report(result: TrainResult) -> None:
     first, last = result.first_loss, result.last_loss
     loss = f"loss {first:.4f} -> {last:.4f}" if first is not None and last is not None else "no loss"
     resumed = f" (resumed at step {result.start_step})" if result.resumed_from else ""
+    pace = (f", {result.s_per_step:g} s/step ({result.cpu_s_per_step:g} CPU s)"
+            if result.s_per_step is not None and result.cpu_s_per_step is not None else "")
     typer.echo(f"{result.method}: {result.global_step} steps{resumed}, {loss}, "
-               f"{result.wall_s:.1f} s")
+               f"{result.wall_s:.1f} s{pace}")
     typer.echo(f"model: {result.out_dir}  (serve with hf:{result.out_dir})")
     if result.loss_plot:
         typer.echo(f"loss curve: {result.loss_plot}")
