@@ -207,8 +207,8 @@ def export_gguf_cmd(
                                       dir_okay=False)],
     outtype: Annotated[str, typer.Option(
         "--outtype", help="f32, f16, bf16, q8_0 (converter) or q4_1, q4_k_m, q6_k "
-        "(llama.cpp's quantizer); q8_0 keeps small fine-tuning updates, q4_1 is the packaged "
-        "model's format.")] = "q8_0",
+        "(llama.cpp's quantizer). f16 and q8_0 keep small fine-tuning updates; q4_1 (the "
+        "packaged model's format) snaps them back onto the base model's grid.")] = "f16",
     converter: Annotated[Path | None, typer.Option(
         "--converter", help="convert_hf_to_gguf.py or its dir (default: the one "
         "`fetch-converter` cached).")] = None,

@@ -48,7 +48,7 @@ CONVERTER_TYPES = frozenset({"f32", "f16", "bf16", "q8_0"})
 #: llama.cpp `llama_ftype` names for the quantized types (attributes of `llama_cpp`).
 QUANTIZE_FTYPES = {"q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
                    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
-DEFAULT_OUT_TYPE: OutType = "q8_0"
+DEFAULT_OUT_TYPE: OutType = "f16"
 
 CONVERTER_SCRIPT = "convert_hf_to_gguf.py"
 #: What we keep from the sdist's `vendor/llama.cpp/` (the script, its gguf-py, the licence).
