@@ -62,7 +62,7 @@ def test_compare_runs_every_model_the_same_way_and_reports_side_by_side(
             "--model", f"same-file=embedded:{default_model_path()}",
             "--strata-data", str(shared_dir / "data" / "strata_sword"), "--levels", "1",
             "--limit", "2", "--engine", "--engine-limit", "1", "--out", str(out),
-            "--max-tokens", "12", "--timeout", "300", "--backend-opt", "n_threads=1"]
+            "--max-tokens", "8", "--timeout", "300", "--backend-opt", "n_threads=1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
