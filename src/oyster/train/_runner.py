@@ -63,6 +63,8 @@ class TrainResult(BaseModel):
     losses: tuple[LossPoint, ...]
     wall_s: float
     loss_plot: Path | None
+    s_per_step: float | None = None
+    cpu_s_per_step: float | None = None
 
     @property
     def first_loss(self) -> float | None:
@@ -126,8 +128,28 @@ def loss_points(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def write_loss_log(out: Path, log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+#: Per-step timing kept in loss.jsonl: wall seconds, and CPU seconds of this process (all
+#: threads), which stay meaningful on a machine shared with other jobs.
+_TIMING_KEYS = ("s_per_step", "cpu_s_per_step")
+
+
+def write_loss_log(out: Path, log_history: list[dict[str, Any]],
+                   timing: dict[int, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """Rewrite loss.jsonl from the trainer's history; `timing` (step -> seconds per step)
+    is added, and steps timed by an earlier process (before a resume) keep their times."""
     rows = loss_points(log_history)
+    earlier: dict[int, dict[str, Any]] = {}
+    if (out / LOSS_FILE).is_file():
+        for line in (out / LOSS_FILE).read_text("utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                earlier[int(row["step"])] = row
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line from a killed run: its step is logged again anyway
+    for row in rows:
+        times = (timing or {}).get(row["step"]) or {
+            k: earlier[row["step"]][k] for k in _TIMING_KEYS if k in earlier.get(row["step"], {})}
+        row.update(times)
     tmp = out / (LOSS_FILE + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(out / LOSS_FILE)
@@ -175,9 +197,24 @@ def make_loss_callback(out: Path) -> Any:
     from transformers import TrainerCallback
 
     class LossLog(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        def __init__(self) -> None:
+            self.timing: dict[int, dict[str, float]] = {}
+            self._last: tuple[int, float, float] | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._last = (state.global_step, time.perf_counter(), time.process_time())
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kwargs: Any) -> None:
+            if self._last is not None and logs and "loss" in logs:
+                step, wall, cpu = self._last
+                n = max(1, state.global_step - step)
+                now = (state.global_step, time.perf_counter(), time.process_time())
+                self.timing[state.global_step] = {"s_per_step": round((now[1] - wall) / n, 2),
+                                                  "cpu_s_per_step": round((now[2] - cpu) / n, 2)}
+                self._last = now
             if state.is_world_process_zero:
-                write_loss_log(out, state.log_history)
+                write_loss_log(out, state.log_history, self.timing)
 
     return LossLog()
 
@@ -283,6 +320,14 @@ def save_final(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path,
     return model
 
 
+def _median(values: list[float]) -> float | None:
+    """The median, leaving out the first value (it carries data loading and warm-up)."""
+    import statistics
+
+    kept = values[1:] or values
+    return round(statistics.median(kept), 2) if kept else None
+
+
 def run(method: Method, *, model: str, data: Path, out: Path, cfg: TrainConfig, resume: bool,
         overwrite: bool, progress: bool, n_examples: int,
         make_trainer: Callable[[PreTrainedModel, PreTrainedTokenizerBase, list[Any]], Trainer],
@@ -302,7 +347,8 @@ def run(method: Method, *, model: str, data: Path, out: Path, cfg: TrainConfig, 
         torch.set_num_threads(cfg.threads)  # process-wide: the CLI's choice to make
     transformers.set_seed(cfg.seed)
     base, tokenizer = load_model(model, dtype=model_dtype(cfg))
-    trainer = make_trainer(base, tokenizer, [make_loss_callback(out)])
+    loss_log = make_loss_callback(out)
+    trainer = make_trainer(base, tokenizer, [loss_log])
     if not progress:
         from transformers.trainer_callback import PrinterCallback
 
@@ -312,7 +358,7 @@ def run(method: Method, *, model: str, data: Path, out: Path, cfg: TrainConfig, 
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise TrainingError(f"{method} training failed: {exc}") from exc
 
-    rows = write_loss_log(out, trainer.state.log_history)
+    rows = write_loss_log(out, trainer.state.log_history, loss_log.timing)
     bad = [r["step"] for r in rows if not math.isfinite(r["loss"])]
     save_final(trainer, tokenizer, out, cfg)
     title = f"{method.upper()} on {Path(model).name if model not in ('tiny', 'embedded') else model}"
@@ -327,6 +373,8 @@ def run(method: Method, *, model: str, data: Path, out: Path, cfg: TrainConfig, 
         losses=tuple(LossPoint(step=r["step"], loss=r["loss"]) for r in rows),
         wall_s=round(time.perf_counter() - start, 2),
         loss_plot=plot,
+        s_per_step=_median([t["s_per_step"] for t in loss_log.timing.values()]),
+        cpu_s_per_step=_median([t["cpu_s_per_step"] for t in loss_log.timing.values()]),
     )
     (out / RESULT_FILE).write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     if bad:
