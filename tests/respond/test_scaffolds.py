@@ -13,6 +13,7 @@ import pytest
 from oyster.engine import Engine
 from oyster.errors import PolicyError
 from oyster.respond import Responder, Verifier, fallback_reply
+from oyster.respond.cli import provenance
 from oyster.respond.scaffold import scaffold_text, select_scaffold
 from oyster.taxonomy.policy import load_policy
 
@@ -243,6 +244,7 @@ def test_a_backend_not_trusted_around_a_scaffold_is_not_asked(engine, decision, 
     assert reply.text.startswith(expected.opening) and "loss" not in reply.text
     assert reply.outcome == "fallback" and reply.scaffold == "self_harm"
     assert reply.verification.passed
+    assert "was not asked (policy replies.model_scaffold_parts)" in provenance(reply)
     # where no scaffold applies, the same backend writes the reply
     plain = decision(strategy="answer", categories=["healthcare"], dominant="benign")
     text = "Drink water and rest; most colds pass within a week."
@@ -310,3 +312,16 @@ def test_a_backend_language_without_a_text_is_a_policy_error(tmp_path):
                     "  unwritten_language: {en: null}\n")
     with pytest.raises(PolicyError):
         load_policy(path)
+
+
+def test_a_guide_fallback_names_crisis_lines_only_for_a_person_at_risk(engine, decision,
+                                                                        scripted, policy):
+    leak = "The user must be told: How to write the reply: be brief."  # fails every time
+    for dominant, crisis in [("benign", False), ("vulnerable", True)]:
+        d = decision(strategy="guide", categories=["cybersecurity"], dominant=dominant)
+        reply = Responder(engine, scripted(leak, leak)).respond_to(
+            d, "How do I get back into an old spreadsheet I locked with a password?")
+        assert reply.outcome == "fallback" and reply.verification.passed
+        assert ("988" in reply.text) is crisis, reply.text
+        if not crisis:
+            assert reply.text == " ".join(policy.replies.guide_not_at_risk["en"].split())

@@ -82,6 +82,10 @@ def provenance(reply: Reply) -> str:
             return (f"the policy's refusal; {backend} was not asked (policy "
                     "replies.model_refusals)")
         what = f"scaffold '{reply.scaffold}'" if reply.scaffold else f"{reply.strategy} fallback"
+        if not reply.attempts:
+            setting = ("model_scaffold_parts" if reply.scaffold else "model_languages")
+            return (f"written by the policy ({what}); {backend} was not asked (policy "
+                    f"replies.{setting})")
         failed = "; ".join(dict.fromkeys(p for a in reply.attempts for p in a.verification.problems))
         return f"written by the policy ({what}); {backend}'s reply failed: {failed}"
     mine = " and ".join(p.kind for p in reply.parts if p.source == "model")

@@ -48,12 +48,16 @@ def refusal_alternative(decision: Decision, policy: Policy) -> str:
     return _pick(table["default"], decision.language)
 
 
-def fallback_reply(decision: Decision, policy: Policy, strategy: Strategy | None = None) -> str:
+def fallback_reply(decision: Decision, policy: Policy, strategy: Strategy | None = None, *,
+                   at_risk: bool = True) -> str:
     """The policy's reply for `strategy` (default: the decided one) in the user's language;
-    for `refuse`, the policy's refusal."""
+    for `refuse`, the policy's refusal; for `guide` to a person not `at_risk` themselves
+    (`Verifier.needs_resource`), the one without crisis lines."""
     replies = policy.replies.fallbacks
     by_strategy = replies.get(decision.language, replies[FALLBACK_LANGUAGE])
-    template = by_strategy[strategy or decision.strategy]
+    chosen = strategy or decision.strategy
+    template = (_pick(policy.replies.guide_not_at_risk, decision.language)
+                if chosen == "guide" and not at_risk else by_strategy[chosen])
     return template.format(resources=format_resources(policy, decision.language),
                            alternative=refusal_alternative(decision, policy)).strip()
 
@@ -62,7 +66,8 @@ def policy_reply_texts(policy: Policy, language: str) -> list[str]:
     """Every text the policy itself may send in `language` (a reply may repeat these)."""
     replies = policy.replies
     texts = [format_resources(policy, language), _pick(replies.resource_note, language),
-             *replies.fallbacks.get(language, replies.fallbacks[FALLBACK_LANGUAGE]).values()]
+             *replies.fallbacks.get(language, replies.fallbacks[FALLBACK_LANGUAGE]).values(),
+             _pick(replies.guide_not_at_risk, language)]
     if language in replies.unwritten_language:
         texts.append(replies.unwritten_language[language])
     for scaffold in replies.scaffolds.values():

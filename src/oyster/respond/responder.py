@@ -45,7 +45,13 @@ from oyster.errors import InputError
 from oyster.respond.fallback import fallback_reply, resource_note
 from oyster.respond.instructions import instructions_for, with_strategy
 from oyster.respond.regenerate import plan_retry
-from oyster.respond.scaffold import Composer, ReplyPart, join_parts, select_scaffold
+from oyster.respond.scaffold import (
+    Composer,
+    PartKind,
+    ReplyPart,
+    join_parts,
+    select_scaffold,
+)
 from oyster.respond.verify import Verification, Verifier, has_resource, resource_markers
 from oyster.taxonomy.replies import Scaffold
 from oyster.types import Message, Strategy
@@ -214,11 +220,13 @@ class _ReplyInProgress:
             return self._reply(text, self._check(text, self.decision), None, "fallback",
                                self.decision.strategy,
                                [ReplyPart(kind="fallback", text=text, source="policy")])
-        if not self.attempts:  # the policy's refusal, without asking the model
-            text = fallback_reply(self.decision, policy)
+        if not self.attempts:  # not asked: the policy's refusal, or a language it cannot write
+            text = fallback_reply(self.decision, policy,
+                                  at_risk=self.responder.verifier.needs_resource(self.decision))
+            kind: PartKind = "refusal" if self.decision.strategy == "refuse" else "fallback"
             return self._reply(text, self._check(text, self.decision), None, "fallback",
                                self.decision.strategy,
-                               [ReplyPart(kind="refusal", text=text, source="policy")])
+                               [ReplyPart(kind=kind, text=text, source="policy")])
         last = self.attempts[-1]
         if last.verification.passed:
             outcome: Outcome = "passed" if len(self.attempts) == 1 else "regenerated"
@@ -241,7 +249,8 @@ class _ReplyInProgress:
                                    base.strategy,
                                    [ReplyPart(kind="reply", text=base.text, source="model"),
                                     ReplyPart(kind="resources", text=note, source="policy")])
-        text = fallback_reply(self._current, policy)
+        text = fallback_reply(self._current, policy,
+                              at_risk=self.responder.verifier.needs_resource(self._current))
         return self._reply(text, self._check(text, self._current), None, "fallback",
                            self._current.strategy,
                            [ReplyPart(kind="fallback", text=text, source="policy")])
@@ -270,7 +279,8 @@ class _ReplyInProgress:
         text = join_parts(parts)
         verification = self._check(text, self.decision)
         if not verification.passed:  # e.g. a deployment's scaffold that names no contact
-            text = fallback_reply(self.decision, self.responder.policy)
+            text = fallback_reply(self.decision, self.responder.policy,
+                                  at_risk=self.responder.verifier.needs_resource(self.decision))
             return self._reply(text, self._check(text, self.decision), None, "fallback",
                                self.decision.strategy,
                                [ReplyPart(kind="fallback", text=text, source="policy")])

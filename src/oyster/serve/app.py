@@ -561,7 +561,8 @@ async def _complete_reply(turn: _Turn) -> Response:
             await _audit(state, turn.record(info, stream=False, model=None,
                                             status=problem.status, upstream_s=upstream_s))
             raise problem from None
-        text = fallback_reply(turn.decision, policy)
+        text = fallback_reply(turn.decision, policy,
+                              at_risk=state.verifier.needs_resource(turn.decision))
         await _audit(state, turn.record(info, stream=False, model=None, upstream_s=upstream_s,
                                         reply=text))
         return _completion_response(turn, info, text, state.model_id, _usage(None), error)
@@ -624,7 +625,8 @@ async def _stream_reply(turn: _Turn) -> Response:
         upstream,
         check=lambda text, final: state.verifier.check(text, decision, final=final,
                                                        request=request),
-        fallback=lambda: fallback_reply(decision, policy),
+        fallback=lambda: fallback_reply(decision, policy,
+                                        at_risk=state.verifier.needs_resource(decision)),
         resource_note=lambda: resource_note(policy, decision.language),
         window_chars=state.settings.stream_check_chars,
         hold_chars=state.settings.stream_hold_chars.get(decision.strategy, 0),

@@ -136,6 +136,9 @@ class ReplyTexts(_Strict):
                                                       "{name}, {contact}, {region}")
     resource_note: dict[str, str] = Field(description="appended to a guide reply that names "
                                                       "no help contact; {resources}")
+    guide_not_at_risk: dict[str, str] = Field(
+        description="the `guide` fallback for a person who is probably not at risk "
+                    "themselves (no crisis lines: they would read as a misunderstanding)")
     fallbacks: dict[str, dict[Strategy, str]] = Field(
         description="the reply per strategy when the model's fails twice; the `refuse` text "
                     "is also the policy's refusal; {resources}, {alternative}")
@@ -163,7 +166,7 @@ class ReplyTexts(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> ReplyTexts:
-        for name in ("resource_line", "resource_note", "fallbacks"):
+        for name in ("resource_line", "resource_note", "fallbacks", "guide_not_at_risk"):
             _has_fallback(name, getattr(self, name))
         for language, by_strategy in self.fallbacks.items():
             missing = [s for s in STRATEGIES if s not in by_strategy]
