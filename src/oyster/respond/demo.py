@@ -4,12 +4,11 @@ strategies at work, with a one-line why under each reply."""
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 import typer
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from oyster._packaged import packaged_model
 from oyster.respond.responder import Reply, Responder
 from oyster.types import Message, Strategy
 
@@ -30,8 +29,7 @@ class DemoScript(BaseModel):
 
 @cache
 def demo_script() -> DemoScript:
-    text = resources.files("oyster.respond").joinpath("demo.yaml").read_text("utf-8")
-    return DemoScript.model_validate(yaml.safe_load(text))
+    return packaged_model("oyster.respond", "demo.yaml", DemoScript)
 
 
 def run_scene(responder: Responder, scene: DemoScene) -> list[Reply]:

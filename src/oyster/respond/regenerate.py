@@ -4,14 +4,12 @@ which strategy to use and what to add to the instructions."""
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from typing import get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from oyster._packaged import packaged_model
 from oyster.decision import Decision
-from oyster.errors import PolicyError
 from oyster.respond.verify import Problem, Verification
 from oyster.types import STRATEGIES, Strategy
 
@@ -47,11 +45,7 @@ class RegenerationRules(_Strict):
 
 @cache
 def regeneration_rules() -> RegenerationRules:
-    text = resources.files("oyster.respond").joinpath("regenerate.yaml").read_text("utf-8")
-    try:
-        return RegenerationRules.model_validate(yaml.safe_load(text))
-    except ValidationError as e:
-        raise PolicyError(f"regenerate.yaml: invalid rules: {e}") from None
+    return packaged_model("oyster.respond", "regenerate.yaml", RegenerationRules)
 
 
 class RetryPlan(_Strict):
