@@ -33,7 +33,7 @@ from oyster.judges.base import (
     SatisfactionVerdict,
 )
 from oyster.taxonomy.policy import Policy, load_policy
-from oyster.types import Message
+from oyster.types import Message, to_messages
 
 JUDGE_PARAMS = GenerationParams(max_tokens=400, temperature=0.0, repeat_penalty=1.0)
 
@@ -114,8 +114,6 @@ def first_json_object(text: str) -> dict[str, Any]:
 
 
 def _conversation(query: Conversation) -> list[Message]:
-    from oyster.engine import to_messages
-
     return to_messages(query)
 
 

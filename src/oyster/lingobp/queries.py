@@ -21,9 +21,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from oyster._jsonl import jsonl_objects
-from oyster.engine import to_messages
 from oyster.errors import InputError
-from oyster.types import Language, Level, Message, UserType, detect_language
+from oyster.types import Language, Level, Message, UserType, detect_language, to_messages
 
 
 class Query(BaseModel):

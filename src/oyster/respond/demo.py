@@ -32,6 +32,31 @@ def demo_script() -> DemoScript:
     return packaged_model("oyster.respond", "demo.yaml", DemoScript)
 
 
+EMBEDDED_NOTE = ("note: replies here come from the embedded SmolLM2-135M, a tiny model that runs "
+                 "anywhere; real quality comes from a capable backend: "
+                 "--backend openai:MODEL@URL")
+
+
+def provenance(reply: Reply) -> str:
+    """Who wrote the reply that went out: the backend, the policy, or both, and why."""
+    backend = reply.backend or "the backend"
+    if reply.source == "model":
+        tries = " on its second try" if reply.outcome == "regenerated" else ""
+        return f"written by {backend}{tries}"
+    kinds = {p.kind: p for p in reply.parts}
+    if reply.source == "policy":
+        if "refusal" in kinds:
+            return (f"the policy's refusal; {backend} was not asked (policy "
+                    "replies.model_refusals)")
+        what = f"scaffold '{reply.scaffold}'" if reply.scaffold else f"{reply.strategy} fallback"
+        failed = "; ".join(dict.fromkeys(p for a in reply.attempts for p in a.verification.problems))
+        return f"written by the policy ({what}); {backend}'s reply failed: {failed}"
+    mine = " and ".join(p.kind for p in reply.parts if p.source == "model")
+    theirs = " and ".join(p.kind for p in reply.parts if p.source == "policy")
+    scaffold = f" of scaffold '{reply.scaffold}'" if reply.scaffold else ""
+    return f"{backend} wrote the {mine}; the policy wrote the {theirs}{scaffold}"
+
+
 def run_scene(responder: Responder, scene: DemoScene) -> list[Reply]:
     """Play one scene: each user turn is answered with the history so far."""
     history: list[Message] = []
@@ -48,11 +73,8 @@ def run_demo(responder: Responder | None = None) -> list[Reply]:
     """Play every scene and print it; returns the replies (the last one per scene shows
     the scene's strategy). Without a responder, uses the default engine and `embedded`."""
     if responder is None:
-        from oyster.respond.cli import build_responder
-
-        responder = build_responder("embedded", None, "default", max_tokens=120, timeout=60.0)
-    from oyster.respond.cli import EMBEDDED_NOTE, provenance
-
+        responder = Responder.from_specs("embedded", None, "default", max_tokens=120,
+                                         timeout=60.0)
     if responder.backend.kind == "embedded":
         typer.secho(EMBEDDED_NOTE, dim=True)
     shown: list[Reply] = []
