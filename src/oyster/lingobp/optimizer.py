@@ -1,4 +1,4 @@
-"""The Lingo-BP loop (design.md §7), per query:
+"""The Lingo-BP loop (docs/lingobp.md), per query:
 
     round 0: the engine's decision and chain → reply → judge both sides
     round k: edit the strategies (at most one change per set, enforced by `plan_edit`)

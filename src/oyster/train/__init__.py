@@ -1,4 +1,4 @@
-"""Fine-tune a chat model on Lingo-BP output: SFT, then ORPO (design.md §7).
+"""Fine-tune a chat model on Lingo-BP output: SFT, then ORPO (docs/training.md).
 
     from oyster.train import TrainConfig, LoraSettings, train_sft, train_orpo, convert_embedded
 

