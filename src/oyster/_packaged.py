@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from oyster.errors import OysterError, PolicyError
+from oyster.errors import OysterError, PolicyError, field_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,6 +52,4 @@ def packaged_model(package: str, name: str, model: type[M],
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "<root>"
-        raise error(f"{_where(package, name)}: field '{field}': {err['msg']}") from None
+        raise error(f"{_where(package, name)}: {field_problem(e)}") from None

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from oyster._jsonl import jsonl_objects
 from oyster._packaged import packaged_path
-from oyster.errors import InputError
+from oyster.errors import InputError, field_problem
 from oyster.types import Language, Level, Message, UserType, detect_language
 
 
@@ -151,9 +151,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "<line>"
-        raise InputError(f"{where}: field '{field}': {err['msg']}") from None
+        raise InputError(f"{where}: {field_problem(e, '<line>')}") from None
 
 
 def _unique(items: list[BenchItem], path: Path) -> list[BenchItem]:

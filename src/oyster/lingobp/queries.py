@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from oyster._jsonl import jsonl_objects
-from oyster.errors import InputError
+from oyster.errors import InputError, field_problem
 from oyster.types import Language, Level, Message, UserType, detect_language, to_messages
 
 
@@ -79,9 +79,7 @@ def parse_query(data: Any, where: str, default_id: str) -> Query:
     try:
         line = _Line.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "<line>"
-        raise InputError(f"{where}: field '{field}': {err['msg']}") from None
+        raise InputError(f"{where}: {field_problem(e, '<line>')}") from None
     try:
         messages = to_messages(line.messages if line.messages is not None
                                else line.prompt or line.query or "")
