@@ -34,6 +34,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy src
+	$(PY) scripts/import_cycles.py
 
 bench: install
 	$(PY) benchmarks/decide_throughput.py

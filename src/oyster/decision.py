@@ -1,4 +1,4 @@
-"""The decision record (design.md §3): what every decision returns."""
+"""The decision record (docs/decisions.md): what every decision returns."""
 
 from __future__ import annotations
 
@@ -34,5 +34,5 @@ class Decision(BaseModel):
     assessment: Assessment | None = Field(default=None, exclude=True)
 
     def record(self) -> dict[str, object]:
-        """The JSON-ready §3 record."""
+        """The JSON-ready record."""
         return self.model_dump(mode="json")

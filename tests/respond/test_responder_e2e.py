@@ -75,21 +75,28 @@ def test_each_strategy_is_decided_generated_and_verified(replies, strategy):
     reply = replies[strategy]
     assert reply.decision.strategy == strategy
     assert reply.text.strip() and reply.verification.passed, reply.verification.detail
-    if strategy == "refuse":  # the policy's refusal: the small model is not asked
+    if strategy == "refuse":  # the policy's refusal: the small model is not asked (below)
         assert reply.attempts == []
     else:
         assert reply.attempts and reply.attempts[0].strategy == strategy
-    assert reply.outcome in ("passed", "regenerated", "repaired", "fallback")
-    assert reply.fallback_used == (reply.outcome == "fallback")
+        # some of what goes out is the model's own text, written under our instructions: a
+        # reply the policy's fallback wrote whole would pass the checks above without showing
+        # any steered generation
+        assert any(p.source == "model" for p in reply.parts), reply.parts
 
 
-def test_the_answer_is_the_models_own_steered_text(replies, responder):
+def test_the_answer_is_the_models_own_steered_text(replies):
     reply = replies["answer"]
     assert reply.source == "model" and reply.completion is not None
     assert reply.text == reply.attempts[-1].text and reply.completion.completion_tokens > 0
-    bare = responder.backend.complete([Message(role="user", content=CASES["answer"])],
+
+
+@pytest.mark.parametrize("strategy", ["answer", "guide"])
+def test_our_instructions_changed_what_the_model_wrote(replies, responder, strategy):
+    reply = replies[strategy]
+    bare = responder.backend.complete([Message(role="user", content=CASES[strategy])],
                                       responder.params)
-    assert bare.text != reply.attempts[0].text  # our instructions changed what it wrote
+    assert bare.text != reply.attempts[0].text
 
 
 @pytest.mark.parametrize("strategy", ["answer", "answer_safely", "correct", "guide"])
@@ -129,6 +136,26 @@ def test_the_refusal_is_the_policys_without_asking_the_small_model(replies):
     # the policy's model_refusals says SmolLM2-135M is not asked: no generation at all
     assert reply.attempts == [] and reply.source == "policy"
     assert reply.text.startswith("I'm sorry, but I can't help with that.")
+
+
+def test_a_model_asked_to_refuse_is_checked_and_its_leak_never_sent(responder):
+    """With model refusals allowed, the small model is asked under the refuse instructions.
+    SmolLM2-135M writes the steps anyway: the verifier must name the leak on every attempt,
+    and the policy's refusal goes out instead of any of it."""
+    policy = responder.policy
+    allowed = policy.model_copy(update={"replies": policy.replies.model_copy(
+        update={"model_refusals": {"default": True}})})
+    asked = Responder(Engine(policy=allowed, assessor="lexicon"), responder.backend,
+                      responder.params)
+    reply = asked.respond(CASES["refuse"])
+    assert reply.decision.strategy == "refuse"
+    assert reply.attempts and all(a.strategy == "refuse" and a.completion is not None
+                                  for a in reply.attempts)
+    for attempt in reply.attempts:
+        if not attempt.verification.passed:
+            assert {"hazard_leak", "refusal_mismatch"} & set(attempt.verification.problems)
+            assert attempt.text.strip()[:40] not in reply.text
+    assert reply.verification.passed and "pipe" not in reply.text.lower()
 
 
 def test_async_twin_on_the_real_model(responder):

@@ -13,7 +13,7 @@ import pytest
 from oyster.engine import Engine
 from oyster.errors import PolicyError
 from oyster.respond import Responder, Verifier, fallback_reply
-from oyster.respond.cli import provenance
+from oyster.respond.demo import provenance
 from oyster.respond.scaffold import scaffold_text, select_scaffold
 from oyster.taxonomy.policy import load_policy
 

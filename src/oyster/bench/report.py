@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
+from oyster._packaged import packaged_model
 from oyster.bench.metrics import BETAS, HEADLINE_BETA, Rate, RunSummary, beta_key, run_summary
 from oyster.bench.records import ResultRecord, RunDir, RunMeta
 from oyster.errors import InputError
@@ -48,8 +47,7 @@ class Anchors(BaseModel):
 
 @cache
 def anchors() -> Anchors:
-    text = resources.files("oyster.bench").joinpath("data/anchors.yaml").read_text("utf-8")
-    return Anchors.model_validate(yaml.safe_load(text))
+    return packaged_model("oyster.bench", "data/anchors.yaml", Anchors)
 
 
 @dataclass

@@ -34,19 +34,6 @@ def _exit(err: OysterError | str) -> typer.Exit:
     return typer.Exit(EXIT_BACKEND if isinstance(err, BackendError) else EXIT_INPUT)
 
 
-def build_responder(backend: str, policy: Path | None, assessor: str, max_tokens: int,
-                    timeout: float, temperature: float = 0.2) -> Responder:
-    """The engine, backend and responder the commands share; raises `OysterError`."""
-    from oyster.backends import from_spec
-    from oyster.backends.base import GenerationParams
-    from oyster.engine import Engine
-    from oyster.respond.responder import Responder
-
-    engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
-    params = GenerationParams(max_tokens=max_tokens, timeout=timeout, temperature=temperature)
-    return Responder(engine, from_spec(backend), params)
-
-
 def read_messages(source: str) -> Any:
     """A conversation from a JSON file (or `-` for standard input): a list of
     {role, content} objects, or an object with a `messages` list."""
@@ -63,35 +50,6 @@ def read_messages(source: str) -> Any:
     if not isinstance(data, list):
         raise InputError(f"{source}: expected a list of {{role, content}} messages")
     return data
-
-
-EMBEDDED_NOTE = ("note: replies here come from the embedded SmolLM2-135M, a tiny model that runs "
-                 "anywhere; real quality comes from a capable backend: "
-                 "--backend openai:MODEL@URL")
-
-
-def provenance(reply: Reply) -> str:
-    """Who wrote the reply that went out: the backend, the policy, or both, and why."""
-    backend = reply.backend or "the backend"
-    if reply.source == "model":
-        tries = " on its second try" if reply.outcome == "regenerated" else ""
-        return f"written by {backend}{tries}"
-    kinds = {p.kind: p for p in reply.parts}
-    if reply.source == "policy":
-        if "refusal" in kinds:
-            return (f"the policy's refusal; {backend} was not asked (policy "
-                    "replies.model_refusals)")
-        what = f"scaffold '{reply.scaffold}'" if reply.scaffold else f"{reply.strategy} fallback"
-        if not reply.attempts:
-            setting = ("model_scaffold_parts" if reply.scaffold else "model_languages")
-            return (f"written by the policy ({what}); {backend} was not asked (policy "
-                    f"replies.{setting})")
-        failed = "; ".join(dict.fromkeys(p for a in reply.attempts for p in a.verification.problems))
-        return f"written by the policy ({what}); {backend}'s reply failed: {failed}"
-    mine = " and ".join(p.kind for p in reply.parts if p.source == "model")
-    theirs = " and ".join(p.kind for p in reply.parts if p.source == "policy")
-    scaffold = f" of scaffold '{reply.scaffold}'" if reply.scaffold else ""
-    return f"{backend} wrote the {mine}; the policy wrote the {theirs}{scaffold}"
 
 
 def why_text(reply: Reply) -> str:
@@ -122,6 +80,7 @@ def interactive_session(responder: Responder, as_json: bool = False) -> None:
     """Read turns from standard input until /quit or end of input; the whole history goes
     to the engine every turn, so its belief about the user moves turn by turn. A bad turn
     is reported and skipped; a failing backend ends the session (`BackendError`)."""
+    from oyster.respond.demo import EMBEDDED_NOTE, provenance
     from oyster.types import Message
 
     history: list[Message] = []
@@ -183,8 +142,11 @@ def register(app: typer.Typer) -> None:
         where /why explains the last decision). Exit 2 on bad input, 3 if the backend fails."""
         if message is not None and messages is not None:
             raise _exit("give a message or --messages, not both")
+        from oyster.respond.demo import EMBEDDED_NOTE, provenance
+        from oyster.respond.responder import Responder
+
         try:
-            responder = build_responder(backend, policy, assessor, max_tokens, timeout)
+            responder = Responder.from_specs(backend, policy, assessor, max_tokens, timeout)
             if message is None and messages is None:
                 interactive_session(responder, as_json)
                 return
@@ -210,8 +172,9 @@ def register(app: typer.Typer) -> None:
         """A short scripted conversation showing answer, guide, correct and refuse, with a
         one-line why under each reply."""
         from oyster.respond.demo import run_demo
+        from oyster.respond.responder import Responder
 
         try:
-            run_demo(build_responder(backend, policy, assessor, max_tokens, timeout=60.0))
+            run_demo(Responder.from_specs(backend, policy, assessor, max_tokens, timeout=60.0))
         except OysterError as e:
             raise _exit(e) from None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +41,7 @@ from oyster import telemetry
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
 from oyster.budget import check_size
 from oyster.decision import Decision
-from oyster.engine import Conversation, Engine, to_messages
+from oyster.engine import Engine
 from oyster.errors import InputError
 from oyster.respond.fallback import fallback_reply, resource_note
 from oyster.respond.instructions import instructions_for, with_strategy
@@ -54,7 +55,7 @@ from oyster.respond.scaffold import (
 )
 from oyster.respond.verify import Verification, Verifier, has_resource, resource_markers
 from oyster.taxonomy.replies import Scaffold
-from oyster.types import Message, Strategy
+from oyster.types import Conversation, Message, Strategy, to_messages
 
 Outcome = Literal["passed", "regenerated", "repaired", "fallback"]
 Source = Literal["model", "model+policy", "policy"]
@@ -172,7 +173,7 @@ class _ReplyInProgress:
             last = self.attempts[-1]
             if last.verification.passed or len(self.attempts) > 1 or self.scaffold:
                 return None
-            plan = plan_retry(self._current, last.verification)
+            plan = plan_retry(self._current, last.verification.problems)
             self._current = with_strategy(self.decision, plan.strategy, policy)
             self._corrections = plan.corrections
             prompt = instructions_for(self._current, policy, self.conversation,
@@ -311,6 +312,18 @@ class Responder:
         self.params = params or GenerationParams()
         self.policy = engine.policy
         self.verifier = Verifier(engine.policy)
+
+    @classmethod
+    def from_specs(cls, backend: str, policy: str | Path | None = None,
+                   assessor: str = "default", max_tokens: int = 160, timeout: float = 60.0,
+                   temperature: float = 0.2) -> Responder:
+        """An engine on `policy` (a YAML file; default: the packaged one) with `assessor`, and
+        the backend named by `backend` (a backend spec); raises `OysterError`."""
+        from oyster.backends import from_spec
+
+        engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
+        params = GenerationParams(max_tokens=max_tokens, timeout=timeout, temperature=temperature)
+        return cls(engine, from_spec(backend), params)
 
     def _conversation(self, messages: Conversation) -> list[Message]:
         conversation = to_messages(messages)

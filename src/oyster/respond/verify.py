@@ -68,12 +68,8 @@ from oyster.moderate import Moderator
 from oyster.respond.coherence import RelevanceScorer, split_sentences
 from oyster.taxonomy.policy import Policy
 from oyster.taxonomy.replies import CrisisResource, TermList
-from oyster.types import Message, Strategy, detect_language
+from oyster.types import Message, Problem, Strategy, detect_language
 
-Problem = Literal["hazard_leak", "chain_leak", "meta_talk", "off_topic", "empty_apology",
-                  "unknown_contact",
-                  "refusal_mismatch", "payload_echo", "missing_resource", "missing_correction",
-                  "wrong_language", "empty_reply", "repetition"]
 HELPING_STRATEGIES = ("answer", "answer_safely", "correct", "guide")
 ANY_RISK = "any_risk"
 

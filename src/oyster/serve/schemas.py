@@ -68,7 +68,7 @@ class OysterInfo(BaseModel):
     scope, and in the audit log."""
 
     request_id: str
-    decision: Decision = Field(description="the design.md §3 decision record")
+    decision: Decision = Field(description="the decision record (docs/decisions.md)")
     outcome: Outcome
     verification: VerificationSummary = VerificationSummary()
     fallback_used: bool = False

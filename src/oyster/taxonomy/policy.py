@@ -12,7 +12,6 @@ import copy
 import hashlib
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oyster._memo import memo_by_identity
+from oyster._packaged import packaged_text
 from oyster.errors import PolicyError
 from oyster.taxonomy.replies import CrisisResource, ReplyTexts
 from oyster.types import (
@@ -405,12 +405,8 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def _packaged_text(name: str) -> str:
-    return resources.files("oyster.taxonomy").joinpath(name).read_text("utf-8")
-
-
 def _default_text() -> str:
-    return _packaged_text(DEFAULT_POLICY_FILE)
+    return packaged_text("oyster.taxonomy", DEFAULT_POLICY_FILE)
 
 
 def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
@@ -425,7 +421,7 @@ def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> di
     for name in names:
         try:
             text = ((folder / name).read_text("utf-8") if folder and (folder / name).is_file()
-                    else _packaged_text(name))
+                    else packaged_text("oyster.taxonomy", name))
         except OSError as e:
             reason = f"cannot read {name}: {e.strerror or e}"
             raise PolicyError(f"{source}: field 'includes': {reason}",
@@ -445,7 +441,7 @@ def _default_mapping() -> dict[str, Any]:
 def default_reply_texts() -> ReplyTexts:
     """The packaged `replies` section (for a policy file that replaces the default whole
     and leaves it out)."""
-    data = _read_yaml(_packaged_text(DEFAULT_REPLIES_FILE), DEFAULT_REPLIES_FILE)
+    data = _read_yaml(packaged_text("oyster.taxonomy", DEFAULT_REPLIES_FILE), DEFAULT_REPLIES_FILE)
     try:
         return ReplyTexts.model_validate(data.get("replies"))
     except ValidationError as e:
