@@ -30,7 +30,7 @@ with ServerThread(fake_openai_app()) as up:
         rec.clear()
         r = httpx.post(s.url + "/v1/chat/completions", json={"model": "m", "messages": [
             {"role": "user", "content": "Is it true that drinking a little diluted bleach cures a cold?"}]},
-            headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
+            headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, timeout=120)
         time.sleep(0.5)
 spans = [sp for sp in rec.spans() if format(sp.context.trace_id, "032x") == TRACE]
 by_id = {sp.context.span_id: sp for sp in spans}
