@@ -335,7 +335,9 @@ class Verifier:
         if final and not words(text):
             yield "empty_reply", "the reply has no words"
             return
-        if (hit := self._hazard(text, decision)) is not None:
+        if private is None:
+            private = default_private(decision, self.policy)
+        if (hit := self._hazard(text, decision, private)) is not None:
             yield "hazard_leak", hit
         if (hit := self._chain_leak(text, decision, private, said)) is not None:
             yield "chain_leak", hit
@@ -470,10 +472,13 @@ class Verifier:
             return f"{weakest[0]!r} is about something else (margin {weakest[1]:+.3f})"
         return None
 
-    def _without_policy_text(self, text: str, language: str) -> str:
+    def _without_policy_text(self, text: str, language: str, private: Sequence[str] = ()
+                             ) -> str:
         """`text` less the sentences the policy itself wrote (its scaffolds, fallbacks and
-        help contacts are never a digression)."""
+        help contacts are never a digression), and those copied from `private` texts."""
         free = self._policy_flat(language)
+        if private:
+            free += " | " + " | ".join(" ".join(words(t)) for t in private)
         kept = [s for s in split_sentences(text)
                 if not (len(words(s)) >= 3 and " ".join(words(s)) in free)]
         return "\n".join(kept)
@@ -510,10 +515,12 @@ class Verifier:
                 return sentence
         return None
 
-    def _hazard(self, text: str, decision: Decision) -> str | None:
+    def _hazard(self, text: str, decision: Decision, private: Sequence[str] = ()
+                ) -> str | None:
         # the reply on its own, whatever was asked: the decision only sets how strict; the
-        # sentences the policy wrote itself (scaffolds, refusals, help contacts) are trusted
-        written = self._without_policy_text(text, decision.language)
+        # sentences the policy wrote itself (scaffolds, refusals, help contacts, and the
+        # private instructions, whose recital is chain_leak's to report) are trusted
+        written = self._without_policy_text(text, decision.language, private)
         moderation = self.moderator.moderate(
             written, self.moderator.strictness(decision.level, decision.strategy))
         if written.strip() and moderation.flagged:
