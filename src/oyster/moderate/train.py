@@ -8,9 +8,10 @@ Every segment of a training reply carries the reply's label, weighted 1/segments
 replies count once, and cells of (language, label) are balanced (the Chinese replies are
 few). The model (logistic regression, or a network with one hidden layer, alone or as the
 average of several started from different seeds) and its regularisation are chosen on the
-validation split: the candidate with the fewest weights whose average precision is within
-`AP_TOLERANCE` of the best (the head is loaded by every proxy process and reads every reply,
-so a bigger one must buy more than validation noise);
+validation split: the candidate with the fewest hidden units whose average precision falls
+short of the best by less than one standard error of that gap (paired bootstrap over the
+validation replies): the head is loaded by every proxy process and reads every reply, so a
+bigger one must buy more than validation noise;
 each strictness's threshold is the lowest whose false-alarm rate on harmless validation
 replies stays within its budget (`FALSE_ALARM_BUDGET`). Test numbers are reported only.
 """
@@ -69,9 +70,7 @@ MODELS: tuple[Candidate, ...] = (
     Candidate("logistic", 0.1), Candidate("logistic", 0.3), Candidate("network", 1.0),
     Candidate("network", 3.0), Candidate("network", 10.0), Candidate("network", 1.0, seeds=5),
     Candidate("network", 3.0, seeds=5), Candidate("network", 1.0, hidden=128, seeds=5))
-# About one standard error of average precision on a validation split of ~200 harmful and
-# ~480 harmless replies: smaller differences do not justify a bigger head.
-AP_TOLERANCE = 0.005
+BOOTSTRAP_RESAMPLES = 300
 SEED = 15
 CACHE_DIR = Path("data/build/moderate")
 
@@ -135,13 +134,21 @@ def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, model: Candidate) -> Reply
                      hidden_bias=np.concatenate([n.intercepts_[0] for n in nets]))
 
 
-def choose_model(fitted: Sequence[tuple[Candidate, float, ReplyHead]]) -> ReplyHead:
-    """The candidate with the fewest hidden units whose validation average precision is
-    within `AP_TOLERANCE` of the best (ties: the higher average precision)."""
-    best = max(ap for _, ap, _ in fitted)
-    near = [(model.units, -ap, i) for i, (model, ap, _) in enumerate(fitted)
-            if ap >= best - AP_TOLERANCE]
-    return fitted[min(near)[2]][2]
+def choose_model(units: Sequence[int], scores: Sequence[np.ndarray], labels: np.ndarray
+                 ) -> tuple[int, list[float]]:
+    """Index of the candidate with the fewest hidden `units` whose validation average
+    precision falls short of the best's by less than the standard error of that gap (over
+    the same bootstrap resamples of the validation replies for every candidate), and each
+    candidate's standard error."""
+    ap = [_average_precision(s, labels) for s in scores]
+    best = int(np.argmax(ap))
+    rng = np.random.default_rng(SEED)
+    draws = [rng.integers(0, len(labels), len(labels)) for _ in range(BOOTSTRAP_RESAMPLES)]
+    best_ap = [_average_precision(scores[best][d], labels[d]) for d in draws]
+    se = [float(np.std([b - _average_precision(s[d], labels[d])
+                        for b, d in zip(best_ap, draws, strict=True)])) for s in scores]
+    near = [(units[i], -ap[i], i) for i in range(len(ap)) if ap[best] - ap[i] <= se[i]]
+    return min(near)[2], se
 
 
 def _average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -198,22 +205,23 @@ def train(out: Path | None = None, log: Log = print) -> dict[str, Any]:
     w = _weights(by_split["train"], train_owner)
     Xv = embed(val_texts)
     yv = np.array([r.harmful for r in by_split["validation"]], dtype=bool)
-    fitted: list[tuple[Candidate, float, ReplyHead]] = []
+    heads, scores = [], []
     for model in MODELS:
-        head = _fit(X, y, w, model)
-        ap = _average_precision(reply_scores(head, Xv, val_owner, len(yv)), yv)
-        fitted.append((model, ap, head))
-        log(f"{model.name}: validation average precision {ap:.4f}")
-    grid = {model.name: round(ap, 4) for model, ap, _ in fitted}
-    head = choose_model(fitted)
-    val_scores = reply_scores(head, Xv, val_owner, len(yv))
+        heads.append(_fit(X, y, w, model))
+        scores.append(reply_scores(heads[-1], Xv, val_owner, len(yv)))
+        log(f"{model.name}: validation average precision "
+            f"{_average_precision(scores[-1], yv):.4f}")
+    chosen, gap_se = choose_model([m.units for m in MODELS], scores, yv)
+    head, val_scores = heads[chosen], scores[chosen]
+    grid = {m.name: {"average_precision": round(_average_precision(s, yv), 4),
+                     "gap_standard_error": round(e, 4)}
+            for m, s, e in zip(MODELS, scores, gap_se, strict=True)}
     thresholds = choose_thresholds(val_scores, yv)
     hold = threshold_within(val_scores, yv, HOLD_FALSE_ALARM_BUDGET)
     card = {"data": {s: dict(Counter(f"{r.source}:{'harmful' if r.harmful else 'harmless'}"
                                      for r in v)) for s, v in by_split.items()},
             "segments": {"train": len(train_texts), "validation": len(val_texts)},
-            "selection": {"validation_average_precision": grid, "tolerance": AP_TOLERANCE,
-                          "chosen": head.meta},
+            "selection": {"validation": grid, "chosen": head.meta},
             "false_alarm_budget": FALSE_ALARM_BUDGET, "thresholds": thresholds,
             "hold": {"false_alarm_budget": HOLD_FALSE_ALARM_BUDGET, "threshold": hold,
                      "validation_harmful_held": round(float((val_scores[yv] >= hold).mean()), 4),
