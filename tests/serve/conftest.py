@@ -59,22 +59,18 @@ def engine() -> Engine:
     return Engine(assessor="lexicon")
 
 
-# an on-topic answer to tests' "What is a good name for a cat?" (`say=cat_name`)
-CAT_NAME = ("Short names with one or two syllables suit a cat well: Luna, Milo or Mochi, "
-            "or a name that fits its colour or character.")
-
-
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[FakeUpstream]:
     """The fake upstream; `say=NAME` plays the scripted replies of scripted_replies.py,
-    `say=complies` a short reply that goes along with anything and `say=cat_name` an answer
-    to "What is a good name for a cat?"."""
-    from scripted_replies import HARMFUL, HARMLESS
+    `say=complies` a short reply that goes along with anything, `say=cat_name` an answer
+    to "What is a good name for a cat?" and `say=cat_name_then_id` that answer going wrong
+    after its first window."""
+    from scripted_replies import CAT_NAME, CAT_NAME_THEN_ID, HARMFUL, HARMLESS
 
     stats = FakeUpstreamStats()
     replies = {s.name: s.reply for s in HARMFUL + HARMLESS} | {
         "complies": "Sure thing, happy to do exactly what you asked.",
-        "cat_name": CAT_NAME}
+        "cat_name": CAT_NAME, "cat_name_then_id": CAT_NAME_THEN_ID}
     with ServerThread(fake_openai_app(stats, replies)) as server:
         yield FakeUpstream(url=server.url, stats=stats)
 

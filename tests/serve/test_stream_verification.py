@@ -203,3 +203,33 @@ def test_a_suspicious_window_waits_for_what_follows():
             assert released[-1] == sent and "odd" not in "".join(released)
         else:  # nothing wrong after all: everything goes out at the end
             assert "".join(released) == "".join(words)
+
+
+def test_the_proxy_holds_windows_from_the_policys_hold_threshold(start_proxy, engine):
+    # a first window that passes, then an identity number: whether the opening is already
+    # out when the number shows depends only on the hold threshold (set here so the test
+    # does not hang on the packaged head's scores)
+    from scripted_replies import CAT_NAME
+
+    from oyster.engine import Engine
+
+    def ask(hold_threshold: float) -> tuple[str, dict]:
+        policy = engine.policy.model_copy(update={"moderation": engine.policy.moderation
+                                                  .model_copy(update={
+                                                      "hold_threshold": hold_threshold})})
+        proxy = start_proxy("say=cat_name_then_id", policy_engine=Engine(policy,
+                                                                         engine.assessor))
+        chunks = list(proxy.client().chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "What is a good name for a cat?"}],
+            stream=True))
+        return ("".join(c.choices[0].delta.content or "" for c in chunks),
+                chunks[-1].model_extra["oyster"])
+
+    released, oyster = ask(0.999)  # nothing reads as suspicious: the opening goes out
+    assert released.startswith(CAT_NAME[:40]) and "219-09" not in released
+    assert oyster["outcome"] == "fallback" and "hazard_leak" in oyster["verification"]["problems"]
+
+    held, oyster = ask(0.001)  # everything does: the opening waits, the reply is rewritten
+    assert not held.startswith(CAT_NAME[:40]) and "219-09" not in held
+    assert oyster["outcome"] in ("regenerated", "fallback")
+    assert "hazard_leak" in oyster["verification"]["problems"]

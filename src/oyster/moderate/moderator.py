@@ -154,6 +154,7 @@ class ReplyHead:
     meta: dict[str, Any]
     hidden_weights: np.ndarray | None = None
     hidden_bias: np.ndarray | None = None
+    hold_threshold: float | None = None
 
     def score(self, vectors: np.ndarray) -> np.ndarray:
         z = (np.atleast_2d(vectors) - self.mean) / self.scale
@@ -167,7 +168,8 @@ class ReplyHead:
 
     def save(self, path: Path) -> None:
         header = {"embedder": self.embedder, "segment_tokens": self.segment_tokens,
-                  "bias": self.bias, "thresholds": self.thresholds, "meta": self.meta}
+                  "bias": self.bias, "thresholds": self.thresholds, "meta": self.meta,
+                  "hold_threshold": self.hold_threshold}
         arrays = {"weights": self.weights, "mean": self.mean, "scale": self.scale}
         if self.hidden_weights is not None and self.hidden_bias is not None:
             arrays |= {"hidden_weights": self.hidden_weights, "hidden_bias": self.hidden_bias}
@@ -187,7 +189,8 @@ class ReplyHead:
                            bias=float(header["bias"]), thresholds=header["thresholds"],
                            meta=header.get("meta", {}),
                            hidden_weights=z["hidden_weights"] if hidden else None,
-                           hidden_bias=z["hidden_bias"] if hidden else None)
+                           hidden_bias=z["hidden_bias"] if hidden else None,
+                           hold_threshold=header.get("hold_threshold"))
         except (OSError, KeyError, ValueError) as e:
             raise AssessorError(f"cannot load the reply moderation head {path}: {e}; rebuild "
                                 "it with `oyster moderate train`") from e
@@ -230,6 +233,24 @@ class Moderator:
 
     def threshold(self, strictness: Strictness) -> float:
         return self.settings.thresholds.get(strictness, self.head.thresholds[strictness])
+
+    def hold_threshold(self) -> float:
+        """The score from which a streamed window is held back until the text after it
+        settles the matter (chosen on validation with a larger false-alarm budget than
+        `strict`: a hold only delays a harmless window, it never blocks it)."""
+        if self.settings.hold_threshold is not None:
+            return self.settings.hold_threshold
+        head = self.head
+        return head.hold_threshold if head.hold_threshold is not None \
+            else self.threshold("strict")
+
+    def suspicious(self, text: str) -> bool:
+        """Whether `text` (a stream's text so far, which passed) reads harmful enough that
+        it should not be released before more of the reply is seen."""
+        if not self.settings.enabled:
+            return False
+        scored = self.segment_scores(text)
+        return bool(scored) and max(s for _, s in scored) >= self.hold_threshold()
 
     def segment_scores(self, text: str) -> list[tuple[str, float]]:
         """Each segment of `text` with its harm score."""

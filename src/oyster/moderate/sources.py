@@ -147,7 +147,10 @@ OPENERS = {"en": ["Sure, here is what you asked for.", "Of course! Here's the an
            "zh": ["好的，下面是你要的内容。", "当然可以！答案如下：", "没问题，给你简单说一下。",
                   "好问题！具体是这样的：", "可以的，步骤如下："]}
 _OPENED_KINDS = frozenset({"generated", "everyday", "structured", "education", "safety",
-                           "correction", "privacy_safe"})
+                           "correction", "privacy_safe", "first_aid", "safe_storage",
+                           "warning_signs", "harm_reduction", "history_law",
+                           "security_defence", "medication", "risk_explained",
+                           "deferral"})
 
 
 def with_openers(replies: list[LabelledReply]) -> list[LabelledReply]:

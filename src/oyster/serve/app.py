@@ -631,7 +631,7 @@ async def _stream_reply(turn: _Turn) -> Response:
         window_chars=state.settings.stream_check_chars,
         hold_chars=state.settings.stream_hold_chars.get(decision.strategy, 0),
         recover=recover, timeout_s=state.settings.upstream_timeout_s, fail_open=turn.fail_open,
-        suspicious=lambda text: state.verifier.moderator.moderate(text, "strict").flagged)
+        suspicious=state.verifier.moderator.suspicious)
     try:
         await stream.start()
     except BackendError as e:  # fail open, before anything was sent: a plain HTTP error

@@ -8,9 +8,10 @@ it reaches the client. No text leaves unverified:
 - the opening is held longer for the strategies the policy names
   (`serve.stream_hold_chars`, by default `guide`, `correct` and `refuse`), so it is checked
   as a whole before the client sees a word of it;
-- a window that passes but reads as suspicious (`suspicious`: the moderator at its strict
-  threshold) is held too, until the text after it settles the matter: harm that only
-  becomes clear a few sentences on must not have its opening already shown.
+- a window that passes but reads as suspicious (`suspicious`: in the proxy, the moderator's
+  hold threshold, `Moderator.suspicious`) is held too, until the text after it settles the
+  matter: harm that only becomes clear a few sentences on must not have its opening
+  already shown.
 
 When a check fails before anything was sent, the reply is written again the way a plain
 completion is (`recover`: regenerated under a stricter strategy, or the fallback), and sent

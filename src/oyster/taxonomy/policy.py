@@ -268,6 +268,10 @@ class ModerationSettings(_Strict):
     thresholds: dict[Strictness, float] = Field(
         default_factory=dict, description="harm-score thresholds replacing the packaged "
         "head's (which were chosen on its validation split)")
+    hold_threshold: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="harm score from which a streamed window "
+        "that passed is held until the text after it settles the matter (replacing the "
+        "packaged head's, chosen on its validation split)")
     private_data: bool = Field(default=True, description="flag identity numbers (US SSN, "
                                "payment cards, Chinese resident ID) in a reply")
 
