@@ -36,12 +36,14 @@ CASES = {
 }
 
 
-# The default policy sends the embedded model's scaffolds alone (replies.model_scaffold_parts);
-# here the model writes around them too, so that every strategy shows steered generation.
+# The default policy asks the embedded model for `answer` replies only and sends its
+# scaffolds alone (replies.model_strategies, model_scaffold_parts); here it writes every
+# helping strategy and around the scaffolds, so that each shows steered generation.
 MODEL_WRITES_EVERYWHERE = """base: default
 name: e2e
 replies:
   model_scaffold_parts: {default: true, embedded: true}
+  model_strategies: {embedded: [answer, answer_safely, correct, guide]}
 """
 PARAMS = GenerationParams(max_tokens=64, timeout=240, temperature=0.0)
 

@@ -325,3 +325,18 @@ def test_a_guide_fallback_names_crisis_lines_only_for_a_person_at_risk(engine, d
         assert ("988" in reply.text) is crisis, reply.text
         if not crisis:
             assert reply.text == " ".join(policy.replies.guide_not_at_risk["en"].split())
+
+
+def test_a_strategy_the_backend_does_not_write_is_the_policys(engine, decision, scripted,
+                                                              policy):
+    class Small(scripted):  # type: ignore[misc, valid-type]
+        kind = "embedded"  # the default policy: model_strategies.embedded = [answer]
+
+    d = decision(strategy="answer_safely", categories=["healthcare"], dominant="benign")
+    backend = Small("The most an adult can take is 1,000 mg per kilogram of body weight.")
+    reply = Responder(engine, backend).respond_to(d, "What's the most ibuprofen I can take "
+                                                     "in a day?")
+    assert backend.prompts == [] and "kilogram" not in reply.text
+    assert reply.text == fallback_reply(d, policy) and reply.verification.passed
+    assert "model_strategies" in provenance(reply)
+    assert policy.replies.model_writes_strategy("openai", "answer_safely")

@@ -50,7 +50,8 @@ def provenance(reply: Reply) -> str:
                     "replies.model_refusals)")
         what = f"scaffold '{reply.scaffold}'" if reply.scaffold else f"{reply.strategy} fallback"
         if not reply.attempts:
-            setting = ("model_scaffold_parts" if reply.scaffold else "model_languages")
+            setting = ("model_scaffold_parts" if reply.scaffold
+                       else "model_strategies or model_languages")
             return (f"written by the policy ({what}); {backend} was not asked (policy "
                     f"replies.{setting})")
         failed = "; ".join(dict.fromkeys(p for a in reply.attempts for p in a.verification.problems))

@@ -16,10 +16,11 @@ One reply is at most two generations and text the policy wrote:
 
 For `refuse`, a backend whose refusals rarely pass verification (the policy's
 `replies.model_refusals`, by backend kind) is not asked at all: the policy's refusal goes
-out (`fallback`). Likewise in a language the backend does not write
-(`replies.model_languages`): the policy's texts go out without generating; and where a
-scaffold applies and the backend may not write around it (`replies.model_scaffold_parts`):
-the scaffold alone goes out (`fallback`). A reply to a
+out (`fallback`); so for any strategy the backend does not write
+(`replies.model_strategies`): the scaffold or the strategy's fallback. Likewise in a
+language the backend does not write (`replies.model_languages`): the policy's texts go out
+without generating; and where a scaffold applies and the backend may not write around it
+(`replies.model_scaffold_parts`): the scaffold alone goes out (`fallback`). A reply to a
 message that discloses thoughts of self-harm always carries the crisis lines: a passing
 reply without them gets them appended (`repaired`). A reply cut off by the token limit is
 trimmed to its last finished sentence first.
@@ -149,8 +150,8 @@ class _ReplyInProgress:
         self.scaffold_name: str | None = found[0] if found else None
         self.scaffold: Scaffold | None = found[1] if found else None
         kind = responder.backend.kind
-        self.policy_refusal = (decision.strategy == "refuse" and not
-                               policy.replies.model_writes_refusals(kind))
+        # the backend is not asked at all for a strategy it does not write (the refusal too)
+        self.not_asked_strategy = not policy.replies.model_writes_strategy(kind, decision.strategy)
         self.policy_scaffold = (self.scaffold is not None and not
                                 policy.replies.model_writes_scaffold_parts(kind))
         self.unwritten_language = not policy.replies.model_writes_language(
@@ -165,7 +166,7 @@ class _ReplyInProgress:
 
     def next_prompt(self) -> list[Message] | None:
         policy = self.responder.policy
-        if self.policy_refusal or self.policy_scaffold or self.unwritten_language:
+        if self.not_asked_strategy or self.policy_scaffold or self.unwritten_language:
             return None
         if not self.attempts:
             prompt = instructions_for(self.decision, policy, self.conversation)
@@ -221,7 +222,7 @@ class _ReplyInProgress:
             return self._reply(text, self._check(text, self.decision), None, "fallback",
                                self.decision.strategy,
                                [ReplyPart(kind="fallback", text=text, source="policy")])
-        if not self.attempts:  # not asked: the policy's refusal, or a language it cannot write
+        if not self.attempts:  # not asked: a strategy or language the backend does not write
             text = fallback_reply(self.decision, policy,
                                   at_risk=self.responder.verifier.needs_resource(self.decision))
             kind: PartKind = "refusal" if self.decision.strategy == "refuse" else "fallback"

@@ -154,6 +154,11 @@ class ReplyTexts(_Strict):
                     "a support scaffold applies (its own reply, or the opening and alternative "
                     "around the scaffold's core); false sends the scaffold alone without "
                     "generating")
+    model_strategies: dict[str, list[Strategy]] = Field(
+        default_factory=lambda: {"default": ["answer", "answer_safely", "correct", "guide"]},
+        description="by backend kind (`default` for the rest): the helping strategies whose "
+                    "replies the model writes; for the others the policy's texts go out "
+                    "without generating (`refuse` is `model_refusals`)")
     model_languages: dict[str, list[Language]] = Field(
         default_factory=lambda: {"default": list(LANGUAGES)},
         description="by backend kind (`default` for the rest): the languages the model writes "
@@ -176,7 +181,8 @@ class ReplyTexts(_Strict):
             raise ValueError("refusal_alternatives: needs a 'default' entry")
         for key, table in self.refusal_alternatives.items():
             _has_fallback(f"refusal_alternatives.{key}", table)  # type: ignore[arg-type]
-        for name in ("model_refusals", "model_scaffold_parts", "model_languages"):
+        for name in ("model_refusals", "model_scaffold_parts", "model_strategies",
+                     "model_languages"):
             if "default" not in getattr(self, name):
                 raise ValueError(f"{name}: needs a 'default' entry")
         written = [set(langs) for langs in self.model_languages.values()]
@@ -189,6 +195,12 @@ class ReplyTexts(_Strict):
 
     def model_writes_refusals(self, backend_kind: str) -> bool:
         return self.model_refusals.get(backend_kind, self.model_refusals["default"])
+
+    def model_writes_strategy(self, backend_kind: str, strategy: str) -> bool:
+        if strategy == "refuse":
+            return self.model_writes_refusals(backend_kind)
+        return strategy in self.model_strategies.get(backend_kind,
+                                                     self.model_strategies["default"])
 
     def model_writes_language(self, backend_kind: str, language: str) -> bool:
         return language in self.model_languages.get(backend_kind,
