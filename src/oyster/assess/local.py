@@ -68,8 +68,10 @@ _WRAPPERS = {"instruction_override": 0.5, "role_play": 0.6, "encoding": 0.5, "ch
 
 # weight of the recent user turns read together against the last turn alone, for
 # conversations of two or more user turns (0 judges the last turn only)
-CONTEXT_WEIGHT = 0.5
-ESCALATION_RAISES = True  # chosen on validation conversations with CONTEXT_WEIGHT
+# (both chosen on the validation split for the fine-tuned encoder's heads, with the policy's
+# evidence strength; docs/evaluation.md)
+CONTEXT_WEIGHT = 0.75
+ESCALATION_RAISES = False
 _EXPLAINED_MARGIN = 0.1
 # a declined risky ask asked again keeps its level unless the new turn alone is this sure
 # to be harmless without a pretext (a defensive question on the same topic is not a
