@@ -30,17 +30,17 @@ with the n-gram guard.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from oyster._jsonl import jsonl_objects
+from oyster._packaged import packaged_path
 from oyster.errors import AssessorError
 
 __all__ = ["COSINE_THRESHOLD", "JACCARD_THRESHOLD", "EmbeddingGuard", "Leak", "NgramGuard",
@@ -115,7 +115,7 @@ def _strata(shared: Path) -> list[ProtectedText]:
 
 def _bench_data() -> Path:
     # read as data files: the assessor never imports the benchmark code above it
-    return Path(str(resources.files("oyster"))) / "bench" / "data"
+    return packaged_path("oyster.bench", "data")
 
 
 def _texts_of(row: dict[str, object]) -> list[str]:
@@ -134,9 +134,8 @@ def protected_texts(shared: Path | None = None) -> list[ProtectedText]:
              (data / "over_refusal_starter.jsonl", "starter:over_refusal")]
     files += [(p, f"testsets:{p.stem}") for p in sorted((data / "testsets").glob("*.jsonl"))]
     for path, source in files:
-        for line in path.read_text("utf-8").splitlines():
-            if line.strip():
-                out.extend(ProtectedText(t, source) for t in _texts_of(json.loads(line)))
+        for _, row in jsonl_objects(path):
+            out.extend(ProtectedText(t, source) for t in _texts_of(row))
     seen: set[tuple[str, str]] = set()
     unique = []
     for p in out:
