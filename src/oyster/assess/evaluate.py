@@ -84,7 +84,7 @@ def eval_sets(examples: Sequence[Example], split: str = "valid",
     the policy's `game.false_premise.physical_categories`); the other misinformed asks
     (myths about history, rumours) are reported beside them."""
     if physical is None:
-        from oyster.taxonomy.policy import default_policy
+        from oyster.policy import default_policy
 
         physical = default_policy().game.false_premise.physical_categories
     rows = [ex for ex in examples if ex.split == split]

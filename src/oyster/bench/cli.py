@@ -117,7 +117,7 @@ def _run_bench(benchmark: str, data: str, items: list[BenchItem], run: RunOption
     from oyster.bench.runner import BenchWorker, JudgePanel, run_on_ray, summarize
     from oyster.bench.runner import run as run_pairs
     from oyster.bench.targets import make_targets
-    from oyster.taxonomy.policy import load_policy
+    from oyster.policy import load_policy
 
     params = GenerationParams(max_tokens=run.max_tokens, temperature=run.temperature,
                               timeout=run.timeout)

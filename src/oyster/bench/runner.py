@@ -19,7 +19,7 @@ from oyster.bench.records import ResultRecord, RunDir, record_key
 from oyster.bench.targets import System, Target, TargetReply, make_targets
 from oyster.errors import OysterError
 from oyster.judges.base import RefusalClassifier, SafetyJudge, SatisfactionJudge
-from oyster.taxonomy.policy import Policy, load_policy
+from oyster.policy import Policy, load_policy
 
 
 @dataclass

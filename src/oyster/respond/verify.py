@@ -64,14 +64,14 @@ from oyster._packaged import packaged_model, packaged_path
 from oyster.decision import Decision
 from oyster.errors import PolicyError
 from oyster.moderate import Moderator
-from oyster.respond.coherence import RelevanceScorer, split_sentences
-from oyster.taxonomy.policy import Policy
-from oyster.taxonomy.replies import (
+from oyster.policy import Policy
+from oyster.policy.replies import (
     HELPING_STRATEGIES,
     CrisisResource,
     TermList,
     compiled_terms,
 )
+from oyster.respond.coherence import RelevanceScorer, split_sentences
 from oyster.types import Message, Problem, Strategy, detect_language
 
 ANY_RISK = "any_risk"
