@@ -55,11 +55,18 @@ _RUNS = re.compile(f"[{_CJK}]+|[a-z0-9]+(?:[^a-z0-9{_CJK}]+[a-z0-9]+)*")
 
 
 def shared_dir() -> Path:
-    """`../shared` beside the checkout, or `$OYSTER_SHARED` when set."""
+    """`$OYSTER_SHARED` when set, else the `shared` folder beside the working directory or
+    beside the nearest of its parents that has one (`../shared` beside the checkout, run
+    from anywhere inside it). Found from where Oyster runs, never from where the package is
+    installed (a wheel lives in site-packages)."""
     env = os.environ.get("OYSTER_SHARED")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared"
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder.parent / "shared").is_dir():
+            return folder.parent / "shared"
+    return here.parent / "shared"
 
 
 @dataclass(frozen=True)
