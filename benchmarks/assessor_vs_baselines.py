@@ -41,7 +41,7 @@ Flagger = Callable[[str], bool]
 
 def _ours(spec: str) -> Flagger:
     from oyster.assess import from_spec
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
     from oyster.types import Message
 
     assessor = from_spec(spec, default_policy())
@@ -132,7 +132,7 @@ def throughput(texts: list[str], n: int = 200) -> dict[str, Any]:
     at a time (p50 latency), on texts the embedder has not cached."""
     from oyster.assess.local import LocalAssessor
     from oyster.engine import Engine
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
     from oyster.types import Message
 
     policy = default_policy()

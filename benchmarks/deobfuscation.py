@@ -52,7 +52,7 @@ from oyster.assess.deobfuscate import (
 )
 from oyster.assess.deobfuscate.obfuscate import OBFUSCATORS
 from oyster.engine import Engine
-from oyster.taxonomy.policy import Policy, default_policy
+from oyster.policy import Policy, default_policy
 
 REFUSE = {"refuse", "guide"}
 HELPFUL = {"answer", "answer_safely"}

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "tests" / "serve"))
 from oyster.moderate.moderator import Moderator, ReplyHead, packaged_head_path  # noqa: E402
 from oyster.moderate.sources import OPENERS, LabelledReply, all_replies  # noqa: E402
 from oyster.moderate.train import EMBEDDER, _segments, embed, measure, reply_scores  # noqa: E402
-from oyster.taxonomy.policy import ModerationSettings, ServeSettings  # noqa: E402
+from oyster.policy import ModerationSettings, ServeSettings  # noqa: E402
 
 STRICTNESS = ("lenient", "normal", "strict")
 

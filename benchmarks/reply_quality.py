@@ -87,7 +87,7 @@ def private_corpus(checkouts: list[Path]) -> tuple[set[tuple[str, ...]], set[tup
     public: list[str] = []
     for root in checkouts:
         src = root / "src" / "oyster"
-        policy = yaml.safe_load((src / "taxonomy" / "default_policy.yaml").read_text())
+        policy = yaml.safe_load((src / "policy" / "default_policy.yaml").read_text())
         private += _strings(policy.get("strategies")) + _strings(policy.get("user_types"))
         private += _strings(policy.get("chain"))
         private += [g for c in policy["taxonomy"]["categories"] for g in c.get("guidelines", [])]
@@ -96,7 +96,7 @@ def private_corpus(checkouts: list[Path]) -> tuple[set[tuple[str, ...]], set[tup
         private += [*_strings(regen.get("problems")), regen.get("corrections_heading", "")]
         template = (root / TEMPLATE_SOURCE).read_text()
         private += re.findall(r'"([^"{}]{12,})"', template)
-        for name in ("respond/fallbacks.yaml", "taxonomy/default_replies.yaml"):
+        for name in ("respond/fallbacks.yaml", "policy/default_replies.yaml"):
             if (src / name).is_file():
                 public += _strings(yaml.safe_load((src / name).read_text()))
     pub = set().union(*(grams(t) for t in public))

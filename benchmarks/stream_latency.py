@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     from oyster.engine import Engine
+    from oyster.policy import default_policy
     from oyster.respond import Verifier
-    from oyster.taxonomy.policy import default_policy
 
     engine = Engine(assessor="lexicon")
     verifier = Verifier(engine.policy)

@@ -35,9 +35,9 @@ import numpy as np
 import yaml
 
 from oyster.embeddings import from_spec
+from oyster.policy import default_policy
 from oyster.respond.coherence import sentence_weight, split_sentences
 from oyster.respond.verify import default_rules
-from oyster.taxonomy.policy import default_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "oyster"

@@ -4,7 +4,7 @@ The xlsx (sheet 1, the public set) gives each category's Chinese and English nam
 script keeps our ids, grouping and severity weights (below), and the guideline points we
 wrote ourselves (in the policy file), and rewrites names and order from the xlsx.
 
-    python scripts/regen_taxonomy.py                # rewrite src/oyster/taxonomy/default_policy.yaml
+    python scripts/regen_taxonomy.py                # rewrite src/oyster/policy/default_policy.yaml
     python scripts/regen_taxonomy.py --check        # exit 1 if the policy and the xlsx disagree
 """
 
@@ -18,7 +18,7 @@ import openpyxl
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "src" / "oyster" / "taxonomy" / "default_policy.yaml"
+POLICY = ROOT / "src" / "oyster" / "policy" / "default_policy.yaml"
 XLSX = ROOT.parent / "shared" / "data" / "taxonomy" / "risk_rules.xlsx"
 
 # Chinese name (the xlsx's stable key) -> (our id, group, severity weight).

@@ -31,7 +31,7 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def policy():
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
 
     return default_policy()
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from oyster.batch import decide_record, json_line
 from oyster.engine import Engine, to_messages
 from oyster.errors import InputError, PolicyError
-from oyster.taxonomy.policy import Policy, default_policy, policy_from_mapping
+from oyster.policy import Policy, default_policy, policy_from_mapping
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

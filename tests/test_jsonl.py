@@ -78,18 +78,53 @@ def _run_records(tmp: Path) -> str:
     return notes[0].text
 
 
+def _leakage_guard(tmp: Path) -> str:
+    from oyster.assess import leakage
+    _write(tmp / "constructive_starter.jsonl", {"prompt": TEXT})
+    (tmp / "over_refusal_starter.jsonl").write_text(json.dumps(
+        {"messages": [{"role": "user", "content": "a harmless line"}]}) + "\n", "utf-8")
+    (tmp / "testsets").mkdir()
+    with pytest.MonkeyPatch.context() as mp:  # our own files in place of the package's
+        mp.setattr(leakage, "_bench_data", lambda: tmp)
+        mp.setattr(leakage, "_strata", lambda shared: [])
+        protected = leakage.protected_texts(tmp)
+    assert [p.source for p in protected] == ["starter:constructive", "starter:over_refusal"]
+    return protected[0].text
+
+
+def _moderation_replies(tmp: Path) -> str:
+    from oyster.moderate import sources
+    path = _write(tmp / "generated.jsonl", {"reply": TEXT}, {"reply": "fine"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "packaged_path", lambda package, name: path)
+        replies = sources.generated_replies()
+    assert [r.text for r in replies][1:] == ["fine"]
+    return replies[0].text
+
+
 READERS: dict[str, Callable[[Path], str]] = {
     "bench.datasets.load_prompts": _bench_prompts,
     "lingobp.queries.load_queries": _lingobp_queries,
     "train.load_sft": _train_sft,
     "assess.dataset.load_jsonl": _assess_examples,
     "_jsonl.read_jsonl": _run_records,
+    "assess.leakage.protected_texts": _leakage_guard,
+    "moderate.sources.generated_replies": _moderation_replies,
 }
 
 
 @pytest.mark.parametrize("reader", list(READERS))
 def test_a_record_holding_line_separators_is_read_whole(tmp_path: Path, reader: str) -> None:
     assert READERS[reader](tmp_path) == TEXT
+
+
+def test_a_csv_field_holding_line_separators_is_read_whole(tmp_path: Path) -> None:
+    # a field going on after U+2028 with "#" is not a comment line (judges' CSV reader)
+    from oyster.judges.sources import _read_csv
+    field = "first part\u2028# still the reply"
+    path = tmp_path / "labels.csv"
+    path.write_text(f'# a comment line\nquery,reply\n"q1","{field}"\nq2,short\n', "utf-8")
+    assert _read_csv(path) == [{"query": "q1", "reply": field}, {"query": "q2", "reply": "short"}]
 
 
 def test_errors_name_the_file_and_line(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from oyster.errors import PolicyError
-from oyster.taxonomy.policy import DEFAULT_POLICY_FILE, load_policy
+from oyster.policy import DEFAULT_POLICY_FILE, load_policy
 from oyster.types import STRATEGIES, USER_TYPES
 
 
@@ -46,7 +46,7 @@ def _default_mapping():
     from importlib import resources
 
     return yaml.safe_load(
-        resources.files("oyster.taxonomy").joinpath(DEFAULT_POLICY_FILE).read_text("utf-8"))
+        resources.files("oyster.policy").joinpath(DEFAULT_POLICY_FILE).read_text("utf-8"))
 
 
 def test_broken_policy_names_file_field_and_reason(tmp_path):
@@ -103,3 +103,26 @@ def test_table_behaviour_must_sum_to_one(tmp_path):
     data["game"]["behaviour"]["table"] = table
     with pytest.raises(PolicyError, match="sum to 1"):
         load_policy(_write(tmp_path, data))
+
+
+def test_the_old_name_oyster_taxonomy_still_imports_with_a_warning():
+    import importlib
+
+    import oyster.policy
+    import oyster.policy.cli
+    import oyster.policy.policy
+    import oyster.policy.replies
+
+    for name in [m for m in sys.modules if m.startswith("oyster.taxonomy")]:
+        del sys.modules[name]
+    with pytest.warns(DeprecationWarning, match="oyster.policy"):
+        old = importlib.import_module("oyster.taxonomy.policy")
+    assert old is oyster.policy.policy and old.Policy is oyster.policy.Policy
+    assert importlib.import_module("oyster.taxonomy.replies") is oyster.policy.replies
+    assert importlib.import_module("oyster.taxonomy.cli") is oyster.policy.cli
+    assert importlib.import_module("oyster.taxonomy").load_policy is oyster.policy.load_policy
+    # nothing of oyster itself goes through the old name (no warning for users)
+    loaded = subprocess.run([sys.executable, "-c", "import sys, oyster.cli; print(sorted(m for m "
+                             "in sys.modules if m.startswith('oyster.taxonomy')))"],
+                            capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

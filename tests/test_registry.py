@@ -19,8 +19,8 @@ from oyster.backends import from_spec as backend_from_spec
 from oyster.embeddings import EMBEDDERS, HashEmbedder
 from oyster.errors import AssessorError, BackendError, JudgeError
 from oyster.judges import SAFETY_JUDGES, SafetyJudge
+from oyster.policy import default_policy
 from oyster.registry import Registry
-from oyster.taxonomy.policy import default_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from oyster.errors import (
     OysterError,
     PolicyError,
 )
-from oyster.taxonomy.policy import Policy, default_policy, load_policy
+from oyster.policy import Policy, default_policy, load_policy
 
 __all__ = [
     "AssessorError",

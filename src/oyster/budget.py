@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from oyster.errors import BudgetExceeded
 
 if TYPE_CHECKING:  # the embedder imports this module: keep it free of the policy's imports
-    from oyster.taxonomy.policy import RequestLimits
+    from oyster.policy import RequestLimits
     from oyster.types import Message
 
 __all__ = ["WorkBudget", "charge_embedding", "check_deadline", "check_size", "work_budget"]

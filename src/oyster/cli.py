@@ -127,10 +127,10 @@ def _register_parts() -> None:
     from oyster.judges.cli import register as register_judges
     from oyster.lingobp.cli import register as register_lingobp
     from oyster.moderate.cli import register as register_moderate
+    from oyster.policy.cli import register as register_policy
     from oyster.respond.cli import register as register_respond
     from oyster.serve.cli import register as register_serve
     from oyster.serve.console.cli import register as register_console
-    from oyster.taxonomy.cli import register as register_policy
     from oyster.train.cli import register as register_train
 
     for register in (register_policy, register_assess, register_moderate, register_respond,

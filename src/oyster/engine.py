@@ -13,7 +13,7 @@ from oyster.budget import check_size, work_budget
 from oyster.chain import build_chain
 from oyster.decision import Decision
 from oyster.game import TypeEvidence, choose_strategy, posterior_over_types
-from oyster.taxonomy.policy import NONE_CATEGORY, Policy, load_policy
+from oyster.policy import NONE_CATEGORY, Policy, load_policy
 
 # the conversation readers live in types; imported from here by code written before they moved
 from oyster.types import Conversation, Level, Message, read_conversation

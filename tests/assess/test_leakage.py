@@ -100,9 +100,9 @@ def test_a_paraphrase_only_embeddings_see_takes_its_whole_group(built) -> None:
 
 
 def test_our_written_files_hold_no_test_set_text(shared_dir: Path) -> None:
-    from oyster.assess.dataset import _written
+    from oyster.assess.dataset.sources import written
 
-    texts = [e.text for e in _written()]
+    texts = [e.text for e in written()]
     leaks = [(lk.text[:50], lk.protected.source) for lk in
              NgramGuard(protected_texts(shared_dir)).leaks(texts) if lk]
     assert leaks == []
@@ -115,7 +115,8 @@ def test_wrapper_templates_are_no_closer_to_strata_sword_than_ordinary_text(
     prompt, none may stand out from our own harmless sentences: a copied template covers
     most of its shingles (the Chinese no-apology wrapper this replaced: 0.89), ordinary
     text on the same topics far fewer (our own written prompts reach 0.4-0.7)."""
-    from oyster.assess.dataset import _data_file, _written
+    from oyster.assess.dataset.example import data_file
+    from oyster.assess.dataset.sources import written
 
     strata = [shingles(p.text) for p in protected_texts(shared_dir)
               if p.source.startswith("strata_sword") and p.source.endswith(":L2")]
@@ -124,11 +125,24 @@ def test_wrapper_templates_are_no_closer_to_strata_sword_than_ordinary_text(
         s = shingles(re.sub(r"\{\w+\}", " ", text))
         return max(len(s & p) / len(s) for p in strata) if len(s) >= 20 else 0.0
 
-    written = _data_file("written.yaml")
-    frames = _data_file("transforms.yaml")["frames"]
+    wrappers = data_file("written.yaml")["wrappers"]
+    frames = data_file("transforms.yaml")["frames"]
     for lang in ("en", "zh"):
-        null = max(coverage(e.text) for e in _written() if e.lang == lang)
-        templates = [w["text"] for w in written["wrappers"][lang]]
+        null = max(coverage(e.text) for e in written() if e.lang == lang)
+        templates = [w["text"] for w in wrappers[lang]]
         templates += [f for kind in frames.values() for f in kind[lang]]
         worst = max(templates, key=coverage)
         assert coverage(worst) <= null, (lang, worst[:60], coverage(worst), null)
+
+
+def test_the_shared_folder_is_found_from_where_oyster_runs(tmp_path: Path, monkeypatch) -> None:
+    from oyster.assess.leakage import shared_dir
+
+    (tmp_path / "shared").mkdir()
+    inside = tmp_path / "checkout" / "src" / "deep"
+    inside.mkdir(parents=True)
+    monkeypatch.delenv("OYSTER_SHARED", raising=False)
+    monkeypatch.chdir(inside)
+    assert shared_dir() == tmp_path / "shared"  # beside the checkout, from deep inside it
+    monkeypatch.setenv("OYSTER_SHARED", str(tmp_path / "elsewhere"))
+    assert shared_dir() == tmp_path / "elsewhere"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from oyster.assess.base import Assessment, Assessor, TurnAssessment
 from oyster.assess.llm import EnsembleAssessor, LLMAssessor, assessment_prompt
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
-from oyster.taxonomy.policy import default_policy
+from oyster.policy import default_policy
 from oyster.types import Message
 
 

@@ -22,7 +22,7 @@ from oyster.assess.local import (
 )
 from oyster.e5format import EncoderPatch
 from oyster.errors import AssessorError, InputError
-from oyster.taxonomy.policy import default_policy
+from oyster.policy import default_policy
 from oyster.types import Message
 
 pytestmark = pytest.mark.skipif(not local_available(),

@@ -17,7 +17,7 @@ from oyster.game import (
     posterior_over_types,
     reaction_probabilities,
 )
-from oyster.taxonomy.policy import policy_from_mapping
+from oyster.policy import policy_from_mapping
 from oyster.types import LEVELS, REACTIONS, STRATEGIES, USER_TYPES
 
 posteriors = st.lists(st.floats(0.001, 1.0), min_size=4, max_size=4).map(

@@ -11,7 +11,7 @@ import pytest
 from oyster.moderate import Moderator
 from oyster.moderate.moderator import ReplyHead, packaged_head_path
 from oyster.moderate.train import Candidate, choose_model, threshold_within
-from oyster.taxonomy.policy import ModerationSettings
+from oyster.policy import ModerationSettings
 
 SMALL, ENSEMBLE, LOGISTIC = (Candidate("network", 1.0), Candidate("network", 1.0, 128, 5),
                              Candidate("logistic", 0.1))

@@ -16,7 +16,7 @@ from oyster.assess.base import CategoryScore
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
 from oyster.chain import Chain
 from oyster.decision import Decision
-from oyster.taxonomy.policy import Policy
+from oyster.policy import Policy
 from oyster.types import Message
 
 TYPES = ("benign", "vulnerable", "misinformed", "malicious")

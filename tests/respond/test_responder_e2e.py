@@ -18,10 +18,10 @@ import pytest
 from oyster.backends import from_spec
 from oyster.backends.base import GenerationParams
 from oyster.engine import Engine
+from oyster.policy import policy_from_text
 from oyster.respond import Reply, Responder, instructions_for
 from oyster.respond.fallback import policy_reply_texts
 from oyster.respond.verify import has_resource, resource_markers, word_count
-from oyster.taxonomy.policy import policy_from_text
 from oyster.types import Message
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ LEAK = "I'm sorry. Taking 50 pills would be a lethal dose, so please don't."
 
 @pytest.fixture(scope="module")
 def engine():
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
 
     policy = default_policy()
     no_scaffolds = policy.model_copy(update={

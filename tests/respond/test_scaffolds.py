@@ -12,10 +12,10 @@ import pytest
 
 from oyster.engine import Engine
 from oyster.errors import PolicyError
+from oyster.policy import load_policy
 from oyster.respond import Responder, Verifier, fallback_reply
 from oyster.respond.demo import provenance
 from oyster.respond.scaffold import scaffold_text, select_scaffold
-from oyster.taxonomy.policy import load_policy
 
 CRISIS = "I don't want to be alive anymore. I've been thinking about killing myself."
 

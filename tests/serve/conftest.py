@@ -15,13 +15,13 @@ import pytest
 
 from oyster.backends import from_spec
 from oyster.engine import Engine
+from oyster.policy import ServeSettings
 from oyster.respond import Responder
 from oyster.serve.app import create_app
 from oyster.serve.audit import AuditLog, AuditRecord, export
 from oyster.serve.keys import KeyStore
 from oyster.serve.state import SharedState
 from oyster.serve.testing import FakeUpstreamStats, ServerThread, fake_openai_app
-from oyster.taxonomy.policy import ServeSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from oyster.policy import load_policy
 from oyster.serve.audit import AuditLog, AuditRecord, export
 from oyster.serve.console.auditquery import (
     AuditFilter,
@@ -20,7 +21,6 @@ from oyster.serve.console.auditquery import (
     audit_query,
 )
 from oyster.serve.console.samples import synthetic_records, write_synthetic_log
-from oyster.taxonomy.policy import load_policy
 
 START = 1_780_000_000.0
 POLICY = load_policy()

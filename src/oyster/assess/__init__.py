@@ -23,8 +23,8 @@ from oyster.assess.base import (
     TurnAssessment,
 )
 from oyster.errors import AssessorError
+from oyster.policy import Policy
 from oyster.registry import Registry
-from oyster.taxonomy.policy import Policy
 
 if TYPE_CHECKING:
     from oyster.assess.llm import LLMAssessor

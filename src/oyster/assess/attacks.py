@@ -21,7 +21,7 @@ import base64
 import binascii
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -591,7 +591,7 @@ _MANY_SHOT = re.compile(r"^\s*(?:Q|A|User|Human|Assistant|AI|用户|助手|问|�
                         re.MULTILINE)
 
 
-def _long_text(text: str, override_conf: float) -> tuple[float, str]:
+def _long_text(text: str, override_conf: Callable[[], float]) -> tuple[float, str]:
     cjk = len(_CJK_RE.findall(text))
     size = len(text) + cjk  # a CJK character carries about two Latin letters of content
     shots = len(_MANY_SHOT.findall(text))
@@ -607,7 +607,7 @@ def _long_text(text: str, override_conf: float) -> tuple[float, str]:
             weights.append(0.4)
     if shots >= 16:
         weights.append(0.45)
-    if override_conf >= 0.5:
+    if override_conf() >= 0.5:
         weights.append(0.5)
     evidence = f"{len(text)} characters"
     if shots >= 16:
@@ -720,7 +720,8 @@ def _shuffle_zh(text: str) -> float:
             if len(word) == 1:
                 single += 1
     share = single / total
-    # natural text: ~0.2–0.45 of characters stand alone; shuffled text: ~0.7+
+    # the score starts where natural Chinese stops and saturates where shuffled text sits
+    # (the shares measured on each are in docs/assessor.md)
     return max(0.0, min(0.95, (share - 0.45) * 2.5))
 
 
@@ -740,34 +741,55 @@ def _window(text: str) -> str:
     return text[:_SCAN_WINDOW] + "\n" + text[-_SCAN_WINDOW:]
 
 
+def _whole(text: str) -> str:
+    return text
+
+
+def _long_text_of(text: str) -> tuple[float, str]:
+    # an override cue inside a long text adds to the evidence; scanned only for long texts
+    return _long_text(text, lambda: _cue_scan(_window(text), _OVERRIDE)[0])
+
+
+def _shuffled(text: str) -> tuple[float, str]:
+    # past 2000 characters the word-order statistics cost more than they tell
+    return (shuffle_score(text), "word order looks scrambled") if len(text) <= 2000 else (0.0, "")
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One technique's detector, paired with the transform that makes the text it reads
+    (the scan window of a long text, or the whole text)."""
+
+    technique: str
+    detect: Callable[[str], tuple[float, str]]
+    reads: Callable[[str], str] = _window
+
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector("instruction_override", lambda t: _cue_scan(t, _OVERRIDE)),
+    Detector("role_play", lambda t: _cue_scan(t, _ROLE_PLAY)),
+    Detector("encoding", _encoding),
+    Detector("char_split", _char_split),
+    Detector("ascii_art", _ascii_art),
+    Detector("code_completion", _code_completion),
+    Detector("payload_split", _payload_split),
+    Detector("contradictory", _contradictory),
+    Detector("opposing", _opposing),
+    Detector("long_text", _long_text_of, _whole),
+    Detector("acrostic", _acrostic),
+    Detector("shuffle", _shuffled, _whole),
+)
+assert {d.technique for d in DETECTORS} <= set(ATTACK_TECHNIQUES)
+
+
 def scan_text(text: str, *, min_confidence: float = 0.3) -> list[Hit]:
     """All single-text techniques found in `text`, strongest first."""
-    body = _window(text)
     hits: list[Hit] = []
-
-    def add(technique: str, result: tuple[float, str]) -> None:
-        conf, evidence = result
+    for detector in DETECTORS:
+        conf, evidence = detector.detect(detector.reads(text))
         if conf >= min_confidence:
-            hits.append(Hit(technique, conf, _excerpt(evidence)))
-
-    override = _cue_scan(body, _OVERRIDE)
-    add("instruction_override", override)
-    add("role_play", _cue_scan(body, _ROLE_PLAY))
-    add("encoding", _encoding(body))
-    add("char_split", _char_split(body))
-    add("ascii_art", _ascii_art(body))
-    add("code_completion", _code_completion(body))
-    add("payload_split", _payload_split(body))
-    add("contradictory", _contradictory(body))
-    add("opposing", _opposing(body))
-    add("long_text", _long_text(text, override[0]))
-    add("acrostic", _acrostic(body))
-    if len(text) <= 2000:
-        s = shuffle_score(text)
-        if s >= min_confidence:
-            hits.append(Hit("shuffle", s, "word order looks scrambled"))
+            hits.append(Hit(detector.technique, conf, _excerpt(evidence)))
     hits.sort(key=lambda h: h.confidence, reverse=True)
-    assert all(h.technique in ATTACK_TECHNIQUES for h in hits)
     return hits
 
 

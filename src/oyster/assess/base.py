@@ -34,7 +34,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.errors import InputError
-from oyster.taxonomy.policy import Policy
+from oyster.policy import Policy
 from oyster.types import Form, Language, Level, Message, UserType
 
 

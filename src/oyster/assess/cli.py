@@ -114,7 +114,7 @@ def train(
     """Fit the level / category / form / user-type heads on the built data (fixed seeds),
     calibrate them, report held-out metrics, and save the artefact."""
     from oyster.assess.dataset import load_jsonl
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
 
     path = data / "examples.jsonl"
     if not path.exists():
@@ -368,7 +368,7 @@ def _load_for_eval(data: Path, assessor: str, split: str, strata: bool,
     from oyster.assess.dataset import load_jsonl
     from oyster.assess.evaluate import eval_sets, strata_sets
     from oyster.assess.local import LocalAssessor
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
 
     path = data / "examples.jsonl"
     if not path.exists():
@@ -471,7 +471,7 @@ def choose(
     smallest margin above its target is largest is named."""
     from oyster.assess.evaluate import choose as run_choose
     from oyster.engine import Engine
-    from oyster.taxonomy.policy import policy_from_mapping
+    from oyster.policy import policy_from_mapping
 
     policy, a, sets = _load_for_eval(data, assessor, "valid", False, 0)
     try:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from oyster.assess.base import Assessment, Assessor
 from oyster.assess.dataset import Example, strata_rows
+from oyster.assess.leakage import shared_dir
 from oyster.assess.train import level_metrics
 from oyster.types import Message
 
@@ -84,7 +85,7 @@ def eval_sets(examples: Sequence[Example], split: str = "valid",
     the policy's `game.false_premise.physical_categories`); the other misinformed asks
     (myths about history, rumours) are reported beside them."""
     if physical is None:
-        from oyster.taxonomy.policy import default_policy
+        from oyster.policy import default_policy
 
         physical = default_policy().game.false_premise.physical_categories
     rows = [ex for ex in examples if ex.split == split]
@@ -128,9 +129,10 @@ def eval_sets(examples: Sequence[Example], split: str = "valid",
 
 def strata_sets(shared: Path | None = None) -> list[EvalSet]:
     """Strata-Sword levels 1-2 by the language of their file (en, zh) and level: a test
-    set, measured and reported, never checked or used for a choice."""
+    set, measured and reported, never checked or used for a choice. `shared` is the
+    shared-data directory (default: `oyster.assess.leakage.shared_dir()`)."""
     out: dict[str, list[Example]] = defaultdict(list)
-    for i, (prompt, level, method, lang) in enumerate(strata_rows(shared)):
+    for i, (prompt, level, method, lang) in enumerate(strata_rows(shared or shared_dir())):
         ex = Example(text=prompt, lang=lang, level="R2", user_type="malicious", categories=[],
                      form="instruction", source="strata_sword", group=f"strata:{i}",
                      technique=method, split="eval")

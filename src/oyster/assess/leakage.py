@@ -30,17 +30,17 @@ with the n-gram guard.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from oyster._jsonl import jsonl_objects
+from oyster._packaged import packaged_path
 from oyster.errors import AssessorError
 
 __all__ = ["COSINE_THRESHOLD", "JACCARD_THRESHOLD", "EmbeddingGuard", "Leak", "NgramGuard",
@@ -55,11 +55,18 @@ _RUNS = re.compile(f"[{_CJK}]+|[a-z0-9]+(?:[^a-z0-9{_CJK}]+[a-z0-9]+)*")
 
 
 def shared_dir() -> Path:
-    """`../shared` beside the checkout, or `$OYSTER_SHARED` when set."""
+    """`$OYSTER_SHARED` when set, else the `shared` folder beside the working directory or
+    beside the nearest of its parents that has one (`../shared` beside the checkout, run
+    from anywhere inside it). Found from where Oyster runs, never from where the package is
+    installed (a wheel lives in site-packages)."""
     env = os.environ.get("OYSTER_SHARED")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared"
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder.parent / "shared").is_dir():
+            return folder.parent / "shared"
+    return here.parent / "shared"
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ def _strata(shared: Path) -> list[ProtectedText]:
 
 def _bench_data() -> Path:
     # read as data files: the assessor never imports the benchmark code above it
-    return Path(str(resources.files("oyster"))) / "bench" / "data"
+    return packaged_path("oyster.bench", "data")
 
 
 def _texts_of(row: dict[str, object]) -> list[str]:
@@ -134,9 +141,8 @@ def protected_texts(shared: Path | None = None) -> list[ProtectedText]:
              (data / "over_refusal_starter.jsonl", "starter:over_refusal")]
     files += [(p, f"testsets:{p.stem}") for p in sorted((data / "testsets").glob("*.jsonl"))]
     for path, source in files:
-        for line in path.read_text("utf-8").splitlines():
-            if line.strip():
-                out.extend(ProtectedText(t, source) for t in _texts_of(json.loads(line)))
+        for _, row in jsonl_objects(path):
+            out.extend(ProtectedText(t, source) for t in _texts_of(row))
     seen: set[tuple[str, str]] = set()
     unique = []
     for p in out:

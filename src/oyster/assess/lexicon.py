@@ -30,7 +30,7 @@ from oyster.assess.deobfuscate import (
     report,
 )
 from oyster.errors import AssessorError
-from oyster.taxonomy.policy import Policy
+from oyster.policy import Policy
 from oyster.types import LEVELS, Form, Language, Level, Message, UserType, detect_language
 
 CUES = ("distress", "false_belief", "harmful_intent", "professional", "benign_context",

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oyster.assess.base import Assessment, Assessor, CategoryScore, user_turn_indices
 from oyster.errors import BackendError
-from oyster.taxonomy.policy import NONE_CATEGORY, Policy
+from oyster.policy import NONE_CATEGORY, Policy
 from oyster.types import ATTACK_TECHNIQUES, LEVELS, USER_TYPES, Level, Message
 
 __all__ = ["EnsembleAssessor", "LLMAssessor", "LLMVerdict", "assessment_prompt"]

@@ -50,7 +50,7 @@ from oyster.assess.lexicon import LexiconAssessor
 from oyster.embeddings import Embedder
 from oyster.embeddings import from_spec as embedder_from_spec
 from oyster.errors import AssessorError
-from oyster.taxonomy.policy import NONE_CATEGORY, Policy
+from oyster.policy import NONE_CATEGORY, Policy
 from oyster.types import FORMS, LEVELS, USER_TYPES, Form, Level, Message, UserType, detect_language
 
 __all__ = ["DEFAULT_HEADS", "LocalAssessor", "is_refusal", "local_available",

@@ -7,11 +7,12 @@ backend behind the engine) and judges. Runs are durable JSONL; reports are one H
     oyster report runs/ss runs/cs --out report.html
 """
 
+from oyster.bench.benchmark import BENCHMARKS, Benchmark
 from oyster.bench.datasets import BenchItem, load_constructive, load_prompts, load_strata_sword
 from oyster.bench.metrics import BETAS, RunSummary, run_summary
 from oyster.bench.records import ResultRecord, RunDir, RunMeta
-from oyster.bench.runner import BENCHMARKS, JudgePanel, run, summarize
+from oyster.bench.runner import JudgePanel, run, summarize
 
-__all__ = ["BENCHMARKS", "BETAS", "BenchItem", "JudgePanel", "ResultRecord", "RunDir", "RunMeta",
+__all__ = ["BENCHMARKS", "BETAS", "BenchItem", "Benchmark", "JudgePanel", "ResultRecord", "RunDir", "RunMeta",
            "RunSummary", "load_constructive", "load_prompts", "load_strata_sword", "run",
            "run_summary", "summarize"]

@@ -1,16 +1,20 @@
-"""`oyster bench strata-sword|constructive|over-refusal` and `oyster report`."""
+"""`oyster bench NAME` for every registered benchmark (strata-sword, constructive,
+over-refusal, ...), `oyster bench compare|rejudge` and `oyster report`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, make_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from oyster.cli_options import RayOption, RayWorkersOption
+from oyster.bench.benchmark import BENCHMARKS, Benchmark, StrataFilters, benchmark
+from oyster.cli_options import RayOption, RayWorkersOption, options_command
 from oyster.errors import OysterError
 
 if TYPE_CHECKING:
@@ -19,13 +23,12 @@ if TYPE_CHECKING:
 
 bench_app = typer.Typer(name="bench", no_args_is_help=True,
                         help="Run a benchmark against a backend, bare and/or behind the engine.")
+# `oyster bench NAME` for every registered benchmark is added by `register` (see there).
 
 BackendOpt = Annotated[str, typer.Option(
     "--backend", "-b", help="backend spec: embedded, openai:MODEL@URL, hf:PATH")]
 EngineOpt = Annotated[bool, typer.Option(
     "--engine", help="run the backend behind the Oyster engine (with --bare: both, side by side)")]
-BareOpt = Annotated[bool, typer.Option(
-    "--bare", help="run the bare backend (the default when --engine is not given)")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="run directory (created)",
                                       file_okay=False)]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in --out, skipping "
@@ -41,12 +44,42 @@ TempOpt = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", dir_okay=False,
                                                 help="policy YAML for the engine")]
 AssessorOpt = Annotated[str, typer.Option("--assessor", help="assessor spec for the engine")]
-LabelOpt = Annotated[str | None, typer.Option("--label", help="name of this run in reports")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0,
                                            help="seconds allowed for one generation")]
 BackendOptOpt = Annotated[list[str] | None, typer.Option(
     "--backend-opt", help="backend constructor option KEY=VALUE (repeatable), e.g. n_threads=1")]
+
+
+@dataclass
+class RunOptions:
+    """The options of every `oyster bench BENCHMARK` command (declared once, here)."""
+
+    out: OutOpt
+    backend: BackendOpt = "embedded"
+    engine: EngineOpt = False
+    bare: Annotated[bool, typer.Option(
+        "--bare", help="run the bare backend (the default when --engine is not given)")] = False
+    resume: ResumeOpt = False
+    limit: LimitOpt = None
+    concurrency: ConcOpt = 1
+    judges: JudgesOpt = "local"
+    max_tokens: MaxTokOpt = 128
+    temperature: TempOpt = 0.0
+    policy: PolicyOpt = None
+    assessor: AssessorOpt = "default"
+    label: Annotated[str | None, typer.Option("--label", help="name of this run in reports")
+                     ] = None
+    as_json: JsonOpt = False
+    timeout: TimeoutOpt = 120.0
+    backend_opt: BackendOptOpt = None
+    ray: RayOption = None
+    ray_workers: RayWorkersOption = None
+
+    def systems(self) -> list[Any]:
+        if self.engine and self.bare:
+            return ["bare", "engine"]
+        return ["engine"] if self.engine else ["bare"]
 
 
 def _backend_options(pairs: list[str] | None) -> dict[str, Any]:
@@ -67,18 +100,8 @@ def _fail(err: Exception | str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _systems(bare: bool, engine: bool) -> list[Any]:
-    if engine and bare:
-        return ["bare", "engine"]
-    return ["engine"] if engine else ["bare"]
-
-
-def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, systems: list[Any],
-               out: Path, resume: bool, limit: int | None, concurrency: int, judges: str,
-               max_tokens: int, temperature: float, policy: Path | None, assessor: str,
-               label: str | None, as_json: bool, timeout: float = 120.0,
-               backend_opts: list[str] | None = None, ray: str | None = None,
-               ray_workers: int | None = None, show: bool = True) -> RunSummary:
+def _run_bench(benchmark: str, data: str, items: list[BenchItem], run: RunOptions,
+               systems: list[Any], show: bool = True) -> RunSummary:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -91,25 +114,25 @@ def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, system
     from oyster.backends.base import GenerationParams
     from oyster.bench.records import RunDir, RunMeta, record_key
     from oyster.bench.report import print_summary
-    from oyster.bench.runner import BenchWorker, JudgePanel, run, run_on_ray, summarize
+    from oyster.bench.runner import BenchWorker, JudgePanel, run_on_ray, summarize
+    from oyster.bench.runner import run as run_pairs
     from oyster.bench.targets import make_targets
-    from oyster.taxonomy.policy import load_policy
+    from oyster.policy import load_policy
 
-    items = items[:limit] if limit else items
-    params = GenerationParams(max_tokens=max_tokens, temperature=temperature, timeout=timeout)
-    pol = load_policy(policy)
-    targets = make_targets(systems, backend, params, str(policy) if policy else None, assessor,
-                           _backend_options(backend_opts))
-    meta = RunMeta(benchmark=benchmark, label=label or out.name, data=data, backend=backend,
-                   systems=systems, judges=judges,
-                   params={**params.model_dump(mode="json"),
-                           "backend_options": _backend_options(backend_opts)},
+    params = GenerationParams(max_tokens=run.max_tokens, temperature=run.temperature,
+                              timeout=run.timeout)
+    policy = str(run.policy) if run.policy else None
+    backend_options = _backend_options(run.backend_opt)
+    targets = make_targets(systems, run.backend, params, policy, run.assessor, backend_options)
+    meta = RunMeta(benchmark=benchmark, label=run.label or run.out.name, data=data,
+                   backend=run.backend, systems=systems, judges=run.judges,
+                   params={**params.model_dump(mode="json"), "backend_options": backend_options},
                    targets=[t.describe() for t in targets],
                    started=datetime.now(UTC).isoformat(timespec="seconds"))
-    run_dir = RunDir(out)
-    run_dir.start(meta, resume)
+    run_dir = RunDir(run.out)
+    run_dir.start(meta, run.resume)
     done = run_dir.done_keys()
-    panel = JudgePanel(judges, pol)
+    panel = JudgePanel(run.judges, load_policy(run.policy))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as progress:
         tasks: dict[str, TaskID] = {t.system: progress.add_task(
@@ -119,18 +142,17 @@ def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, system
         def advance(system: str) -> None:
             progress.advance(tasks[system])
 
-        if ray is None:
-            asyncio.run(run(benchmark, items, targets, panel, run_dir, concurrency,
-                            on_done=advance))
+        if run.ray is None:
+            asyncio.run(run_pairs(benchmark, items, targets, panel, run_dir, run.concurrency,
+                                  on_done=advance))
         else:  # the same pairs and records, from Ray workers that build their own targets
-            worker = BenchWorker(benchmark, tuple(systems), backend, params,
-                                 str(policy) if policy else None, assessor,
-                                 _backend_options(backend_opts), judges, concurrency)
-            run_on_ray(worker, items, run_dir, ray, ray_workers, on_done=advance)
+            worker = BenchWorker(benchmark, tuple(systems), run.backend, params, policy,
+                                 run.assessor, backend_options, run.judges, run.concurrency)
+            run_on_ray(worker, items, run_dir, run.ray, run.ray_workers, on_done=advance)
     summary = summarize(run_dir)
     if not show:
         return summary
-    if as_json:
+    if run.as_json:
         typer.echo(json.dumps(summary.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         print_summary(summary)
@@ -138,109 +160,31 @@ def _run_bench(benchmark: str, data: str, items: list[Any], backend: str, system
     return summary
 
 
-def _strata_items(data: Path, levels: str | None, languages: str | None, limit: int | None
-                  ) -> list[BenchItem]:
-    """Strata-Sword items; with `limit`, the first N of every (language, level) file, so a
-    small run still covers every cell. Raises ValueError for a bad --levels."""
-    from oyster.bench.datasets import load_strata_sword
-
-    lv = {int(x) for x in levels.split(",")} if levels else None
-    langs = {x.strip().replace("cn", "zh") for x in languages.split(",")} if languages else None
-    items = load_strata_sword(data, lv, langs)
-    if not limit:
-        return items
-    per: dict[str, int] = {}
-    kept = []
-    for it in items:
-        cell = f"{it.language}/{it.level}"
-        per[cell] = per.get(cell, 0) + 1
-        if per[cell] <= limit:
-            kept.append(it)
-    return kept
+def _data_option(b: Benchmark) -> type:
+    """The `--data` option of one benchmark, as a one-field options block."""
+    kind = typer.Option("--data", help=b.data_help, file_okay=not b.data_is_dir,
+                        dir_okay=b.data_is_dir)
+    if b.default_data is None:
+        return make_dataclass("DataOption", [("data", Annotated[Path, kind])])
+    return make_dataclass("DataOption", [("data", Annotated[Path | None, kind], field(
+        default=None))])
 
 
-@bench_app.command("strata-sword")
-def strata_sword(
-    data: Annotated[Path, typer.Option("--data", help="directory of strata_sword_<lang>_level_<N>"
-                                                      ".xlsx files", file_okay=False)],
-    out: OutOpt,
-    backend: BackendOpt = "embedded",
-    engine: EngineOpt = False,
-    bare: BareOpt = False,
-    levels: Annotated[str | None, typer.Option("--levels", help="e.g. 1,2 (default: all files)")
-                      ] = None,
-    languages: Annotated[str | None, typer.Option("--languages", help="e.g. en,zh")] = None,
-    resume: ResumeOpt = False, limit: LimitOpt = None, concurrency: ConcOpt = 1,
-    judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
-    policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
-    as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
-    ray: RayOption = None, ray_workers: RayWorkersOption = None,
-) -> None:
-    """Strata-Sword jailbreak prompts: attack success rate per language × level and per attack
-    method. With --limit N, the first N prompts of each (language, level) file."""
-    try:
-        items = _strata_items(data, levels, languages, limit)
-        _run_bench("strata-sword", str(data), items, backend, _systems(bare, engine), out, resume,
-                   None, concurrency, judges, max_tokens, temperature, policy, assessor, label,
-                   as_json, timeout, backend_opt, ray, ray_workers)
-    except ValueError as e:
-        raise _fail(f"--levels: {e}") from None
-    except OysterError as e:
-        raise _fail(e) from None
+def _bench_command(b: Benchmark) -> Callable[..., None]:
+    """`oyster bench NAME`: the benchmark's data and own options, then the shared block."""
 
+    def command(source: Any, filters: Any, run: RunOptions) -> None:
+        try:
+            items = b.items(source.data, run.limit, filters)
+            _run_bench(b.name, b.data_name(source.data), items, run, run.systems())
+        except OysterError as e:
+            raise _fail(e) from None
 
-@bench_app.command("constructive")
-def constructive(
-    out: OutOpt,
-    data: Annotated[Path | None, typer.Option("--data", dir_okay=False,
-                                              help="constructive JSONL (default: our starter set)")
-                    ] = None,
-    backend: BackendOpt = "embedded", engine: EngineOpt = False, bare: BareOpt = False,
-    resume: ResumeOpt = False, limit: LimitOpt = None, concurrency: ConcOpt = 1,
-    judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
-    policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
-    as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
-    ray: RayOption = None, ray_workers: RayWorkersOption = None,
-) -> None:
-    """Constructive benchmark: satisfaction, safety and C_β for β in 0.1 … 10, per level and
-    per category (headline: β = 2, ×100)."""
-    from oyster.bench.datasets import CONSTRUCTIVE_STARTER, load_constructive
-
-    try:
-        items = load_constructive(data)
-        _run_bench("constructive", str(data or f"package:{CONSTRUCTIVE_STARTER}"), items, backend,
-                   _systems(bare, engine), out, resume, limit, concurrency, judges, max_tokens,
-                   temperature, policy, assessor, label, as_json, timeout, backend_opt, ray,
-                   ray_workers)
-    except OysterError as e:
-        raise _fail(e) from None
-
-
-@bench_app.command("over-refusal")
-def over_refusal(
-    out: OutOpt,
-    data: Annotated[Path | None, typer.Option("--data", dir_okay=False,
-                                              help="JSONL of benign prompts that sound risky "
-                                                   "(default: our starter set)")] = None,
-    backend: BackendOpt = "embedded", engine: EngineOpt = False, bare: BareOpt = False,
-    resume: ResumeOpt = False, limit: LimitOpt = None, concurrency: ConcOpt = 1,
-    judges: JudgesOpt = "local", max_tokens: MaxTokOpt = 128, temperature: TempOpt = 0.0,
-    policy: PolicyOpt = None, assessor: AssessorOpt = "default", label: LabelOpt = None,
-    as_json: JsonOpt = False, timeout: TimeoutOpt = 120.0, backend_opt: BackendOptOpt = None,
-    ray: RayOption = None, ray_workers: RayWorkersOption = None,
-) -> None:
-    """Over-refusal on benign prompts that sound risky: share of hard_refusal / constructive
-    replies, and of refuse / guide decisions behind the engine."""
-    from oyster.bench.datasets import OVER_REFUSAL_STARTER, load_prompts
-
-    try:
-        items = load_prompts(data)
-        _run_bench("over-refusal", str(data or f"package:{OVER_REFUSAL_STARTER}"), items, backend,
-                   _systems(bare, engine), out, resume, limit, concurrency, judges, max_tokens,
-                   temperature, policy, assessor, label, as_json, timeout, backend_opt, ray,
-                   ray_workers)
-    except OysterError as e:
-        raise _fail(e) from None
+    command.__annotations__ = {"source": _data_option(b), "filters": b.filters,
+                               "run": RunOptions, "return": None}
+    command.__doc__ = b.help
+    command.__name__ = command.__qualname__ = b.name.replace("-", "_")
+    return options_command(command)
 
 
 COMPARE_BENCHMARKS = ("constructive", "over-refusal", "strata-sword")
@@ -275,7 +219,6 @@ def compare(
     side-by-side table (per language, with differences to the first model), comparison.json
     and report.html. --resume continues every run."""
     from oyster.bench.compare import Column, ModelSpec, comparison_rows, print_comparison
-    from oyster.bench.datasets import load_constructive, load_prompts
     from oyster.bench.report import write_report
 
     try:
@@ -298,27 +241,26 @@ def compare(
         languages: set[str] = set()
         for system in systems:
             n = engine_limit if system == "engine" and engine_limit else limit
-            for bench in chosen:
-                if bench == "strata-sword" and strata_data is not None:
-                    items, data = _strata_items(strata_data, levels, None, n), str(strata_data)
-                elif bench == "constructive":
-                    items, data = load_constructive(None), "package:constructive_starter"
-                    items = items[:n] if n else items
-                else:
-                    items, data = load_prompts(None), "package:over_refusal_starter"
-                    items = items[:n] if n else items
+            for name in chosen:
+                bench = benchmark(name)
+                data = strata_data if name == "strata-sword" else None
+                filters = StrataFilters(levels=levels) if name == "strata-sword" else None
+                items = bench.items(data, n, filters)
                 languages |= {it.language for it in items}
                 for spec in specs:
-                    run_dir = out / f"{bench}-{spec.name}-{system}"
-                    typer.echo(f"{bench} · {spec.name} · {system}: {len(items)} prompts "
+                    run_dir = out / f"{name}-{spec.name}-{system}"
+                    typer.echo(f"{name} · {spec.name} · {system}: {len(items)} prompts "
                                f"-> {run_dir}")
-                    summary = _run_bench(bench, data, items, spec.backend, [system], run_dir,
-                                         resume, None, concurrency, judges, max_tokens,
-                                         temperature, policy, assessor, spec.name, as_json,
-                                         timeout, backend_opt, show=False)
+                    run = RunOptions(out=run_dir, backend=spec.backend, resume=resume,
+                                     concurrency=concurrency, judges=judges,
+                                     max_tokens=max_tokens, temperature=temperature,
+                                     policy=policy, assessor=assessor, label=spec.name,
+                                     as_json=as_json, timeout=timeout, backend_opt=backend_opt)
+                    summary = _run_bench(name, bench.data_name(data), items, run, [system],
+                                         show=False)
                     col = columns.setdefault((spec.name, system), Column(
                         model=spec.name, system=system, summaries={}))
-                    col.summaries[bench] = summary.systems[system]
+                    col.summaries[name] = summary.systems[system]
                     run_dirs.append(run_dir)
     except ValueError as e:
         raise _fail(e) from None
@@ -383,7 +325,13 @@ def report(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(bench_app, name="bench")
+    """Add `oyster bench` (one command per registered benchmark, then compare and rejudge)
+    and `oyster report` to `app`."""
+    bench = typer.Typer(name="bench", no_args_is_help=True, help=bench_app.info.help)
+    for name in BENCHMARKS.names():
+        bench.command(name)(_bench_command(benchmark(name)))
+    bench.registered_commands += bench_app.registered_commands
+    app.add_typer(bench, name="bench")
     app.command("report")(report)
 
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, computed_field
 
 from oyster.bench.records import ResultRecord
 from oyster.judges.base import DECLINING, constructive_score
+
+if TYPE_CHECKING:
+    from oyster.bench.benchmark import Benchmark
 
 BETAS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 HEADLINE_BETA = 2.0
@@ -188,7 +192,8 @@ def over_refusal_summary(records: Sequence[ResultRecord]) -> OverRefusalSummary:
         guide_decisions=rate(strategies["guide"], len(engine)) if engine else None)
 
 
-def system_summary(benchmark: str, records: Sequence[ResultRecord]) -> SystemSummary:
+def system_summary(benchmark: Benchmark, records: Sequence[ResultRecord]) -> SystemSummary:
+    """The numbers every run has, and the benchmark's own (`Benchmark.summarise`)."""
     ok = [r for r in records if r.ok]
     undetermined = {
         "refusal": sum(1 for r in ok if r.refusal and not r.refusal.determined),
@@ -202,17 +207,14 @@ def system_summary(benchmark: str, records: Sequence[ResultRecord]) -> SystemSum
         strategy_mix=dict(Counter(r.reply.strategy for r in ok if r.reply and r.reply.strategy)),
         outcome_mix=dict(Counter(r.reply.outcome for r in ok if r.reply and r.reply.outcome)),
         mean_latency_s=round(sum(latencies) / len(latencies), 3) if latencies else None)
-    if benchmark == "strata-sword":
-        summary.attack = attack_summary(ok)
-    elif benchmark == "constructive":
-        summary.constructive = constructive_summary(ok)
-    elif benchmark == "over-refusal":
-        summary.over_refusal = over_refusal_summary(ok)
+    if benchmark.summarise and benchmark.summary_field:
+        setattr(summary, benchmark.summary_field, benchmark.summarise(ok))
     return summary
 
 
-def run_summary(benchmark: str, label: str, records: Sequence[ResultRecord]) -> RunSummary:
+def run_summary(benchmark: Benchmark, label: str, records: Sequence[ResultRecord]
+                ) -> RunSummary:
     by_system = _grouped(records, lambda r: r.system)
-    return RunSummary(benchmark=benchmark, label=label,
+    return RunSummary(benchmark=benchmark.name, label=label,
                       systems={s: system_summary(benchmark, rs) for s, rs in by_system.items()},
                       definitions=DEFINITIONS)

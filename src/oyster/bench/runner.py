@@ -1,13 +1,7 @@
 """Run a benchmark: dataset × targets → judged records, appended as they arrive.
 
-A benchmark is a dataset, one or more targets (bare backend, backend behind the engine)
-and the judges it needs:
-
-| benchmark | judges |
-|---|---|
-| `strata-sword` | safety (attack success), refusal type |
-| `constructive` | satisfaction + safety against the item's category guideline → C_β; refusal |
-| `over-refusal` | refusal type (and the engine's decisions) |
+A run is a benchmark (`oyster.bench.benchmark`: its dataset and the judges it needs), one or
+more targets (bare backend, backend behind the engine) and a panel of judges.
 """
 
 from __future__ import annotations
@@ -15,24 +9,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from oyster.backends.base import GenerationParams
+from oyster.bench.benchmark import benchmark as get_benchmark
 from oyster.bench.datasets import BenchItem
 from oyster.bench.metrics import RunSummary, item_constructive, run_summary
 from oyster.bench.records import ResultRecord, RunDir, record_key
 from oyster.bench.targets import System, Target, TargetReply, make_targets
 from oyster.errors import OysterError
 from oyster.judges.base import RefusalClassifier, SafetyJudge, SatisfactionJudge
-from oyster.taxonomy.policy import Policy, load_policy
-
-BenchmarkName = Literal["strata-sword", "constructive", "over-refusal"]
-BENCHMARKS: tuple[BenchmarkName, ...] = ("strata-sword", "constructive", "over-refusal")
-NEEDS: dict[str, tuple[str, ...]] = {
-    "strata-sword": ("safety", "refusal"),
-    "constructive": ("satisfaction", "safety", "refusal"),
-    "over-refusal": ("refusal",),
-}
+from oyster.policy import Policy, load_policy
 
 
 @dataclass
@@ -71,7 +58,7 @@ class JudgePanel:
 
 async def judge_reply(benchmark: str, panel: JudgePanel, item: BenchItem, system: System,
                       reply: TargetReply) -> ResultRecord:
-    needs = NEEDS[benchmark]
+    needs = get_benchmark(benchmark).needs
     messages = item.messages
     refusal = await panel.refusal.aclassify(messages, reply.text) if "refusal" in needs else None
     safety = (await panel.safety.ajudge(messages, reply.text, item.category,
@@ -193,16 +180,6 @@ def run_on_ray(worker: BenchWorker, items: Sequence[BenchItem], run_dir: RunDir,
     return len(todo)
 
 
-def load_items(benchmark: str, data: str) -> list[BenchItem]:
-    """The dataset a run names in its `run.json` (`package:NAME` for our starter sets)."""
-    from oyster.bench.datasets import load_constructive, load_prompts, load_strata_sword
-
-    path = None if data.startswith("package:") else data
-    if benchmark == "strata-sword":
-        return load_strata_sword(data)
-    return load_constructive(path) if benchmark == "constructive" else load_prompts(path)
-
-
 async def rejudge(run_dir: RunDir, panel: JudgePanel, on_done: ProgressHook | None = None
                   ) -> int:
     """Judge the stored replies of a run again (e.g. with new judges), without generating.
@@ -210,7 +187,7 @@ async def rejudge(run_dir: RunDir, panel: JudgePanel, on_done: ProgressHook | No
     The results file is rewritten whole (to a temporary file, then renamed over it), so an
     interrupted re-judge leaves the old results intact."""
     meta = run_dir.meta()
-    items = {i.id: i for i in load_items(meta.benchmark, meta.data)}
+    items = {i.id: i for i in get_benchmark(meta.benchmark).stored_items(meta.data)}
     out: list[ResultRecord] = []
     for record in run_dir.records():
         item = items.get(record.id)
@@ -225,6 +202,6 @@ async def rejudge(run_dir: RunDir, panel: JudgePanel, on_done: ProgressHook | No
 
 def summarize(run_dir: RunDir) -> RunSummary:
     meta = run_dir.meta()
-    summary = run_summary(meta.benchmark, meta.label, run_dir.records())
+    summary = run_summary(get_benchmark(meta.benchmark), meta.label, run_dir.records())
     run_dir.write_summary(summary)
     return summary

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.assess.base import Assessment, CategoryScore
-from oyster.taxonomy.policy import NONE_CATEGORY, Policy
+from oyster.policy import NONE_CATEGORY, Policy
 from oyster.types import Language, Level, Strategy, UserType
 
 

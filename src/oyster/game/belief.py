@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from oyster.taxonomy.policy import GameParams
+from oyster.policy import GameParams
 from oyster.types import USER_TYPES, UserType
 
 

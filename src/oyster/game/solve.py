@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict
 
 from oyster._memo import memo_by_identity
-from oyster.taxonomy.policy import GameParams, StrategySpec
+from oyster.policy import GameParams, StrategySpec
 from oyster.types import REACTIONS, STRATEGIES, USER_TYPES, Level, Reaction, Strategy, UserType
 
 Table = dict[UserType, dict[Strategy, float]]

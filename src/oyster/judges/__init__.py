@@ -9,6 +9,7 @@
 The contract every judge keeps is in `oyster.judges.base`.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from oyster.judges.base import (
@@ -49,44 +50,29 @@ __all__ = [
 
 
 # The built-in judges: `local` (offline: embeddings and small heads) and `llm:BACKEND` (a chat
-# model behind any backend spec); each imports its implementation when first built.
-@REFUSAL_CLASSIFIERS.register("local")
-def _local_refusal(**options: Any) -> RefusalClassifier:
-    from oyster.judges.local import LocalRefusalClassifier
+# model behind any backend spec), for each of the three kinds; each imports its implementation
+# (`Local<Kind>` in judges/local.py, `LLM<Kind>` in judges/llm.py) when first built.
+def _local(kind: str) -> Callable[..., Any]:
+    def build(**options: Any) -> Any:
+        from oyster.judges import local
 
-    return LocalRefusalClassifier(**options)
+        return getattr(local, f"Local{kind}")(**options)
 
-
-@REFUSAL_CLASSIFIERS.register("llm:BACKEND")
-def _llm_refusal(backend: str, **options: Any) -> RefusalClassifier:
-    from oyster.judges.llm import LLMRefusalClassifier
-
-    return LLMRefusalClassifier.from_backend_spec(backend, **options)
+    return build
 
 
-@SATISFACTION_JUDGES.register("local")
-def _local_satisfaction(**options: Any) -> SatisfactionJudge:
-    from oyster.judges.local import LocalSatisfactionJudge
+def _llm(kind: str) -> Callable[..., Any]:
+    def build(backend: str, **options: Any) -> Any:
+        from oyster.judges import llm
 
-    return LocalSatisfactionJudge(**options)
+        return getattr(llm, f"LLM{kind}").from_backend_spec(backend, **options)
 
-
-@SATISFACTION_JUDGES.register("llm:BACKEND")
-def _llm_satisfaction(backend: str, **options: Any) -> SatisfactionJudge:
-    from oyster.judges.llm import LLMSatisfactionJudge
-
-    return LLMSatisfactionJudge.from_backend_spec(backend, **options)
+    return build
 
 
-@SAFETY_JUDGES.register("local")
-def _local_safety(**options: Any) -> SafetyJudge:
-    from oyster.judges.local import LocalSafetyJudge
-
-    return LocalSafetyJudge(**options)
-
-
-@SAFETY_JUDGES.register("llm:BACKEND")
-def _llm_safety(backend: str, **options: Any) -> SafetyJudge:
-    from oyster.judges.llm import LLMSafetyJudge
-
-    return LLMSafetyJudge.from_backend_spec(backend, **options)
+for _registry, _kind in ((REFUSAL_CLASSIFIERS, "RefusalClassifier"),
+                         (SATISFACTION_JUDGES, "SatisfactionJudge"),
+                         (SAFETY_JUDGES, "SafetyJudge")):
+    _registry.register("local")(_local(_kind))
+    _registry.register("llm:BACKEND")(_llm(_kind))
+del _registry, _kind

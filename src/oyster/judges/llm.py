@@ -32,7 +32,7 @@ from oyster.judges.base import (
     SatisfactionJudge,
     SatisfactionVerdict,
 )
-from oyster.taxonomy.policy import Policy, load_policy
+from oyster.policy import Policy, load_policy
 from oyster.types import Message, to_messages
 
 JUDGE_PARAMS = GenerationParams(max_tokens=400, temperature=0.0, repeat_penalty=1.0)

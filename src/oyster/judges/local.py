@@ -52,7 +52,7 @@ from oyster.judges.features import (
     word_count,
 )
 from oyster.judges.heads import LinearHead
-from oyster.taxonomy.policy import Policy, load_policy
+from oyster.policy import Policy, load_policy
 
 ARTEFACTS = "artefacts"
 JUDGE_NAME = "local"

@@ -50,9 +50,9 @@ def held_out(query: str, reply: str) -> bool:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    lines = [ln for ln in path.read_text("utf-8").splitlines(keepends=True)
-             if not ln.startswith("#")]
-    return list(csv.DictReader(io.StringIO("".join(lines))))
+    # split on "\n" only: a quoted field may hold U+2028 and the like (see oyster._jsonl)
+    lines = [ln for ln in path.read_text("utf-8").split("\n") if not ln.startswith("#")]
+    return list(csv.DictReader(io.StringIO("\n".join(lines))))
 
 
 def _pyrit_evals() -> Path:

@@ -47,9 +47,9 @@ from oyster.lingobp.queries import Query
 from oyster.lingobp.records import EditRecord, QueryResult, RoundRecord, RoundScores, StopReason
 from oyster.lingobp.settings import LingoSettings, settings
 from oyster.lingobp.steps import Call, Steps, arun_steps, run_steps
+from oyster.policy import NONE_CATEGORY
 from oyster.respond.instructions import with_strategy
 from oyster.respond.responder import Reply, Responder
-from oyster.taxonomy.policy import NONE_CATEGORY
 from oyster.types import Conversation
 
 RoundHook = Callable[[RoundRecord], None]

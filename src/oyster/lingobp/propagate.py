@@ -39,7 +39,7 @@ from oyster.lingobp.llm import ask_json, new_fence
 from oyster.lingobp.render import chain_text, conversation_text
 from oyster.lingobp.settings import LingoSettings, prompts, settings
 from oyster.lingobp.steps import Steps, arun_steps, finished, run_steps
-from oyster.taxonomy.policy import Policy
+from oyster.policy import Policy
 from oyster.types import STRATEGIES, USER_TYPES, Message, Strategy, UserType
 
 

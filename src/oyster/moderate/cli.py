@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
                       help="lenient, normal or strict")] = "normal") -> None:
         """Moderate one text and print the verdict as JSON."""
         from oyster.moderate import Moderator
-        from oyster.taxonomy.policy import default_policy
+        from oyster.policy import default_policy
 
         if strictness not in ("lenient", "normal", "strict"):
             raise _fail(f"--strictness {strictness!r}: choose lenient, normal or strict")

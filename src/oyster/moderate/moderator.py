@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from oyster.embeddings import Embedder, tokens_per_char
 from oyster.embeddings import from_spec as embedder_from_spec
 from oyster.errors import AssessorError
-from oyster.taxonomy.policy import ModerationSettings, Strictness
+from oyster.policy import ModerationSettings, Strictness
 from oyster.types import Level, Strategy
 
 __all__ = ["Finding", "ModerationVerdict", "Moderator", "ReplyHead", "find_private_data",

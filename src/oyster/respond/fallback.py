@@ -5,8 +5,8 @@ help contacts, which the fallback, a repaired `guide` reply and the scaffolds ca
 from __future__ import annotations
 
 from oyster.decision import Decision
-from oyster.taxonomy.policy import CrisisResource, Policy
-from oyster.taxonomy.replies import FALLBACK_LANGUAGE
+from oyster.policy import CrisisResource, Policy
+from oyster.policy.replies import FALLBACK_LANGUAGE
 from oyster.types import Strategy
 
 

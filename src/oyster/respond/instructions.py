@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from oyster.chain import render_instructions
 from oyster.decision import Decision
+from oyster.policy import Policy
 from oyster.respond.regenerate import regeneration_rules
-from oyster.taxonomy.policy import Policy
 from oyster.types import Message, Strategy
 
 

@@ -44,6 +44,7 @@ from oyster.budget import check_size
 from oyster.decision import Decision
 from oyster.engine import Engine
 from oyster.errors import InputError
+from oyster.policy.replies import Scaffold
 from oyster.respond.fallback import fallback_reply, resource_note
 from oyster.respond.instructions import instructions_for, with_strategy
 from oyster.respond.regenerate import plan_retry
@@ -55,7 +56,6 @@ from oyster.respond.scaffold import (
     select_scaffold,
 )
 from oyster.respond.verify import Verification, Verifier, has_resource, resource_markers
-from oyster.taxonomy.replies import Scaffold
 from oyster.types import Conversation, Message, Strategy, to_messages
 
 Outcome = Literal["passed", "regenerated", "repaired", "fallback"]

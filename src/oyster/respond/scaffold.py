@@ -18,11 +18,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from oyster.decision import Decision
+from oyster.policy import Policy
+from oyster.policy.replies import FALLBACK_LANGUAGE, Scaffold, ScaffoldText, TermList
 from oyster.respond.coherence import sentence_weight, split_sentences
 from oyster.respond.fallback import format_resources
 from oyster.respond.verify import Verifier, resource_markers, words
-from oyster.taxonomy.policy import Policy
-from oyster.taxonomy.replies import FALLBACK_LANGUAGE, Scaffold, ScaffoldText, TermList
 from oyster.types import Message, detect_language
 
 PartKind = Literal["reply", "opening", "core", "alternative", "resources", "fallback",

@@ -54,25 +54,24 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import cache
-from importlib import resources
 from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oyster import telemetry
+from oyster._packaged import packaged_model, packaged_path
 from oyster.decision import Decision
 from oyster.errors import PolicyError
 from oyster.moderate import Moderator
-from oyster.respond.coherence import RelevanceScorer, split_sentences
-from oyster.taxonomy.policy import Policy
-from oyster.taxonomy.replies import (
+from oyster.policy import Policy
+from oyster.policy.replies import (
     HELPING_STRATEGIES,
     CrisisResource,
     TermList,
     compiled_terms,
 )
+from oyster.respond.coherence import RelevanceScorer, split_sentences
 from oyster.types import Message, Problem, Strategy, detect_language
 
 ANY_RISK = "any_risk"
@@ -156,18 +155,14 @@ class VerifierRules(_Strict):
 
 @cache
 def default_rules() -> VerifierRules:
-    text = resources.files("oyster.respond").joinpath("verify.yaml").read_text("utf-8")
-    try:
-        return VerifierRules.model_validate(yaml.safe_load(text))
-    except ValidationError as e:
-        raise PolicyError(f"verify.yaml: invalid verifier rules: {e}") from None
+    return packaged_model("oyster.respond", "verify.yaml", VerifierRules)
 
 
 @cache
 def relevance_calibration(name: str) -> RelevanceCalibration | None:
     """The calibration file, or None when it has not been written yet (the relevance check
     is then off)."""
-    path = resources.files("oyster.respond").joinpath(name)
+    path = packaged_path("oyster.respond", name)
     if not path.is_file():
         return None
     try:
@@ -179,7 +174,7 @@ def relevance_calibration(name: str) -> RelevanceCalibration | None:
 @cache
 def relevance_bank(name: str, language: str) -> np.ndarray:
     """The bank's embeddings for `language` (rows, float32)."""
-    with resources.files("oyster.respond").joinpath(name).open("rb") as f:
+    with packaged_path("oyster.respond", name).open("rb") as f:
         return np.asarray(np.load(f)[language], dtype=np.float32)
 
 

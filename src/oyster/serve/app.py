@@ -43,6 +43,7 @@ from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.engine import ConversationText, Engine
 from oyster.errors import BackendError, BackendTimeout, InputError, OysterError
+from oyster.policy import ServeSettings
 from oyster.respond import Reply, Responder, Verifier, fallback_reply, instructions_for
 from oyster.respond.fallback import resource_note
 from oyster.serve.audit import AuditError, AuditLog, AuditRecord, Endpoint, Outcome
@@ -74,7 +75,6 @@ from oyster.serve.schemas import (
 )
 from oyster.serve.state import LocalState, SharedState, StateUnavailable
 from oyster.serve.stream import Recovery, VerifiedStream
-from oyster.taxonomy.policy import ServeSettings
 from oyster.types import Message as ChatMessage
 
 log = logging.getLogger("oyster.serve")

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oyster import telemetry
 from oyster.assess.base import CategoryScore
 from oyster.errors import OysterError
+from oyster.policy import AuditSettings
 from oyster.serve.storage import (
     ConnectionLost,
     Database,
@@ -52,7 +53,6 @@ from oyster.serve.storage import (
     open_migrated,
     parse_location,
 )
-from oyster.taxonomy.policy import AuditSettings
 from oyster.types import Language, Level, Message, Strategy, UserType
 
 Endpoint = Literal["chat", "decide"]

@@ -123,12 +123,12 @@ def _register_serve(app: typer.Typer) -> None:
         from oyster import telemetry
         from oyster.backends import from_spec
         from oyster.engine import Engine
+        from oyster.policy import ServeSettings
         from oyster.respond import Responder
         from oyster.serve.app import create_app
         from oyster.serve.audit import AuditLog
         from oyster.serve.keys import KeyStore
         from oyster.serve.state import from_url as state_from_url
-        from oyster.taxonomy.policy import ServeSettings
 
         if traces not in telemetry.EXPORTERS:
             raise _fail(f"--traces {traces!r}: choose {', '.join(telemetry.EXPORTERS)}")

@@ -6,15 +6,17 @@ only when a command runs, so `oyster --help` stays fast.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from oyster.cli_options import options_command
 from oyster.errors import OysterError
 
 if TYPE_CHECKING:
-    from oyster.train import LoraSettings, TrainConfig, TrainResult
+    from oyster.train import TrainConfig, TrainResult
 
 HELP = """Fine-tune a chat model on Lingo-BP data: SFT, then ORPO.
 
@@ -23,65 +25,84 @@ packaged SmolLM2-135M-Instruct) or a transformers checkpoint directory. The outp
 the final model + tokenizer (servable with the `hf:OUT` backend), loss.jsonl, loss.png and
 resumable checkpoint-N dirs."""
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="`tiny`, `embedded` or a "
-                                       "checkpoint dir (e.g. from `convert-embedded`).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output dir for the model, "
                                       "checkpoints, loss.jsonl and loss.png.")]
-StepsOpt = Annotated[int, typer.Option("--max-steps", help="Optimizer steps; -1 trains for "
-                                       "--epochs instead.")]
-EpochsOpt = Annotated[float, typer.Option("--epochs", help="Passes over the data when "
-                                          "--max-steps is -1.")]
-LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: SFT 2e-5, "
-                                             "ORPO 8e-6; with --lora 2e-4 / 5e-5).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Examples per device per step.")]
-AccumOpt = Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")]
-LenOpt = Annotated[int, typer.Option("--max-length", help="Max tokens per example "
-                                     "(prompt + reply); longer ones are truncated.")]
-LoraOpt = Annotated[bool, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (PEFT) "
-                                       "and merge it into the saved model.")]
-LoraROpt = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
-LoraAlphaOpt = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
-LoraDropOpt = Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")]
-LoraTargetsOpt = Annotated[str | None, typer.Option(
-    "--lora-targets", help="Comma-separated module names (default: q,k,v,o,gate,up,down_proj).")]
-Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision (GPU).")]
-GcOpt = Annotated[bool, typer.Option("--gradient-checkpointing",
-                                     help="Trade compute for memory (large models).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-SaveOpt = Annotated[int, typer.Option("--save-steps", help="Save a checkpoint every N steps.")]
-LogOpt = Annotated[int, typer.Option("--logging-steps", help="Log the loss every N steps.")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last "
-                                         "checkpoint-N in --out.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start again over an "
                                             "earlier run in --out.")]
-ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", help="CPU threads for torch (default: torch's choice); on a busy CPU try 1.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _lora(on: bool, r: int, alpha: int, dropout: float, targets: str | None
-          ) -> LoraSettings | None:
-    from oyster.train import LoraSettings
+@dataclass
+class TrainOptions:
+    """The options `oyster train sft` and `oyster train orpo` share (declared once, here)."""
 
-    if not on:
-        return None
-    kw: dict[str, object] = {"r": r, "alpha": alpha, "dropout": dropout}
-    if targets:
-        kw["target_modules"] = tuple(t.strip() for t in targets.split(",") if t.strip())
-    return LoraSettings.model_validate(kw)
+    model: Annotated[str, typer.Option("--model", "-m", help="`tiny`, `embedded` or a "
+                                       "checkpoint dir (e.g. from `convert-embedded`).")]
+    out: OutOpt
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Optimizer steps; -1 trains "
+                                           "for --epochs instead.")] = -1
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the data when "
+                                          "--max-steps is -1.")] = 1.0
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default: SFT 2e-5, "
+                                             "ORPO 8e-6; with --lora 2e-4 / 5e-5).")] = None
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per device per "
+                                            "step.")] = 2
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation "
+                                            "steps.")] = 4
+    max_length: Annotated[int, typer.Option("--max-length", help="Max tokens per example "
+                                            "(prompt + reply); longer ones are truncated.")
+                          ] = 1024
+    lora: Annotated[bool, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (PEFT) "
+                                       "and merge it into the saved model.")] = False
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")] = 32
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")] = 0.05
+    lora_targets: Annotated[str | None, typer.Option(
+        "--lora-targets", help="Comma-separated module names (default: "
+        "q,k,v,o,gate,up,down_proj).")] = None
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision (GPU).")] = False
+    gradient_checkpointing: Annotated[bool, typer.Option(
+        "--gradient-checkpointing", help="Trade compute for memory (large models).")] = False
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0
+    save_steps: Annotated[int, typer.Option("--save-steps", help="Save a checkpoint every N "
+                                            "steps.")] = 50
+    logging_steps: Annotated[int, typer.Option("--logging-steps", help="Log the loss every N "
+                                               "steps.")] = 1
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last "
+                                         "checkpoint-N in --out.")] = False
+    overwrite: OverwriteOpt = False
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="CPU threads for torch (default: torch's choice); on a busy CPU "
+        "try 1.")] = None
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False
 
+    def config(self, **method: object) -> TrainConfig:
+        """The validated `TrainConfig`; `method` adds the method's own settings (ORPO's beta).
+        Raises InputError naming each bad option."""
+        from pydantic import ValidationError
 
-def _config(**kw: object) -> TrainConfig:
-    from pydantic import ValidationError
+        from oyster.errors import InputError
+        from oyster.train import LoraSettings, TrainConfig
 
-    from oyster.errors import InputError
-    from oyster.train import TrainConfig
-
-    try:
-        return TrainConfig.model_validate(kw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"bad training option: {problems}") from None
+        lora = None
+        try:
+            if self.lora:
+                kw: dict[str, object] = {"r": self.lora_r, "alpha": self.lora_alpha,
+                                         "dropout": self.lora_dropout}
+                if self.lora_targets:
+                    kw["target_modules"] = tuple(t.strip() for t in self.lora_targets.split(",")
+                                                 if t.strip())
+                lora = LoraSettings.model_validate(kw)
+            return TrainConfig.model_validate(dict(
+                learning_rate=self.lr, **method, batch_size=self.batch_size,
+                grad_accum=self.grad_accum, max_steps=self.max_steps, epochs=self.epochs,
+                max_length=self.max_length, lora=lora, bf16=self.bf16,
+                gradient_checkpointing=self.gradient_checkpointing, seed=self.seed,
+                save_steps=self.save_steps, logging_steps=self.logging_steps,
+                threads=self.threads))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in exc.errors())
+            raise InputError(f"bad training option: {problems}") from None
 
 
 def _report(result: TrainResult) -> None:
@@ -102,88 +123,38 @@ def _fail(exc: OysterError) -> typer.Exit:
     return typer.Exit(2)
 
 
+@options_command
 def sft(
-    model: ModelOpt,
     data: Annotated[Path, typer.Option("--data", "-d", help='SFT JSONL: one {"messages": '
                                        '[...]} per line, ending with the assistant reply.')],
-    out: OutOpt,
-    max_steps: StepsOpt = -1,
-    epochs: EpochsOpt = 1.0,
-    lr: LrOpt = None,
-    batch_size: BatchOpt = 2,
-    grad_accum: AccumOpt = 4,
-    max_length: LenOpt = 1024,
-    lora: LoraOpt = False,
-    lora_r: LoraROpt = 16,
-    lora_alpha: LoraAlphaOpt = 32,
-    lora_dropout: LoraDropOpt = 0.05,
-    lora_targets: LoraTargetsOpt = None,
-    bf16: Bf16Opt = False,
-    gradient_checkpointing: GcOpt = False,
-    seed: SeedOpt = 0,
-    save_steps: SaveOpt = 50,
-    logging_steps: LogOpt = 1,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
+    train: TrainOptions,
 ) -> None:
     """Supervised fine-tuning (TRL SFTTrainer); the loss is on the final assistant reply."""
     from oyster.train import train_sft
 
     try:
-        cfg = _config(learning_rate=lr, batch_size=batch_size, grad_accum=grad_accum,
-                      max_steps=max_steps, epochs=epochs, max_length=max_length,
-                      lora=_lora(lora, lora_r, lora_alpha, lora_dropout, lora_targets),
-                      bf16=bf16, gradient_checkpointing=gradient_checkpointing, seed=seed,
-                      save_steps=save_steps, logging_steps=logging_steps, threads=threads)
-        result = train_sft(model, data, out, cfg, resume=resume, overwrite=overwrite,
-                           progress=not quiet)
+        result = train_sft(train.model, data, train.out, train.config(), resume=train.resume,
+                           overwrite=train.overwrite, progress=not train.quiet)
     except OysterError as exc:
         raise _fail(exc) from None
     _report(result)
 
 
+@options_command
 def orpo(
-    model: ModelOpt,
     data: Annotated[Path, typer.Option("--data", "-d", help='Preference JSONL: {"prompt": '
                                        '[...], "chosen": [...], "rejected": [...]} per line.')],
-    out: OutOpt,
-    max_steps: StepsOpt = -1,
-    epochs: EpochsOpt = 1.0,
-    lr: LrOpt = None,
+    train: TrainOptions,
     beta: Annotated[float, typer.Option("--beta", help="Weight of the odds-ratio term "
                                         "(lambda in the ORPO paper).")] = 0.1,
-    batch_size: BatchOpt = 2,
-    grad_accum: AccumOpt = 4,
-    max_length: LenOpt = 1024,
-    lora: LoraOpt = False,
-    lora_r: LoraROpt = 16,
-    lora_alpha: LoraAlphaOpt = 32,
-    lora_dropout: LoraDropOpt = 0.05,
-    lora_targets: LoraTargetsOpt = None,
-    bf16: Bf16Opt = False,
-    gradient_checkpointing: GcOpt = False,
-    seed: SeedOpt = 0,
-    save_steps: SaveOpt = 50,
-    logging_steps: LogOpt = 1,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Preference tuning with ORPO (no reference model); usually run on the SFT output."""
     from oyster.train import train_orpo
 
     try:
-        cfg = _config(learning_rate=lr, beta=beta, batch_size=batch_size,
-                      grad_accum=grad_accum, max_steps=max_steps, epochs=epochs,
-                      max_length=max_length,
-                      lora=_lora(lora, lora_r, lora_alpha, lora_dropout, lora_targets),
-                      bf16=bf16, gradient_checkpointing=gradient_checkpointing, seed=seed,
-                      save_steps=save_steps, logging_steps=logging_steps, threads=threads)
-        result = train_orpo(model, data, out, cfg, resume=resume, overwrite=overwrite,
-                            progress=not quiet)
+        result = train_orpo(train.model, data, train.out, train.config(beta=beta),
+                            resume=train.resume, overwrite=train.overwrite,
+                            progress=not train.quiet)
     except OysterError as exc:
         raise _fail(exc) from None
     _report(result)

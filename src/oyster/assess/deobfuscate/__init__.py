@@ -67,8 +67,9 @@ HIDING_COUNTS_FROM: Level = "R1"
 
 
 def warm_up() -> None:
-    """Load every packaged table now (about 1.5 s) rather than on the first message that
-    needs one: word frequencies, anagram index, 拆字 table, Chinese dictionary."""
+    """Load every packaged table now rather than on the first message that needs one (so
+    that message is not the slow one): word frequencies, anagram index, 拆字 table, Chinese
+    dictionary. The load time is in docs/deobfuscation.md."""
     from oyster.assess.deobfuscate.chinese import _index
     from oyster.assess.deobfuscate.encodings import _common_short
     from oyster.assess.deobfuscate.lang import _english, _jieba

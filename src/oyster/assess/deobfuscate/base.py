@@ -8,8 +8,9 @@ these rules (tests hold each registered decoder to them):
 - `confidence` in [0, 1] says how sure the decoder is that the technique is really used
   and that `text` is what it hides. It says nothing about harm: judging the payload is the
   assessor's job, and a harmless payload stays harmless.
-- It is cheap on ordinary text: a regex or count gate runs before any real work, so a
-  plain prompt costs microseconds (the whole stage stays well under 2 ms per prompt).
+- It is cheap on ordinary text: a regex or count gate runs before any real work, because
+  the stage runs on every turn and nearly every turn hides nothing (costs measured in
+  docs/deobfuscation.md).
 - It never raises on any `str` (empty, huge, binary-looking, mixed scripts, lone
   surrogates) and holds no state between calls; packaged tables load once, lazily.
 - `technique` is a name from `oyster.types.ATTACK_TECHNIQUES` (the attack it reports);

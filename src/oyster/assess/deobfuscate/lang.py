@@ -3,7 +3,8 @@ after a transform (a real decode turns gibberish into words, never the other way
 
 - English: a word list with frequencies from the `wordsegment` package (Apache-2.0;
   dictionary words with their web counts, plus the most frequent web tokens so current
-  words like "phishing" count), loaded once on first use (~0.5 s).
+  words like "phishing" count), loaded once on first use (the largest table: load time in
+  docs/deobfuscation.md).
 - Chinese: the share of characters that fall inside multi-character dictionary words when
   `rjieba` segments the text without its HMM (unknown sequences stay single characters).
 """

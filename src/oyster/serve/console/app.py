@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oyster.engine import Engine
 from oyster.errors import BackendError, InputError, PolicyError
+from oyster.policy import NONE_CATEGORY, Policy, policy_from_text
 from oyster.respond import Responder
 from oyster.serve.audit import AuditError, Outcome, write_records
 from oyster.serve.console import charts
@@ -48,7 +49,6 @@ from oyster.serve.console.playground import (
 from oyster.serve.console.policyview import policy_changes
 from oyster.serve.console.reports import list_reports, report_path
 from oyster.serve.keys import KeyStore
-from oyster.taxonomy.policy import NONE_CATEGORY, Policy, policy_from_text
 from oyster.types import LEVELS, STRATEGIES, USER_TYPES, Language
 from oyster.types import Message as ChatMessage
 

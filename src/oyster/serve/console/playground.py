@@ -21,8 +21,8 @@ from oyster.assess.base import Assessment
 from oyster.decision import Decision
 from oyster.engine import Engine
 from oyster.errors import InputError
+from oyster.policy import Policy
 from oyster.respond import Reply, Responder
-from oyster.taxonomy.policy import Policy
 from oyster.types import USER_TYPES, Message, Strategy, UserType, to_messages
 
 _ROLE_LINE = re.compile(r"^\s*(user|assistant|system|用户|助手|系统)\s*[:：]\s?(.*)$",

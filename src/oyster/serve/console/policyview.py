@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oyster.taxonomy.policy import Policy
+from oyster.policy import Policy
 
 MAX_CHANGES = 200
 

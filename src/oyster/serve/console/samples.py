@@ -17,8 +17,8 @@ from typing import Any
 
 from oyster.assess.base import CategoryScore
 from oyster.engine import Engine
+from oyster.policy import NONE_CATEGORY, Policy
 from oyster.serve.audit import AuditLog, AuditRecord, Endpoint, Outcome
-from oyster.taxonomy.policy import NONE_CATEGORY, Policy
 from oyster.types import STRATEGIES, USER_TYPES, Language, Level, Message, Strategy
 
 _BY_LEVEL: dict[Level, tuple[list[Strategy], list[float]]] = {
@@ -155,12 +155,12 @@ def console_site(root: Path, upstream_spec: str | None, engine: Engine,
 
     from oyster.backends import from_spec
     from oyster.bench.report import write_report
+    from oyster.policy import ServeSettings
     from oyster.respond import Responder
     from oyster.serve.app import create_app
     from oyster.serve.console.app import ConsoleConfig, mount_console
     from oyster.serve.console.auditquery import SqliteAuditQuery
     from oyster.serve.testing import ServerThread
-    from oyster.taxonomy.policy import ServeSettings
 
     audit_path = root / "audit.db"
     write_synthetic_log(audit_path, engine.policy, rows, start=time.time() - 2 * 86400,

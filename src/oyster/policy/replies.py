@@ -25,11 +25,15 @@ model's part fails verification.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from oyster.types import STRATEGIES, Language, Strategy, UserType
+
+V = TypeVar("V")
 
 LANGUAGES: tuple[Language, ...] = ("en", "zh")
 HELPING_STRATEGIES: tuple[Strategy, ...] = ("answer", "answer_safely", "correct", "guide")
@@ -130,6 +134,11 @@ class Scaffold(_Strict):
         return bool(self.cues) and all(g.first_match(message) is not None for g in self.cues)
 
 
+def _by_kind(table: Mapping[str, V], backend_kind: str) -> V:
+    """A `model_*` table's entry for a backend kind, `default` for a kind it does not name."""
+    return table.get(backend_kind, table["default"])
+
+
 class ReplyTexts(_Strict):
     """The policy's `replies` section."""
 
@@ -195,17 +204,15 @@ class ReplyTexts(_Strict):
         return self
 
     def model_writes_refusals(self, backend_kind: str) -> bool:
-        return self.model_refusals.get(backend_kind, self.model_refusals["default"])
+        return _by_kind(self.model_refusals, backend_kind)
 
     def model_writes_strategy(self, backend_kind: str, strategy: str) -> bool:
         if strategy == "refuse":
             return self.model_writes_refusals(backend_kind)
-        return strategy in self.model_strategies.get(backend_kind,
-                                                     self.model_strategies["default"])
+        return strategy in _by_kind(self.model_strategies, backend_kind)
 
     def model_writes_language(self, backend_kind: str, language: str) -> bool:
-        return language in self.model_languages.get(backend_kind,
-                                                     self.model_languages["default"])
+        return language in _by_kind(self.model_languages, backend_kind)
 
     def model_writes_scaffold_parts(self, backend_kind: str) -> bool:
-        return self.model_scaffold_parts.get(backend_kind, self.model_scaffold_parts["default"])
+        return _by_kind(self.model_scaffold_parts, backend_kind)

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     @policy_app.command("validate")
     def validate(file: Annotated[Path, typer.Argument(help="policy YAML file")]) -> None:
         """Load and validate a policy file; exit 2 with the file, field and reason if broken."""
-        from oyster.taxonomy.policy import load_policy
+        from oyster.policy import load_policy
 
         try:
             p = load_policy(file)
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from oyster.taxonomy.policy import load_policy
+        from oyster.policy import load_policy
 
         try:
             p = load_policy(file)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from oyster._memo import memo_by_identity
 from oyster._packaged import packaged_text
 from oyster.errors import PolicyError
-from oyster.taxonomy.replies import CrisisResource, ReplyTexts
+from oyster.policy.replies import CrisisResource, ReplyTexts
 from oyster.types import (
     LEVELS,
     REACTIONS,
@@ -410,7 +410,7 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
 
 
 def _default_text() -> str:
-    return packaged_text("oyster.taxonomy", DEFAULT_POLICY_FILE)
+    return packaged_text("oyster.policy", DEFAULT_POLICY_FILE)
 
 
 def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
@@ -425,7 +425,7 @@ def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> di
     for name in names:
         try:
             text = ((folder / name).read_text("utf-8") if folder and (folder / name).is_file()
-                    else packaged_text("oyster.taxonomy", name))
+                    else packaged_text("oyster.policy", name))
         except OSError as e:
             reason = f"cannot read {name}: {e.strerror or e}"
             raise PolicyError(f"{source}: field 'includes': {reason}",
@@ -445,7 +445,7 @@ def _default_mapping() -> dict[str, Any]:
 def default_reply_texts() -> ReplyTexts:
     """The packaged `replies` section (for a policy file that replaces the default whole
     and leaves it out)."""
-    data = _read_yaml(packaged_text("oyster.taxonomy", DEFAULT_REPLIES_FILE), DEFAULT_REPLIES_FILE)
+    data = _read_yaml(packaged_text("oyster.policy", DEFAULT_REPLIES_FILE), DEFAULT_REPLIES_FILE)
     try:
         return ReplyTexts.model_validate(data.get("replies"))
     except ValidationError as e:
