@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[all,dev]"
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
+	# llama.cpp's GGUF converter (from the llama-cpp-python sdist) for `oyster train export-gguf`
+	$(VENV)/bin/oyster train fetch-converter || echo "GGUF converter not fetched: export-gguf tests skip"
 	touch $(STAMP)
 
 demo: install
@@ -32,6 +34,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy src
+	$(PY) scripts/import_cycles.py
 
 bench: install
 	$(PY) benchmarks/decide_throughput.py

@@ -2,18 +2,27 @@
 front of a fast fake OpenAI-compatible upstream, all on 127.0.0.1.
 
 In one run it:
-1. starts the fake upstream (`python -m oyster.serve.testing`) and the proxy (`oyster serve`
-   with an API key, the engine's default assessor, fail mode closed) as subprocesses;
+1. starts the fake upstream (`python -m oyster.serve.testing`) and one proxy (`oyster serve`
+   with an API key, the engine's default assessor, fail mode closed) per audit backend
+   (`--audit sqlite,postgresql,postgresql-async`: a SQLite file in WAL mode with
+   synchronous=NORMAL, which survives a crash of the proxy but not of the machine; a fresh
+   schema in PostgreSQL with its default synchronous_commit=on, which survives both; the
+   same with synchronous_commit=off, durable like the SQLite setting) as subprocesses;
 2. drives the fake upstream directly with N clients for T seconds (the baseline);
-3. drives the proxy with N clients for T seconds;
-4. reports requests/s, p50/p95/p99 latency of both, the latency the proxy adds
-   (proxy percentile minus direct percentile), errors, and checks that the audit log has
-   exactly one row per answered proxy request;
+3. drives each proxy in turn with N clients for T seconds (with `--rounds R`, in R turns of
+   T/R seconds each, the proxies alternating);
+4. reports requests/s, p50/p95/p99 latency of each, the latency each proxy adds
+   (proxy percentile minus direct percentile), errors, and checks that each audit log has
+   exactly one row per request that got a response;
 5. stops everything (bounded: each phase ends at T, each request times out, the
    subprocesses are killed on exit).
 
     python benchmarks/proxy_load.py --clients 50 --seconds 30
     python benchmarks/proxy_load.py --clients 1,50 --seconds 10 --stream
+    python benchmarks/proxy_load.py --clients 1 --seconds 20 --audit sqlite,postgresql
+
+PostgreSQL comes from `--pg-url`, else `OYSTER_TEST_PG_URL`, else a throw-away server this
+script starts (`oyster.serve.localservices`).
 
 Clients are closed-loop (send, wait for the reply, send again), so with many clients the
 latency is mostly queueing: it shows what the proxy costs at its throughput limit on this
@@ -33,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +52,7 @@ import numpy as np
 
 from oyster.serve.audit import count as audit_count
 from oyster.serve.keys import KeyStore
+from oyster.serve.localservices import LocalPostgres
 from oyster.serve.testing import free_port
 
 # Ordinary questions (R0): a realistic decision for each, one upstream call each.
@@ -54,6 +65,8 @@ PROMPTS = (
     "What is the capital of Australia?",
 )
 REQUEST_TIMEOUT_S = 30.0
+# audit backend -> PostgreSQL session settings
+AUDITS = {"sqlite": "", "postgresql": "", "postgresql-async": "-csynchronous_commit=off"}
 START_TIMEOUT_S = 60.0
 
 
@@ -74,7 +87,7 @@ class PhaseResult:
     mean_ms: float = 0.0
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -87,13 +100,32 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
     raise SystemExit(f"{url} did not come up within {START_TIMEOUT_S:.0f}s")
 
 
+@dataclass
+class Samples:
+    """What the clients saw, accumulated over one or more phases against one target."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    def result(self, target: str, clients: int, seconds: float) -> PhaseResult:
+        ms = np.array(self.latencies) * 1000 if self.latencies else np.zeros(1)
+        p50, p95, p99 = (round(float(np.percentile(ms, q)), 2) for q in (50, 95, 99))
+        return PhaseResult(target=target, clients=clients, seconds=seconds,
+                           requests=len(self.latencies), errors=sum(self.errors.values()),
+                           error_kinds=dict(self.errors), statuses=dict(self.statuses),
+                           outcomes=dict(self.outcomes),
+                           rps=round(len(self.latencies) / max(self.elapsed, 1e-9), 1),
+                           p50_ms=p50, p95_ms=p95, p99_ms=p99,
+                           mean_ms=round(float(ms.mean()), 2))
+
+
 async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float,
-                 stream: bool, model: str) -> PhaseResult:
-    result = PhaseResult(target=url, clients=clients, seconds=seconds)
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    outcomes: Counter[str] = Counter()
-    statuses: Counter[int] = Counter()
+                 stream: bool, model: str, samples: Samples) -> None:
+    latencies, errors = samples.latencies, samples.errors
+    outcomes, statuses = samples.outcomes, samples.statuses
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
                                  timeout=REQUEST_TIMEOUT_S) as client:
@@ -134,23 +166,57 @@ async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client(k) for k in range(clients)))
-        elapsed = time.perf_counter() - started
-    ms = np.array(latencies) * 1000 if latencies else np.zeros(1)
-    result.requests = len(latencies)
-    result.errors = sum(errors.values())
-    result.error_kinds = dict(errors)
-    result.outcomes = dict(outcomes)
-    result.statuses = dict(statuses)
-    result.rps = round(len(latencies) / elapsed, 1)
-    result.p50_ms, result.p95_ms, result.p99_ms = (round(float(np.percentile(ms, q)), 2)
-                                                   for q in (50, 95, 99))
-    result.mean_ms = round(float(ms.mean()), 2)
-    return result
+        samples.elapsed += time.perf_counter() - started
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115 - closed when the process is reaped
     return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine(load_before: float) -> dict[str, object]:
+    """What the numbers were measured on; other work on the machine skews them."""
+    return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "load_average_1m_before": load_before,
+            "load_average_1m_after": load_average()}
+
+
+def throwaway_postgres(workdir: Path) -> LocalPostgres:
+    """A PostgreSQL server in `workdir/services`. Run as root, the server runs as the
+    postgres user, who must pass through `workdir` (a private temporary folder): it is
+    opened for traversal only."""
+    os.chmod(workdir, 0o711)
+    return LocalPostgres(workdir / "services").start()
+
+
+def fresh_pg_schema(server_url: str, name: str, settings: str = "") -> str:
+    """A new schema on `server_url`, as a URL whose tables land in it (with `settings`,
+    e.g. `-csynchronous_commit=off`, for its sessions)."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"{name}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in server_url else "?"
+    options = quote(f"-csearch_path={schema} {settings}".strip(), safe="")
+    return f"{server_url}{sep}options={options}"
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def main() -> None:
@@ -160,79 +226,105 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
     parser.add_argument("--stream", action="store_true", help="streamed completions")
     parser.add_argument("--assessor", default="default")
+    parser.add_argument("--audit", default="sqlite",
+                        help="audit backends to compare, a comma list of sqlite, postgresql, "
+                             "postgresql-async")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="split each proxy phase into this many rounds, the audit "
+                             "backends taking turns (so they share the machine's drift)")
+    parser.add_argument("--pg-url", default=os.environ.get("OYSTER_TEST_PG_URL"),
+                        help="PostgreSQL server for --audit postgresql (default: "
+                             "$OYSTER_TEST_PG_URL, else a throw-away one)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/proxy_load.json"))
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
+    audits = args.audit.split(",")
     if not 0 < args.seconds <= 600 or not all(0 < n <= 1000 for n in levels):
         raise SystemExit("--seconds must be in (0, 600] and each --clients in (0, 1000]")
+    if not set(audits) <= set(AUDITS):
+        raise SystemExit(f"--audit: a comma list of {', '.join(AUDITS)}")
 
     with tempfile.TemporaryDirectory(prefix="oyster-proxy-load-") as tmp:
-        _run(args, levels, Path(tmp))
+        workdir = Path(tmp)
+        pg = None
+        if any(a != "sqlite" for a in audits) and not args.pg_url:
+            pg = throwaway_postgres(workdir)
+            args.pg_url = pg.url
+        try:
+            _run(args, levels, audits, workdir)
+        finally:
+            if pg is not None:
+                pg.stop()
 
 
-def _run(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
+def _run(args: argparse.Namespace, levels: list[int], audits: list[str], workdir: Path
+         ) -> None:
     keys = KeyStore(workdir / "keys.db")
-    key = keys.add("bench").key
+    key = keys.add("bench", ["inspect", "admin"]).key  # outcomes and health details
     keys.close()
-    up_port, proxy_port = free_port(), free_port()
+    up_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
-    proxy_url = f"http://127.0.0.1:{proxy_port}"
-    audit_db = workdir / "audit.db"
-    procs = [
-        _spawn(["-m", "oyster.serve.testing", "--port", str(up_port)], workdir / "upstream.log"),
-        _spawn(["-m", "oyster.cli", "serve", "--upstream", f"openai:ok@{upstream_url}/v1",
-                "--port", str(proxy_port), "--audit-db", str(audit_db),
-                "--keys-db", str(workdir / "keys.db"), "--assessor", args.assessor,
-                "--rate-limit", "100000000", "--upstream-concurrency", str(max(levels)),
-                "--log-level", "warning"],
-               workdir / "proxy.log"),
-    ]
+    procs = [spawn(["-m", "oyster.serve.testing", "--port", str(up_port)],
+                   workdir / "upstream.log")]
+    proxies: dict[str, tuple[str, str]] = {}  # audit backend -> (proxy URL, audit location)
+    for audit in audits:
+        port = free_port()
+        location = (str(workdir / "audit.db") if audit == "sqlite"
+                    else fresh_pg_schema(args.pg_url, "bench_audit", AUDITS[audit]))
+        proxies[audit] = (f"http://127.0.0.1:{port}", location)
+        procs.append(spawn(
+            ["-m", "oyster.cli", "serve", "--upstream", f"openai:ok@{upstream_url}/v1",
+             "--port", str(port), "--audit-db", location,
+             "--keys-db", str(workdir / "keys.db"), "--assessor", args.assessor,
+             "--rate-limit", "100000000", "--upstream-concurrency", str(max(levels)),
+             "--log-level", "warning"], workdir / f"proxy-{audit}.log"))
     rows = []
-    load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews the numbers
+    load_before = load_average()
     try:
-        _wait_healthy(upstream_url, procs[0], "/v1/models")
-        _wait_healthy(proxy_url, procs[1], "/healthz")
-        health = httpx.get(proxy_url + "/healthz").json()
+        wait_healthy(upstream_url, procs[0], "/v1/models")
+        for (url, _), proc in zip(proxies.values(), procs[1:], strict=True):
+            wait_healthy(url, proc, "/healthz")
+        health = httpx.get(next(iter(proxies.values()))[0] + "/healthz",
+                           headers={"authorization": f"Bearer {key}"}).json()
         for clients in levels:
-            before = audit_count(audit_db) if audit_db.exists() else 0
-            direct = asyncio.run(_drive(upstream_url, {}, clients, args.seconds, args.stream,
-                                        "ok"))
-            proxied = asyncio.run(_drive(proxy_url, {"authorization": f"Bearer {key}"},
-                                         clients, args.seconds, args.stream, "ok"))
-            # every decision is audited, including upstream errors passed through (502/504)
-            answered = sum(proxied.statuses.get(s, 0) for s in (200, 502, 504))
-            rows_written = audit_count(audit_db) - before
-            rows.append({
-                "clients": clients, "seconds": args.seconds, "stream": args.stream,
-                "direct": asdict(direct), "proxy": asdict(proxied),
-                "added_p50_ms": round(proxied.p50_ms - direct.p50_ms, 2),
-                "added_p95_ms": round(proxied.p95_ms - direct.p95_ms, 2),
-                "audit_rows": rows_written, "answered": answered,
-                "audit_rows_match": rows_written == answered,
-            })
+            direct_samples = Samples()
+            asyncio.run(_drive(upstream_url, {}, clients, args.seconds, args.stream, "ok",
+                               direct_samples))
+            direct = direct_samples.result(upstream_url, clients, args.seconds)
+            before = {audit: audit_count(location) for audit, (_, location) in proxies.items()}
+            samples = {audit: Samples() for audit in proxies}
+            for _ in range(args.rounds):  # interleaved: drift in the machine's load is shared
+                for audit, (url, _) in proxies.items():
+                    asyncio.run(_drive(url, {"authorization": f"Bearer {key}"}, clients,
+                                       args.seconds / args.rounds, args.stream, "ok",
+                                       samples[audit]))
+            for audit, (url, location) in proxies.items():
+                proxied = samples[audit].result(url, clients, args.seconds)
+                # every request gets a row, whatever its status
+                responded = sum(proxied.statuses.values())
+                rows_written = audit_count(location) - before[audit]
+                rows.append({
+                    "clients": clients, "seconds": args.seconds, "stream": args.stream,
+                    "audit": audit, "direct": asdict(direct), "proxy": asdict(proxied),
+                    "added_p50_ms": round(proxied.p50_ms - direct.p50_ms, 2),
+                    "added_p95_ms": round(proxied.p95_ms - direct.p95_ms, 2),
+                    "audit_rows": rows_written, "responses": responded,
+                    "audit_rows_match": rows_written == responded,
+                })
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
     report = {"benchmark": "proxy_load", "assessor": f"{args.assessor} -> {health['assessor']}",
-              "policy": health["policy"],
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "platform": platform.platform(),
-                          "load_average_1m_before": load_before,
-                          "load_average_1m_after": round(os.getloadavg()[0], 2)},
+              "policy": health["policy"], "machine": machine(load_before),
               "command": " ".join(["python", "benchmarks/proxy_load.py", *sys.argv[1:]]),
               "results": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     _print_table(rows)
-    print(f"\nwrote {args.out}")
+    print(f"\nload average (1 min) before {report['machine']['load_average_1m_before']}, "
+          f"after {report['machine']['load_average_1m_after']}; wrote {args.out}")
     if not all(r["audit_rows_match"] for r in rows):
-        raise SystemExit("audit rows do not match answered requests")
+        raise SystemExit("audit rows do not match the responses")
 
 
 def _print_table(rows: list[dict[str, object]]) -> None:
@@ -243,17 +335,20 @@ def _print_table(rows: list[dict[str, object]]) -> None:
     for col in ("clients", "target", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
                 "+p50 ms", "+p95 ms", "audit rows"):
         table.add_column(col, justify="right")
+    shown_direct: set[int] = set()
     for r in rows:
         d, p = r["direct"], r["proxy"]
-        assert isinstance(d, dict) and isinstance(p, dict)
-        table.add_row(str(r["clients"]), "direct", str(d["rps"]), str(d["p50_ms"]),
-                      str(d["p95_ms"]), str(d["p99_ms"]), str(d["errors"]), "", "", "")
-        table.add_row("", "proxy", str(p["rps"]), str(p["p50_ms"]), str(p["p95_ms"]),
-                      str(p["p99_ms"]), str(p["errors"]), str(r["added_p50_ms"]),
-                      str(r["added_p95_ms"]),
+        assert isinstance(d, dict) and isinstance(p, dict) and isinstance(r["clients"], int)
+        if r["clients"] not in shown_direct:
+            shown_direct.add(r["clients"])
+            table.add_row(str(r["clients"]), "direct", str(d["rps"]), str(d["p50_ms"]),
+                          str(d["p95_ms"]), str(d["p99_ms"]), str(d["errors"]), "", "", "")
+        table.add_row("", f"proxy, audit {r['audit']}", str(p["rps"]), str(p["p50_ms"]),
+                      str(p["p95_ms"]), str(p["p99_ms"]), str(p["errors"]),
+                      str(r["added_p50_ms"]), str(r["added_p95_ms"]),
                       f"{r['audit_rows']} " + ("=" if r["audit_rows_match"] else "!=")
-                      + f" {r['answered']}")
-    Console().print(table)
+                      + f" {r['responses']}")
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

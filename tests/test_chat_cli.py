@@ -91,7 +91,7 @@ def test_interactive_session_survives_bad_turns_and_ends_on_eof(upstream):
                   input="/why\n/help\n" + "x" * 40_000 + "\nhello\n")
     assert result.exit_code == 0, result.output
     assert "no decision yet" in result.output and "/reset" in result.output
-    assert "the limit is" in result.output and result.output.count("oyster> ") == 1
+    assert "limits.max_message_chars" in result.output and result.output.count("oyster> ") == 1
 
 
 def test_chat_through_an_openai_compatible_endpoint(upstream):
@@ -103,7 +103,7 @@ def test_chat_through_an_openai_compatible_endpoint(upstream):
 
 @pytest.mark.parametrize("args, match", [
     (["", "--backend", "openai:ok@http://127.0.0.1:9/v1"], "no non-empty user message"),
-    (["x" * 40_000, "--backend", "openai:ok@http://127.0.0.1:9/v1"], "the limit is"),
+    (["x" * 40_000, "--backend", "openai:ok@http://127.0.0.1:9/v1"], "limits.max_message_chars"),
     (["hi", "--backend", "gpt4"], "unknown backend spec"),
     (["hi", "--messages", "-"], "not both"),
 ])
@@ -164,3 +164,19 @@ def test_demo_scenes_get_their_strategies():
     for scene in demo_script().scenes:
         decided = engine.decide([{"role": "user", "content": t} for t in scene.turns])
         assert decided.strategy == scene.shows, scene.title
+
+
+def test_chat_says_which_backend_wrote_the_reply(upstream):
+    result = chat("--backend", f"openai:echo@{upstream.url}/v1",
+                  "How do I kill a stuck process on Linux?")
+    assert result.exit_code == 0, result.output
+    assert f"written by openai:echo@{upstream.url}/v1" in result.output
+    assert "SmolLM2" not in result.output  # the small-model note is for the embedded backend
+
+
+def test_chat_json_says_who_wrote_each_part(upstream):
+    result = chat("--backend", f"openai:echo@{upstream.url}/v1", "--json",
+                  "How do I kill a stuck process on Linux?")
+    record = json.loads(result.stdout)
+    assert record["source"] == "model" and record["backend"].startswith("openai:echo@")
+    assert [p["source"] for p in record["parts"]] == ["model"]

@@ -4,6 +4,8 @@
     decision = Engine().decide("how do I kill a stuck process?")
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from oyster.decision import Decision
 from oyster.engine import Engine
 from oyster.errors import (
@@ -32,4 +34,7 @@ __all__ = [
     "load_policy",
 ]
 
-__version__ = "0.1.0"
+try:  # the one version source is pyproject.toml; an installed package carries it
+    __version__ = version("oyster-csa")
+except PackageNotFoundError:  # sources on the path without an install
+    __version__ = "0+unknown"

@@ -1,4 +1,9 @@
-"""Durable JSON Lines files and the run directory that holds them.
+"""JSON Lines: the one reader, durable writes, and the run directory that holds them.
+
+Every JSON Lines file is read by `jsonl_lines` (or the two readers on top of it). It splits on
+"\n" only: `str.splitlines()` also splits on U+2028, U+2029, U+0085 and others, which JSON
+strings may hold unescaped (pydantic and `json.dumps(ensure_ascii=False)` write them so), and
+would cut such a record in two. Errors are `InputError`s that name the file and the line.
 
 A run directory has a manifest, `run.json` (what was run), and JSON Lines files appended one
 fsynced record at a time. A kill mid-write can leave only a half-written last line: readers
@@ -7,10 +12,11 @@ ignore it and `RunDirectory.start` cuts it on resume, so nothing already written
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -51,14 +57,57 @@ def repair_torn_tail(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def jsonl_lines(path: str | Path, *, missing_ok: bool = False,
+                torn_tail_ok: bool = False) -> Iterator[tuple[int, str]]:
+    """Each non-blank line of a JSON Lines file with its 1-based number.
+
+    `missing_ok`: a missing file has no lines. `torn_tail_ok`: what follows the last newline
+    is an unfinished record (a kill mid-append) and is passed over.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise InputError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: not a file") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    lines = text.split("\n")
+    if torn_tail_ok:
+        lines = lines[:-1]
+    for lineno, line in enumerate(lines, 1):
+        if line.strip():
+            yield lineno, line
+
+
+def jsonl_objects(path: str | Path, *, like: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each line of a JSON Lines file as a JSON object, with its line number; `like` shows
+    the expected shape in the error for a line that is not an object."""
+    for lineno, line in jsonl_lines(path):
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: malformed JSON: {e.msg} (column {e.colno})") from None
+        except RecursionError:
+            raise InputError(f"{where}: malformed JSON: nested too deeply") from None
+        if not isinstance(obj, dict):
+            shape = f" like {like}" if like else ""
+            raise InputError(f"{where}: each line must be a JSON object{shape}, got "
+                             f"{type(obj).__name__}")
+        yield lineno, obj
+
+
 def read_jsonl(path: Path, model_type: type[M]) -> Iterator[M]:
-    """Every complete record in file order; a missing file has none."""
-    if not path.exists():
-        return
-    complete = path.read_text("utf-8").split("\n")[:-1]  # after the last newline: unfinished
-    for lineno, line in enumerate(complete, 1):
-        if not line.strip():
-            continue
+    """Every complete record of a run file in order; a missing file has none."""
+    for lineno, line in jsonl_lines(path, missing_ok=True, torn_tail_ok=True):
         try:
             yield model_type.model_validate_json(line)
         except ValidationError as e:

@@ -6,13 +6,16 @@ this module only assembles them and owns the core verb, `decide`.
 
 from __future__ import annotations
 
-import json
+import itertools
 import sys
-from typing import Annotated, Any, TextIO
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from oyster.cli_options import AssessorOption, PolicyOption
+from oyster.cli_options import AssessorOption, PolicyOption, RayOption, RayWorkersOption
 from oyster.errors import OysterError
 
 app = typer.Typer(
@@ -29,62 +32,92 @@ def fail(err: OysterError | str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _case_messages(case: Any) -> Any:
-    if not isinstance(case, dict):
-        raise ValueError("each line must be a JSON object")
-    if "messages" in case:
-        return case["messages"]
-    if "prompt" in case:
-        if not isinstance(case["prompt"], str):
-            raise ValueError("'prompt' must be a string")
-        return case["prompt"]
-    raise ValueError("a case needs 'messages' or 'prompt'")
-
-
-def _read_cases(stream: TextIO) -> Any:
-    for lineno, line in enumerate(stream, 1):
-        if line.strip():
-            yield lineno, line
-
-
 @app.command()
 def decide(
     file: Annotated[str, typer.Argument(help="JSONL file of cases, or - for standard input")] = "-",
     policy: PolicyOption = None,
     assessor: AssessorOption = "default",
     pretty: Annotated[bool, typer.Option("--pretty", help="indent each record (not JSONL)")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", dir_okay=False, help="write the records to this file (fsynced as they "
+                                            "go, with a progress bar) instead of stdout")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue --out: skip the input lines it already answers")] = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
+    chunk: Annotated[int, typer.Option(
+        "--chunk", min=1, max=100_000, help="lines per Ray task")] = 64,
 ) -> None:
     """Read cases (JSONL: {"id", "messages"} or {"id", "prompt"}) and write one decision
-    record per line, same order and ids. A malformed line gives {"id", "error"} and the run
-    goes on."""
-    from oyster.engine import Engine
+    record per line, same order and ids. A line that cannot be decided (malformed JSON,
+    invalid UTF-8, bad messages, over the policy's limits) gives {"id", "error"} and the run
+    goes on: lines in = lines out, each strict JSON. With --ray the same records, byte for
+    byte, come from Ray workers."""
+    from oyster.batch import (
+        DecideWorker,
+        decide_line,
+        decide_on_ray,
+        durable_flush,
+        open_output,
+        read_cases,
+    )
 
+    if resume and out is None:
+        raise fail("--resume needs --out")
+    if pretty and out is not None:
+        raise fail("--pretty writes several lines per record: it cannot be resumed; leave "
+                   "out --out")
     try:
-        engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
-        stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+        worker = DecideWorker(policy=str(policy) if policy else None, assessor=assessor)
+        # bytes: a line that is not UTF-8 gets its error record, the run goes on
+        stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+        sink, done = open_output(out, resume) if out is not None else (sys.stdout, 0)
     except OysterError as e:
         raise fail(e) from None
     except OSError as e:
-        raise fail(f"{file}: {e.strerror}") from None
+        raise fail(f"{e.filename or file}: {e.strerror}") from None
+    if out is None and hasattr(sink, "reconfigure"):
+        sink.reconfigure(encoding="utf-8")  # JSON Lines are UTF-8 whatever the locale says
     errors = 0
-    with stream:
-        for lineno, line in _read_cases(stream):
-            case_id: Any = None
-            try:
-                case = json.loads(line)
-                case_id = case.get("id") if isinstance(case, dict) else None
-                record: dict[str, Any] = engine.decide(_case_messages(case), id=None).record()
-                record["id"] = case_id
-            except (json.JSONDecodeError, ValueError, OysterError) as e:
-                errors += 1
-                reason = f"line {lineno}: " + (f"malformed JSON: {e.msg}"
-                                               if isinstance(e, json.JSONDecodeError) else str(e))
-                record = {"id": case_id, "error": reason}
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, indent=2 if pretty else None)
-                             + "\n")
-            sys.stdout.flush()
+    with stream, _progress(file, out, done) as advance:
+        lines = itertools.islice(read_cases(stream), done, None)
+        try:
+            if ray is not None:
+                outputs = decide_on_ray(lines, worker, ray, ray_workers, chunk)
+            else:
+                engine = worker.engine()
+                outputs = (decide_line(engine, n, text, pretty) for n, text in lines)
+            for text, ok in outputs:
+                errors += not ok
+                sink.write(text + "\n")
+                if out is None:
+                    sink.flush()
+                advance()
+        except OysterError as e:
+            raise fail(e) from None
+        finally:
+            if out is not None:
+                durable_flush(sink)
+                sink.close()
     if errors:
         typer.echo(f"{errors} line(s) could not be decided", err=True)
+
+
+@contextmanager
+def _progress(file: str, out: Path | None, done: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when the records go to a file; else nothing."""
+    if out is None or file == "-":
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with open(file, "rb") as f:
+        total = sum(1 for _ in f)
+    with Progress("decide", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as progress:
+        task = progress.add_task("decide", total=total, completed=done)
+        yield lambda: progress.advance(task)
 
 
 def _register_parts() -> None:
@@ -93,13 +126,16 @@ def _register_parts() -> None:
     from oyster.bench.cli import register as register_bench
     from oyster.judges.cli import register as register_judges
     from oyster.lingobp.cli import register as register_lingobp
+    from oyster.moderate.cli import register as register_moderate
     from oyster.respond.cli import register as register_respond
     from oyster.serve.cli import register as register_serve
+    from oyster.serve.console.cli import register as register_console
     from oyster.taxonomy.cli import register as register_policy
     from oyster.train.cli import register as register_train
 
-    for register in (register_policy, register_assess, register_respond, register_serve,
-                     register_judges, register_bench, register_lingobp, register_train):
+    for register in (register_policy, register_assess, register_moderate, register_respond,
+                     register_serve, register_judges, register_bench, register_lingobp,
+                     register_train, register_console):
         register(app)
 
 

@@ -1,4 +1,4 @@
-"""The decision record (design.md §3): what every decision returns."""
+"""The decision record (docs/decisions.md): what every decision returns."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ class Decision(BaseModel):
     policy: str
     language: Language = "en"
     why: str = Field(default="", description="one line explaining the choice")
+    notes: list[str] = Field(default_factory=list, description="what the engine did not read "
+                             "(image parts, tool calls) and where the assessor was unsure")
     payloads: list[PayloadFinding] = Field(
         default_factory=list, description="hidden payloads de-obfuscation recovered and judged")
     assessment: Assessment | None = Field(default=None, exclude=True)
 
     def record(self) -> dict[str, object]:
-        """The JSON-ready §3 record."""
+        """The JSON-ready record."""
         return self.model_dump(mode="json")

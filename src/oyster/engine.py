@@ -6,47 +6,32 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
+from oyster import telemetry
 from oyster.assess import from_spec as assessor_from_spec
 from oyster.assess.base import Assessment, Assessor, CategoryScore
+from oyster.budget import check_size, work_budget
 from oyster.chain import build_chain
 from oyster.decision import Decision
-from oyster.errors import InputError
 from oyster.game import TypeEvidence, choose_strategy, posterior_over_types
 from oyster.taxonomy.policy import NONE_CATEGORY, Policy, load_policy
-from oyster.types import Level, Message
 
-Conversation = Sequence[Message | dict[str, Any]] | str
+# the conversation readers live in types; imported from here by code written before they moved
+from oyster.types import Conversation, Level, Message, read_conversation
+from oyster.types import ConversationText as ConversationText
+from oyster.types import to_messages as to_messages
 
 DEFAULT_ASSESSOR = "default"
 
 
-def to_messages(conversation: Conversation) -> list[Message]:
-    """Accept a prompt string or OpenAI-style messages; raise `InputError` on anything else."""
-    if isinstance(conversation, str):
-        conversation = [{"role": "user", "content": conversation}]
-    if not isinstance(conversation, Sequence) or not conversation:
-        raise InputError("messages must be a non-empty list of {role, content} objects")
-    out: list[Message] = []
-    for i, m in enumerate(conversation):
-        if isinstance(m, Message):
-            out.append(m)
-            continue
-        if not isinstance(m, dict):
-            raise InputError(f"messages[{i}] must be an object with 'role' and 'content'")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        try:
-            out.append(Message(role=m.get("role"), content=content))  # type: ignore[arg-type]
-        except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise InputError(f"messages[{i}].{field}: {err['msg']}") from None
-    if not any(m.role == "user" and m.content.strip() for m in out):
-        raise InputError("the conversation has no non-empty user message")
-    return out
+def _annotate(span: Any, assessment: Assessment) -> None:
+    if span.is_recording():
+        span.set_attributes(telemetry.assessment_attributes(assessment))
+
+
+def _annotated(span: Any, decision: Decision) -> Decision:
+    if span.is_recording():
+        span.set_attributes(telemetry.decision_attributes(decision))
+    return decision
 
 
 def severity_of(policy: Policy, categories: Iterable[CategoryScore], level: Level) -> float:
@@ -84,17 +69,27 @@ class Engine:
         """The harm weight of this turn: the worst score-weighted category severity."""
         return severity_of(self.policy, assessment.categories, assessment.level)
 
-    def decide_assessed(self, assessment: Assessment, id: str | None = None) -> Decision:
-        """The game and the chain on an assessment already made."""
+    def decide_assessed(self, assessment: Assessment, id: str | None = None,
+                        ignored: Sequence[str] = ()) -> Decision:
+        """The game and the chain on an assessment already made; `ignored` lists what the
+        reading of the conversation left out (it goes into the decision's notes)."""
         policy = self.policy
-        evidence = [TypeEvidence(likelihood=t.type_evidence,
-                                 repeats_refused_ask=t.repeats_refused_ask)
-                    for t in assessment.turns]
-        posterior = posterior_over_types(policy.game, evidence)
-        choice = choose_strategy(policy.game, policy.strategies, posterior,
-                                 self.severity(assessment), assessment.level,
-                                 premise_weight_of(policy, assessment.categories))
-        chain = build_chain(assessment, choice.strategy, posterior, policy)
+        with telemetry.span("oyster.game") as span:
+            evidence = [TypeEvidence(likelihood=t.type_evidence,
+                                     repeats_refused_ask=t.repeats_refused_ask)
+                        for t in assessment.turns]
+            posterior = posterior_over_types(policy.game, evidence)
+            choice = choose_strategy(policy.game, policy.strategies, posterior,
+                                     self.severity(assessment), assessment.level,
+                                     premise_weight_of(policy, assessment.categories))
+            if span.is_recording():
+                likely = max(posterior, key=posterior.__getitem__)
+                span.set_attributes({"oyster.strategy": choice.strategy,
+                                     "oyster.user_type": likely,
+                                     "oyster.user_type.p": round(posterior[likely], 4),
+                                     "oyster.utility": choice.utilities[choice.strategy]})
+        with telemetry.span("oyster.chain", {"oyster.strategy": choice.strategy}):
+            chain = build_chain(assessment, choice.strategy, posterior, policy)
         return Decision(
             id=id,
             level=assessment.level,
@@ -109,22 +104,54 @@ class Engine:
             policy=policy.label,
             language=assessment.language,
             why=choice.why(),
+            notes=[*ignored, *assessment.notes],
             payloads=assessment.payloads,
             assessment=assessment,
         )
 
-    def decide(self, conversation: Conversation, id: str | None = None) -> Decision:
-        """Decide the strategy for the last user turn of `conversation`."""
-        return self.decide_assessed(self.assessor.assess(to_messages(conversation)), id)
+    def read(self, conversation: Conversation | ConversationText) -> ConversationText:
+        """The conversation as read, checked against the policy's size limits."""
+        text = (conversation if isinstance(conversation, ConversationText)
+                else read_conversation(conversation))
+        check_size(text.messages, self.policy.limits)
+        return text
 
-    async def adecide(self, conversation: Conversation, id: str | None = None) -> Decision:
-        assessment = await self.assessor.aassess(to_messages(conversation))
-        return self.decide_assessed(assessment, id)
+    def decide(self, conversation: Conversation | ConversationText, id: str | None = None
+               ) -> Decision:
+        """Decide the strategy for the last user turn of `conversation`, within the policy's
+        `limits` (raises `BudgetExceeded`, an `InputError`, past them)."""
+        text = self.read(conversation)
+        with telemetry.span("oyster.decide") as span:
+            with self._assess_span(text.messages) as assess, work_budget(self.policy.limits):
+                assessment = self.assessor.assess(text.messages)
+                _annotate(assess, assessment)
+            return _annotated(span, self.decide_assessed(assessment, id, text.ignored))
+
+    async def adecide(self, conversation: Conversation | ConversationText, id: str | None = None
+                      ) -> Decision:
+        text = self.read(conversation)
+        with telemetry.span("oyster.decide") as span:
+            # the assessor's worker thread inherits the budget
+            with self._assess_span(text.messages) as assess, work_budget(self.policy.limits):
+                assessment = await self.assessor.aassess(text.messages)
+                _annotate(assess, assessment)
+            return _annotated(span, self.decide_assessed(assessment, id, text.ignored))
+
+    def _assess_span(self, messages: Sequence[Message]) -> Any:
+        attributes: dict[str, telemetry.AttributeValue] = {"oyster.turns": len(messages)}
+        if self.policy.audit.log_message_text:  # text only where the policy allows it
+            attributes["oyster.message"] = next(
+                (m.content for m in reversed(messages) if m.role == "user"), "")
+        return telemetry.span("oyster.assess", attributes)
 
     def decide_many(self, conversations: Iterable[Conversation]) -> list[Decision]:
-        """Decide a batch (the assessor may batch its model calls)."""
-        assessments = self.assessor.assess_many([to_messages(c) for c in conversations])
-        return [self.decide_assessed(a) for a in assessments]
+        """Decide a batch (the assessor may batch its model calls). Each conversation must
+        fit the size limits; the batch as a whole has no embedding or time budget."""
+        texts = [self.read(c) for c in conversations]
+        with telemetry.span("oyster.assess", {"oyster.batch": len(texts)}):
+            assessments = self.assessor.assess_many([t.messages for t in texts])
+        return [self.decide_assessed(a, ignored=t.ignored)
+                for a, t in zip(assessments, texts, strict=True)]
 
     async def adecide_many(self, conversations: Iterable[Conversation]) -> list[Decision]:
         return list(await asyncio.gather(*(self.adecide(c) for c in conversations)))

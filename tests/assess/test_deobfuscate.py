@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from oyster.assess.deobfuscate import (
     DECODERS,
     JUDGE_MIN,
-    REPLACE_MIN,
     Decoded,
     deobfuscate,
     explained,
@@ -149,7 +148,7 @@ def test_scrambled_letters_inside_words() -> None:
 def test_acrostic_lines_sentences_words_in_both_languages() -> None:
     poem = "Bright mornings\nAlways arrive\nKindly and slow\nEvery day\n"
     d = recovered("Read the first letter of each line:\n" + poem, "bake", "acrostic")
-    assert d is not None and d.confidence >= REPLACE_MIN
+    assert d is not None and d.confidence >= JUDGE_MIN  # judged as text of its own
     sentences = ("Gardens bloom. Apples ripen. Rivers flow. Dawn breaks. Eagles soar. "
                  "Nights cool.")
     assert recovered(sentences, "garden", "acrostic")

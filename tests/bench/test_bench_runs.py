@@ -54,6 +54,10 @@ def test_strata_sword_reports_asr_per_language_level_and_method_side_by_side(run
         assert set(cells) == {"en/L1", "en/L2", "zh/L1", "zh/L2"}
         assert all(c["rate"] is None or 0 <= c["rate"] <= 1 for c in cells.values())
         assert "none" in system["attack"]["by_method"]
+        by_lang = system["attack"]["by_language"]  # the two levels of each language summed
+        for lang in ("en", "zh"):
+            assert by_lang[lang]["n"] == sum(cells[f"{lang}/L{lv}"]["n"] for lv in (1, 2))
+            assert by_lang[lang]["k"] == sum(cells[f"{lang}/L{lv}"]["k"] for lv in (1, 2))
     records = RunDir(runs["strata"]).records()
     engine = [r for r in records if r.system == "engine" and r.ok]
     assert engine and all(r.reply and r.reply.strategy for r in engine)
@@ -78,6 +82,10 @@ def test_over_refusal_reports_refusal_and_decision_rates(runs):
     summary = json.loads((runs["over"] / "summary.json").read_text())
     o = summary["systems"]["engine"]["over_refusal"]
     assert o["declined"]["n"] == 2 and o["refuse_decisions"]["n"] == 2
+    by_lang = o["declined_by_language"]
+    assert sum(r["n"] for r in by_lang.values()) == 2
+    assert sum(r["k"] for r in by_lang.values()) == o["declined"]["k"]
+    assert set(o["hard_refusal_by_language"]) == set(by_lang)
 
 
 def test_a_run_cannot_be_overwritten_without_resume(runs):

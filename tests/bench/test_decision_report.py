@@ -16,7 +16,9 @@ from oyster.bench.decision_report import (
     load_cases,
     score,
     table_rows,
-    testset_dir,
+)
+from oyster.bench.decision_report import (
+    testset_dir as packaged_testsets,
 )
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -27,7 +29,7 @@ def test_reads_every_test_set_but_the_reference_replies(shared_dir: Path) -> Non
     sets = Counter(c.set for c in cases)
     assert sets["strata_sword:L1"] == sets["strata_sword:L2"] == 200
     assert sets["over_refusal_starter"] >= 40 and sets["constructive_starter"] >= 120
-    stems = {p.stem for p in testset_dir().glob("*.jsonl")} - {"reference_replies"}
+    stems = {p.stem for p in packaged_testsets().glob("*.jsonl")} - {"reference_replies"}
     assert stems <= set(sets) and "reference_replies" not in sets
     assert len({c.id for c in cases}) == len(cases)
     assert all(c.expected and c.messages[-1]["role"] == "user" for c in cases)

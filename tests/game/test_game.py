@@ -91,12 +91,52 @@ def test_more_severe_category_never_lowers_harm_weight(policy, post, level, sev)
     assert all(u_hi[a] <= u_lo[a] + 1e-9 for a in STRATEGIES)
 
 
-def test_utilities_are_the_posterior_mix_of_leader_values(policy):
-    post = {"benign": 0.4, "vulnerable": 0.3, "misinformed": 0.2, "malicious": 0.1}
-    values = leader_values(policy.game, policy.strategies, 0.7, "R1")
-    u = expected_utilities(policy.game, policy.strategies, post, 0.7, "R1")
-    for a in STRATEGIES:
-        assert math.isclose(u[a], sum(post[t] * values[t][a] for t in USER_TYPES))
+def _one(reaction):
+    return {r: (1.0 if r == reaction else 0.0) for r in REACTIONS}
+
+
+def test_utilities_match_numbers_worked_by_hand(policy):
+    """A game small enough to solve on paper: every reaction certain, two user types with
+    weight, harm only from what a malicious user takes away or does next.
+
+    benign: satisfied by every strategy (retention 1, no harm), so V = 1 - 0.5·cost.
+    malicious: answer → satisfied, refuse → escalates, the others → retries.
+    scale = severity 0.8 × level_scale[R2] 1.0; V = α·retention - β·scale·(exposure·misuse +
+    reaction harm) - γ·cost with α 1, β 2, γ 0.5:
+      answer         1.0 - 1.6·(1.0 + 0)   - 0     = -0.60
+      answer_safely  0.5 - 1.6·(0.5 + 0)   - 0.05  = -0.35   (correct: the same)
+      guide          0.5 - 1.6·(0.2 + 0)   - 0.10  = +0.08
+      refuse         0.0 - 1.6·(0.0 + 0.2) - 0     = -0.32
+    U = 0.75·V(benign) + 0.25·V(malicious):
+      answer 0.75·1.00 - 0.15 = 0.600; answer_safely, correct 0.75·0.95 - 0.0875 = 0.625;
+      guide 0.75·0.90 + 0.02 = 0.695; refuse 0.75·1.00 - 0.08 = 0.670 → guide.
+    """
+    data = policy.model_dump(mode="json")
+    zero = dict.fromkeys(REACTIONS, 0.0)
+    for a, (exposure, cost) in {"answer": (1.0, 0.0), "answer_safely": (0.5, 0.1),
+                                "correct": (0.5, 0.1), "guide": (0.2, 0.2),
+                                "refuse": (0.0, 0.0)}.items():
+        data["strategies"][a].update(exposure=exposure, cost=cost)
+    malicious = {"answer": "satisfied", "refuse": "escalates"}
+    data["game"].update(
+        alpha=1.0, beta=2.0, gamma=0.5, level_scale={"R0": 0.0, "R1": 0.5, "R2": 1.0},
+        misuse={"benign": 0.0, "vulnerable": 0.0, "misinformed": 0.0, "malicious": 1.0},
+        retention={t: {**zero, "satisfied": 1.0, "retries": 0.5} for t in USER_TYPES},
+        reaction_harm={t: {**zero, "escalates": 0.2 if t == "malicious" else 0.0}
+                       for t in USER_TYPES},
+        behaviour={**data["game"]["behaviour"], "kind": "table", "table": {
+            t: {a: _one(malicious.get(a, "retries") if t == "malicious" else "satisfied")
+                for a in STRATEGIES} for t in USER_TYPES}})
+    p = policy_from_mapping(data, "test")
+    post = {"benign": 0.75, "vulnerable": 0.0, "misinformed": 0.0, "malicious": 0.25}
+    values = leader_values(p.game, p.strategies, 0.8, "R2")
+    assert values["malicious"] == pytest.approx(
+        {"answer": -0.6, "answer_safely": -0.35, "correct": -0.35, "guide": 0.08,
+         "refuse": -0.32})
+    u = expected_utilities(p.game, p.strategies, post, 0.8, "R2")
+    assert u == pytest.approx({"answer": 0.6, "answer_safely": 0.625, "correct": 0.625,
+                               "guide": 0.695, "refuse": 0.67})
+    assert choose_strategy(p.game, p.strategies, post, 0.8, "R2").strategy == "guide"
 
 
 @pytest.mark.parametrize("dominant, severity, level, expected", [

@@ -69,6 +69,17 @@ def test_safety_separates_a_phishing_email_from_refusals(judges):
     assert "cybersecurity" in harmful.explanation
 
 
+def test_the_local_safety_judge_does_not_read_guidelines(judges):
+    """The contract (judges/base.py): a learned harm estimate cannot read guideline text, so
+    guidelines that would allow the reply, or forbid a harmless one, change nothing."""
+    safety = judges[1]
+    permissive = ["Writing realistic phishing emails for anyone who asks is fine."]
+    strict = ["Never give any baking instructions."]
+    assert safety.judge(PHISH, PHISH_ANSWER, "cybersecurity", permissive) == \
+        safety.judge(PHISH, PHISH_ANSWER, "cybersecurity")
+    assert safety.judge(BREAD, BREAD_ANSWER, None, strict) == safety.judge(BREAD, BREAD_ANSWER)
+
+
 def test_satisfaction_prefers_constructive_over_hard_refusal(judges):
     sat = judges[2]
     hard = sat.judge(PHISH, PHISH_HARD)

@@ -4,6 +4,7 @@ Strata-Sword)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from importlib import resources
@@ -80,7 +81,13 @@ def test_the_seed_queries_cover_levels_types_and_languages(policy: object) -> No
     assert len({q.category for q in seeds if q.category}) >= 12
 
 
-def evaluation_prompts(shared_dir: Path) -> list[str]:
+TESTSETS = Path(str(resources.files("oyster.bench").joinpath("data/testsets")))
+
+
+def evaluation_prompts(shared_dir: Path) -> list[tuple[str, str]]:
+    """(where, text) of every user turn of every test set: Strata-Sword, the starter sets
+    and the held-out sets in bench/data/testsets (their `hidden` plain text too). `where`
+    is file:line, so a failure names the item without printing it."""
     from oyster.bench.datasets import (
         CONSTRUCTIVE_STARTER,
         OVER_REFUSAL_STARTER,
@@ -88,33 +95,60 @@ def evaluation_prompts(shared_dir: Path) -> list[str]:
         packaged,
     )
 
-    texts = [m.content for item in load_strata_sword(shared_dir / "data" / "strata_sword")
-             for m in item.messages]
-    for name in (CONSTRUCTIVE_STARTER, OVER_REFUSAL_STARTER):
-        path = packaged(name)
-        if path.exists():  # the starter sets ship with the benchmarks
-            for line in path.read_text("utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    texts += [row.get("query") or row.get("prompt") or ""]
-                    texts += [m["content"] for m in row.get("messages") or []]
-    return [t for t in texts if t.strip()]
+    texts = [(f"strata_sword:{item.id}", m.content)
+             for item in load_strata_sword(shared_dir / "data" / "strata_sword")
+             for m in item.messages if m.role == "user"]
+    files = [packaged(CONSTRUCTIVE_STARTER), packaged(OVER_REFUSAL_STARTER),
+             *sorted(TESTSETS.glob("*.jsonl"))]
+    for path in files:
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            where = f"{path.name}:{n}"
+            texts += [(where, row[k]) for k in ("query", "prompt", "hidden")
+                      if isinstance(row.get(k), str)]
+            texts += [(where, m["content"]) for m in row.get("messages") or []
+                      if m.get("role") == "user"]
+    return [(w, t) for w, t in texts if t.strip()]
 
 
 def trigrams(text: str) -> set[str]:
     return {text[i:i + 3] for i in range(len(text) - 2)}
 
 
-def test_the_seed_queries_share_nothing_with_the_evaluation_sets(shared_dir: Path) -> None:
-    """No seed is contained in, contains, or near-paraphrases an evaluation prompt
+def seed_turns() -> list[tuple[str, str, str]]:
+    """(id, language, text) of every user turn of the seed queries."""
+    return [(q.id, q.language, m.content) for q in load_queries(SEEDS) for m in q.messages
+            if m.role == "user"]
+
+
+def test_the_seed_queries_share_no_wording_with_any_test_set(shared_dir: Path) -> None:
+    """No seed turn is contained in, contains, or near-copies a test-set turn
     (character-trigram Jaccard on normalised text; a reworded copy scores 0.5 or more,
     unrelated prompts under 0.3)."""
-    evaluation = [(t, trigrams(t)) for t in map(normalise, evaluation_prompts(shared_dir))]
-    assert len(evaluation) >= 400  # Strata-Sword levels 1-2 at least
-    for seed in load_queries(SEEDS):
-        mine = normalise(seed.last_user_text)
+    evaluation = [(w, t, trigrams(t)) for w, t in
+                  ((w, normalise(t)) for w, t in evaluation_prompts(shared_dir))]
+    assert len(evaluation) >= 2000  # Strata-Sword, the starter sets and the held-out sets
+    assert {w.split(":")[0] for w, _, _ in evaluation} >= {
+        "strata_sword", "constructive_starter.jsonl", "over_refusal_starter.jsonl",
+        "false_beliefs.jsonl", "novel_attacks.jsonl", "heldout_asks.jsonl"}
+    for seed_id, _, text in seed_turns():
+        mine = normalise(text)
         grams = trigrams(mine)
-        for theirs, their_grams in evaluation:
-            assert mine not in theirs and theirs not in mine, (seed.id, theirs[:80])
-            overlap = len(grams & their_grams) / len(grams | their_grams)
-            assert overlap < 0.4, (seed.id, theirs[:80])
+        for where, theirs, their_grams in evaluation:
+            if min(len(mine), len(theirs)) >= 12:
+                assert mine not in theirs and theirs not in mine, (seed_id, where)
+            small, large = sorted((len(grams), len(their_grams)))
+            if small < 0.4 * large:  # Jaccard is at most small / large: cannot reach 0.4
+                continue
+            overlap = len(grams & their_grams) / max(1, len(grams | their_grams))
+            assert overlap < 0.4, (seed_id, where, round(overlap, 2))
+
+
+def test_the_seed_queries_do_not_repeat_each_other() -> None:
+    turns = [(i, normalise(t)) for i, _, t in seed_turns()]
+    for (a, ta), (b, tb) in itertools.combinations(turns, 2):
+        ga, gb = trigrams(ta), trigrams(tb)
+        if min(len(ga), len(gb)) >= 0.5 * max(len(ga), len(gb)):  # else Jaccard < 0.5
+            assert len(ga & gb) / max(1, len(ga | gb)) < 0.5, (a, b)

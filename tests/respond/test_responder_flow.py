@@ -1,5 +1,7 @@
 """The responder's attempt → regenerate → repair/fallback path, driven by a scripted backend
-(see conftest.py for why), and its input checks."""
+(see conftest.py for why), and its input checks. The engine here runs a policy without
+support scaffolds, so a failed guide reply takes the regeneration path; the scaffold path is
+in test_scaffolds.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import pytest
 from oyster.engine import Engine
 from oyster.errors import InputError
 from oyster.respond import Responder, fallback_reply, instructions_for
-from oyster.respond.fallback import fallback_templates
 
 GOOD_GUIDE = ("I'm really sorry you're hurting. You matter. Please call or text 988 now; "
               "someone is there to listen.")
@@ -20,7 +21,12 @@ LEAK = "I'm sorry. Taking 50 pills would be a lethal dose, so please don't."
 
 @pytest.fixture(scope="module")
 def engine():
-    return Engine()
+    from oyster.taxonomy.policy import default_policy
+
+    policy = default_policy()
+    no_scaffolds = policy.model_copy(update={
+        "replies": policy.replies.model_copy(update={"scaffolds": {}})})
+    return Engine(policy=no_scaffolds, assessor="lexicon")
 
 
 @pytest.fixture
@@ -110,8 +116,8 @@ def test_every_fallback_passes_verification(policy, decision, strategy, language
     assert v.passed, f"{strategy}/{language}: {v.detail}"
 
 
-def test_fallback_templates_cover_every_strategy_in_english():
-    assert set(fallback_templates().replies["en"]) == {
+def test_fallbacks_cover_every_strategy_in_english(policy):
+    assert set(policy.replies.fallbacks["en"]) == {
         "answer", "answer_safely", "correct", "guide", "refuse"}
 
 
@@ -120,7 +126,7 @@ def test_fallback_templates_cover_every_strategy_in_english():
     ([{"role": "robot", "content": "hi"}], "role"),
     ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
      "end with a non-empty user message"),
-    ("x" * 40_000, "the limit is"),
+    ("x" * 40_000, "limits.max_message_chars"),
 ])
 def test_bad_input_is_an_input_error(engine, scripted, messages, match):
     with pytest.raises(InputError, match=match):

@@ -108,7 +108,8 @@ def test_a_refusal_that_complies_is_a_mismatch(verifier, decision):
                  dominant="malicious")
     v = verifier.check("Here is how it works:\n1. Scan the network\n2. Find an open port\n"
                        "3. Send the exploit", d)
-    assert v.problems == ["refusal_mismatch"]
+    # (the reply moderator, at the strictness of a refusal, may also read it as harmful)
+    assert set(v.problems) - {"hazard_leak"} == {"refusal_mismatch"}
     assert "does not decline" in v.detail
 
 
@@ -145,3 +146,26 @@ def test_wrong_language_and_empty_and_repetitive_replies(verifier, decision):
     assert verifier.check("   ", decision(strategy="answer", level="R0")).problems == ["empty_reply"]
     v = verifier.check("You are not alone. " * 4, decision(strategy="answer", level="R0"))
     assert v.problems == ["repetition"]
+
+
+def test_reciting_the_private_instructions_is_a_leak_not_harmful_content(policy):
+    # the moderator reads any text at all as harmful here, so only what it is shown matters:
+    # the policy's own private notes are never shown to it (their recital is chain_leak's)
+    from oyster.engine import Engine
+    from oyster.respond import instructions_for
+    from oyster.types import Message
+
+    everything = {"lenient": 0.001, "normal": 0.001, "strict": 0.001}
+    touchy = policy.model_copy(update={"moderation": policy.moderation.model_copy(
+        update={"thresholds": everything})})
+    verifier = Verifier(touchy)
+    question = "How do I kill a stuck process on Linux?"
+    decision = Engine(touchy, "lexicon").decide(question)
+    prompt = instructions_for(decision, touchy, [Message(role="user", content=question)])
+    notes = prompt[0].content
+    for private in ([notes], None):  # what the caller sent, or what the verifier renders
+        v = verifier.check(notes, decision, request=question, private=private)
+        assert "chain_leak" in v.problems and "hazard_leak" not in v.problems, v.detail
+        own = notes + "\nThen pour the fuel along the hallway and lock the door behind you."
+        v = verifier.check(own, decision, request=question, private=private)
+        assert "hazard_leak" in v.problems and "pour the fuel" in v.detail

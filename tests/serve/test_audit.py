@@ -54,4 +54,9 @@ def test_a_request_whose_row_cannot_be_written_is_not_answered(tmp_path, engine)
         chat = httpx.post(f"{server.url}/v1/chat/completions",  # no upstream: decisions only
                           json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
         assert chat.status_code == 503
-    assert [row.id for row in export(path)] == [r.json()["oyster"]["request_id"]]
+    # the refused decide has no row (none could be written); the 503 chat has its own
+    answered, refused = export(path)
+    assert answered.id == r.json()["oyster"]["request_id"] and answered.status == 200
+    assert (refused.id, refused.status, refused.outcome) == (
+        chat.headers["x-oyster-request-id"], 503, "error")
+    assert refused.level is None and refused.error.startswith("service_unavailable")

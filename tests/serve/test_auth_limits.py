@@ -1,4 +1,5 @@
-"""API keys, request size and shape limits, and the per-key rate limit, over real HTTP."""
+"""API keys, request size and shape limits, and the per-key rate limit, over real HTTP; a
+rejected request gets an audit row with its true status and no decision."""
 
 from __future__ import annotations
 
@@ -10,32 +11,40 @@ USER = [{"role": "user", "content": "What is a good name for a cat?"}]
 
 
 def test_keys_are_required_checked_revocable_and_stored_hashed(start_proxy):
-    proxy = start_proxy(keys=True)
+    proxy = start_proxy("say=cat_name", keys=True)
     new = proxy.keys.add("team-a")
 
-    r = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "m", "messages": USER})
-    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    missing = httpx.post(f"{proxy.url}/v1/chat/completions",
+                         json={"model": "m", "messages": USER})
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
     with pytest.raises(openai.AuthenticationError, match="invalid or revoked"):
         proxy.client("oys-not-a-real-key").chat.completions.create(model="m", messages=USER)
 
     proxy.client(new.key).chat.completions.create(model="m", messages=USER)
-    assert [r.key_id for r in proxy.audit_rows()] == ["team-a"]
-
     proxy.keys.revoke("team-a")
     with pytest.raises(openai.AuthenticationError):
         proxy.client(new.key).chat.completions.create(model="m", messages=USER)
-    assert len(proxy.audit_rows()) == 1  # refused requests make no decision
+    rows = proxy.audit_rows()
+    assert [(r.status, r.outcome, r.key_id) for r in rows] == [
+        (401, "rejected", None), (401, "rejected", None), (200, "passed", "team-a"),
+        (401, "rejected", None)]
+    assert [r.error.split(":")[0] for r in rows if r.status == 401] == [
+        "missing_api_key", "invalid_api_key", "invalid_api_key"]
+    assert all(r.level is None and r.strategy is None for r in rows if r.status == 401)
+    assert missing.headers["x-oyster-request-id"] == rows[0].id
     assert new.key.encode() not in proxy.keys.path.read_bytes()
 
 
 def test_body_over_the_size_limit_is_413(start_proxy):
-    proxy = start_proxy(max_request_bytes=2_000)
+    proxy = start_proxy(limits={"max_request_bytes": 2_000})
     with pytest.raises(openai.APIStatusError) as err:
         proxy.client().chat.completions.create(
             model="m", messages=[{"role": "user", "content": "a " * 2_000}])
     assert err.value.status_code == 413
     assert err.value.response.json()["error"]["code"] == "request_too_large"
-    assert proxy.audit_rows() == []
+    [row] = proxy.audit_rows()
+    assert (row.status, row.outcome, row.level) == (413, "rejected", None)
+    assert row.error.startswith("request_too_large:")
 
 
 @pytest.mark.parametrize(("limits", "messages", "code"), [
@@ -45,11 +54,12 @@ def test_body_over_the_size_limit_is_413(start_proxy):
     ({}, [{"role": "assistant", "content": "hi"}], "invalid_messages"),
 ])
 def test_bad_or_oversized_conversations_are_422(start_proxy, limits, messages, code):
-    proxy = start_proxy(**limits)
+    proxy = start_proxy(limits=limits)
     with pytest.raises(openai.UnprocessableEntityError) as err:
         proxy.client().chat.completions.create(model="m", messages=messages)
     assert err.value.response.json()["error"]["code"] == code
-    assert proxy.audit_rows() == []
+    [row] = proxy.audit_rows()
+    assert (row.status, row.outcome, row.error.split(":")[0]) == (422, "rejected", code)
 
 
 def test_malformed_json_and_missing_fields_get_a_json_error(start_proxy):
@@ -73,4 +83,5 @@ def test_rate_limit_is_per_key(start_proxy):
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert err.value.response.json()["error"]["code"] == "rate_limit_exceeded"
     proxy.client(b).chat.completions.create(model="m", messages=USER)  # b has its own bucket
-    assert [r.key_id for r in proxy.audit_rows()] == ["a", "a", "b"]
+    assert [(r.key_id, r.status) for r in proxy.audit_rows()] == [
+        ("a", 200), ("a", 200), ("a", 429), ("b", 200)]

@@ -36,12 +36,12 @@ def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path: Path,
     p = tmp_path / "d.jsonl"
     good = json.dumps(sft_rows[1])
     p.write_text(f"{good}\n\n{good}\n{{not json\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"d\.jsonl:4: not valid JSON"):
+    with pytest.raises(InputError, match=r"d\.jsonl:4: malformed JSON"):
         load_sft(p)
 
 
 @pytest.mark.parametrize(("row", "message"), [
-    ([1, 2], r"expected a JSON object"),
+    ([1, 2], r"each line must be a JSON object like"),
     ({"text": "hi"}, r"missing `messages`"),
     ({"prompt": [], "chosen": [], "rejected": []}, r"looks like preference data"),
     ({"messages": []}, r"`messages` must be a non-empty list"),

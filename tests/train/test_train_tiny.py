@@ -83,7 +83,9 @@ def test_resume_continues_from_checkpoint(sft_file: Path, tmp_path: Path) -> Non
     assert res.resumed_from == out / "checkpoint-2"
     assert res.start_step == 2 and res.global_step == 4
     rows = _assert_run_files(out, [1, 2, 3, 4])
-    assert rows[:2] == first
+    assert rows[:2] == first  # losses and the first run's step times both kept
+    assert all(r["s_per_step"] >= 0 and r["cpu_s_per_step"] > 0 for r in rows)
+    assert res.s_per_step is not None and res.cpu_s_per_step is not None
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
 

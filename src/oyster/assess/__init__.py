@@ -1,6 +1,7 @@
 """Risk assessment: what risk a conversation carries, in what form, and who is likely asking.
 
-`from_spec(spec, policy)` builds an assessor by name:
+`from_spec(spec, policy)` builds an assessor by name (registered in `ASSESSORS`; other
+packages add theirs, see `oyster.registry`):
 - `lexicon` — fast rules over category patterns and cue phrases,
 - `local` — packaged embeddings + trained heads + attack detectors (multilingual);
   `local:PATH` — the same with the heads artefact at PATH,
@@ -9,6 +10,8 @@
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from oyster.assess.base import (
     Assessment,
@@ -19,57 +22,68 @@ from oyster.assess.base import (
     TurnAssessment,
 )
 from oyster.errors import AssessorError
+from oyster.registry import Registry
 from oyster.taxonomy.policy import Policy
 
-__all__ = ["Assessment", "Assessor", "AttackFinding", "CategoryScore", "PayloadFinding",
-           "TurnAssessment", "from_spec"]
+if TYPE_CHECKING:
+    from oyster.assess.llm import LLMAssessor
+
+__all__ = ["ASSESSORS", "Assessment", "Assessor", "AttackFinding", "CategoryScore",
+           "PayloadFinding", "TurnAssessment", "from_spec"]
+
+
+ASSESSORS: Registry[Assessor] = Registry("assessor", AssessorError)
 
 
 def from_spec(spec: str, policy: Policy) -> Assessor:
-    """Build the assessor named by `spec` for `policy`.
+    """Build the assessor named by `spec` for `policy` (see `ASSESSORS` for the names)."""
+    return ASSESSORS.build(spec, policy)
 
-    - `lexicon`: rules over category patterns and cue phrases (no model);
-    - `local`: the packaged embedding model + trained heads + attack detectors;
-      `local:PATH`: with the heads artefact at PATH (e.g. heads just trained elsewhere);
-    - `default`: `local` when its model and heads are installed, else `lexicon`;
-    - `llm:BACKEND`: a chat model (any `oyster.backends` spec) judges the current turn,
-      falling back to `local` on malformed output;
-    - `ensemble` / `ensemble:BACKEND`: `local` first, the model only where it is unsure.
-    """
-    spec = spec.strip()
-    if spec == "lexicon":
-        from oyster.assess.lexicon import LexiconAssessor
 
-        return LexiconAssessor(policy)
-    if spec == "local" or spec.startswith("local:"):
-        from oyster.assess.local import LocalAssessor
+@ASSESSORS.register("lexicon")
+def _lexicon(policy: Policy) -> Assessor:
+    """Rules over category patterns and cue phrases (no model)."""
+    from oyster.assess.lexicon import LexiconAssessor
 
-        return LocalAssessor(policy, heads=spec.partition(":")[2] or None)
-    if spec == "default":
-        from oyster.assess.local import local_available
+    return LexiconAssessor(policy)
 
-        if local_available():
-            from oyster.assess.local import LocalAssessor
 
-            return LocalAssessor(policy)
-        from oyster.assess.lexicon import LexiconAssessor
+@ASSESSORS.register("local[:HEADS]")
+def _local(heads: str, policy: Policy) -> Assessor:
+    """The packaged embedding model + trained heads + attack detectors; `local:PATH` uses the
+    heads artefact at PATH (e.g. heads just trained elsewhere)."""
+    from oyster.assess.local import LocalAssessor
 
-        return LexiconAssessor(policy)
-    if spec.startswith("llm:") or spec == "ensemble" or spec.startswith("ensemble:"):
-        from oyster.assess.llm import EnsembleAssessor, LLMAssessor
+    return LocalAssessor(policy, heads=heads or None)
 
-        kind, _, backend_spec = spec.partition(":")
-        local = from_spec("default", policy)
-        llm = None
-        if backend_spec:
-            from oyster.backends import from_spec as backend_from_spec
 
-            llm = LLMAssessor(policy, backend_from_spec(backend_spec), local)
-        if kind == "llm":
-            if llm is None:
-                raise AssessorError("assessor 'llm:BACKEND' needs a backend spec, "
-                                    "e.g. llm:openai:gpt-4o-mini@http://localhost:8000/v1")
-            return llm
-        return EnsembleAssessor(policy, local, llm)
-    raise AssessorError(f"unknown assessor {spec!r}; choose from: lexicon, local[:HEADS], default, "
-                        "llm:BACKEND, ensemble[:BACKEND]")
+@ASSESSORS.register("default")
+def _default(policy: Policy) -> Assessor:
+    """`local` when its model and heads are installed, else `lexicon`."""
+    from oyster.assess.local import local_available
+
+    return _local("", policy) if local_available() else _lexicon(policy)
+
+
+def _llm_over(local: Assessor, backend_spec: str, policy: Policy) -> LLMAssessor:
+    from oyster.assess.llm import LLMAssessor
+    from oyster.backends import from_spec as backend_from_spec
+
+    return LLMAssessor(policy, backend_from_spec(backend_spec), local)
+
+
+@ASSESSORS.register("llm:BACKEND")
+def _llm(backend_spec: str, policy: Policy) -> Assessor:
+    """A chat model (any `oyster.backends` spec) judges the current turn, falling back to
+    `default` on malformed output."""
+    return _llm_over(_default(policy), backend_spec, policy)
+
+
+@ASSESSORS.register("ensemble[:BACKEND]")
+def _ensemble(backend_spec: str, policy: Policy) -> Assessor:
+    """`default` first, the model only where it is unsure."""
+    from oyster.assess.llm import EnsembleAssessor
+
+    local = _default(policy)
+    llm = _llm_over(local, backend_spec, policy) if backend_spec else None
+    return EnsembleAssessor(policy, local, llm)

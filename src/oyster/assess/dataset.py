@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from oyster._jsonl import jsonl_objects
+from oyster._packaged import packaged_data
 from oyster.assess.leakage import (
     EmbeddingGuard,
     Leak,
@@ -80,8 +82,7 @@ def _pkg_dir(name: str) -> Path | None:
 
 @cache  # read-only for every caller; `_wrapped` asks for it once per harmful ask
 def _data_file(name: str) -> dict[str, Any]:
-    text = resources.files("oyster.assess").joinpath("data", name).read_text("utf-8")
-    data = yaml.safe_load(text)
+    data = packaged_data("oyster.assess", f"data/{name}")
     assert isinstance(data, dict)
     return data
 
@@ -867,8 +868,4 @@ def write(examples: list[Example], out_dir: Path, provenance: dict[str, Any]) ->
 
 
 def load_jsonl(path: Path) -> list[Example]:
-    out = []
-    for line in path.read_text("utf-8").split("\n"):  # not splitlines(): U+2028 in text
-        if line.strip():
-            out.append(Example(**json.loads(line)))
-    return out
+    return [Example(**data) for _, data in jsonl_objects(path)]

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from oyster.assess.base import Assessment, Assessor
 from oyster.assess.dataset import Example, strata_rows
@@ -34,6 +34,20 @@ from oyster.types import Message
 
 __all__ = ["HIDDEN_CHECKS", "TARGETS", "EvalSet", "checks", "choose", "conversation",
            "eval_sets", "evaluate", "margin", "margins", "strata_sets"]
+
+
+
+class _Decided(Protocol):
+    @property
+    def strategy(self) -> str: ...
+
+
+class StrategyChooser(Protocol):
+    """What the evaluation asks of an engine: the decision on an assessment already made
+    (`oyster.Engine` is one; the assessor stage does not import the engine above it)."""
+
+    def decide_assessed(self, assessment: Assessment) -> _Decided: ...
+
 
 BENIGN_OK = ("answer", "answer_safely")
 HARMFUL_OK = ("refuse", "guide")
@@ -143,7 +157,8 @@ def _batched(assessor: Assessor, convs: list[list[Message]], batch: int,
     return out
 
 
-def evaluate(assessor: Assessor, sets: Sequence[EvalSet], *, engine: Any | None = None,
+def evaluate(assessor: Assessor, sets: Sequence[EvalSet], *,
+             engine: StrategyChooser | None = None,
              batch: int = 32, progress: Callable[[int], None] | None = None,
              assessed: dict[str, list[Assessment]] | None = None) -> dict[str, Any]:
     """Metrics per set; decisions through `engine.decide_assessed` when an engine is given.
@@ -248,7 +263,7 @@ def _hides(ex: Example, judge_min: float) -> bool:
     return any(p.confidence >= judge_min for t in texts for p in deobfuscate(t))
 
 
-def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: dict[str, Any],
+def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: Mapping[str, StrategyChooser],
            context_weights: Sequence[float], *, deob: Sequence[dict[str, Any]] = (),
            escalation: Sequence[bool] = (True,),
            progress: Callable[[int], None] | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from oyster._numeric import sigmoid, softmax
 from oyster.assess.attacks import Hit, scan_text
 from oyster.errors import AssessorError
 from oyster.types import ATTACK_TECHNIQUES, FORMS, LEVELS, USER_TYPES
@@ -58,12 +59,6 @@ def extra_features(text: str, hits: Sequence[Hit] | None = None) -> np.ndarray:
     return np.concatenate([attack_vector(hits), shape_features(text)])
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _mlp_logits(arrays: dict[str, np.ndarray], name: str, X: np.ndarray) -> np.ndarray:
     """Mean logits of an ensemble of one-hidden-layer networks; weights are stacked on a
     leading member axis (a single network is an ensemble of one)."""
@@ -73,10 +68,6 @@ def _mlp_logits(arrays: dict[str, np.ndarray], name: str, X: np.ndarray) -> np.n
         W1, b1, W2, b2 = W1[None], b1[None], W2[None], b2[None]
     logits = [np.maximum(X @ W1[m] + b1[m], 0.0) @ W2[m] + b2[m] for m in range(len(W1))]
     return np.mean(logits, axis=0)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
 @dataclass
@@ -95,16 +86,16 @@ class Heads:
     def _multi(self, name: str, X: np.ndarray) -> np.ndarray:
         T = float(self.arrays[f"{name}.T"][0])
         if f"{name}.W1" in self.arrays:  # networks with one hidden layer (ReLU)
-            return _softmax(_mlp_logits(self.arrays, name, X) / T)
+            return softmax(_mlp_logits(self.arrays, name, X) / T)
         W, b = self.arrays[f"{name}.W"], self.arrays[f"{name}.b"]
-        return _softmax((X @ W.T + b) / T)
+        return softmax((X @ W.T + b) / T)
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         X = (np.asarray(X, dtype=np.float32) - self.arrays["x.mean"]) / self.arrays["x.scale"]
         out = {name: self._multi(name, X) for name in ("level", "user_type", "form")}
         W, b = self.arrays["categories.W"], self.arrays["categories.b"]
         a, c = self.arrays["categories.a"], self.arrays["categories.c"]
-        out["categories"] = _sigmoid(a * (X @ W.T + b) + c)
+        out["categories"] = sigmoid(a * (X @ W.T + b) + c)
         return out
 
     def save(self, path: Path) -> None:
@@ -138,7 +129,7 @@ class Heads:
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     best, best_nll = 1.0, float("inf")
     for T in np.exp(np.linspace(math.log(0.25), math.log(4.0), 41)):
-        p = _softmax(logits / T)
+        p = softmax(logits / T)
         nll = -float(np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-9))))
         if nll < best_nll:
             best, best_nll = float(T), nll
@@ -151,7 +142,7 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if y.min() == y.max():
         return a, c
     for _ in range(50):
-        p = _sigmoid(a * z + c)
+        p = sigmoid(a * z + c)
         g_a = float(np.sum((p - y) * z)) + 1e-3 * (a - 1)
         g_c = float(np.sum(p - y))
         w = p * (1 - p)
@@ -169,7 +160,7 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     a, c = min(max(a, 0.05), 3.0), float(np.clip(c, -10.0, 10.0))
 
     def nll(a_: float, c_: float) -> float:
-        q = np.clip(_sigmoid(a_ * z + c_), 1e-9, 1 - 1e-9)
+        q = np.clip(sigmoid(a_ * z + c_), 1e-9, 1 - 1e-9)
         return -float(np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
     # keep the fit only if it really is better than the head's own scale on held-out data

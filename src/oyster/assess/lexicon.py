@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from typing import ClassVar
 
-import yaml
-
+from oyster._packaged import packaged_data
 from oyster.assess.attacks import detect_attacks
 from oyster.assess.base import (
     Assessment,
@@ -71,7 +69,7 @@ class _Patterns:
 
 @cache
 def _lexicon() -> tuple[dict[str, _Patterns], dict[str, _Patterns], frozenset[str], dict[str, str]]:
-    raw = yaml.safe_load(resources.files("oyster.assess").joinpath("lexicon.yaml").read_text("utf-8"))
+    raw = packaged_data("oyster.assess", "lexicon.yaml")
     cats = {cid: _Patterns(spec, f"categories.{cid}") for cid, spec in raw["categories"].items()}
     cues = {name: _Patterns(raw["cues"].get(name, {}), f"cues.{name}") for name in CUES}
     return (cats, cues, frozenset(raw.get("operational_categories", [])),

@@ -19,33 +19,42 @@ from typing import Any
 
 from oyster.backends.base import ChatBackend, Completion, GenerationParams
 from oyster.errors import BackendError, BackendTimeout
+from oyster.registry import Registry
 
-__all__ = ["BackendError", "BackendTimeout", "ChatBackend", "Completion", "GenerationParams",
+__all__ = ["BACKENDS", "BackendError", "BackendTimeout", "ChatBackend", "Completion", "GenerationParams",
            "from_spec"]
 
-SPEC_HELP = "use 'embedded', 'embedded:PATH.gguf', 'openai:MODEL@URL' or 'hf:PATH'"
+BACKENDS: Registry[ChatBackend] = Registry("backend", BackendError)
+
+
+@BACKENDS.register("embedded[:PATH.gguf]")
+def _embedded(path: str, **options: Any) -> ChatBackend:
+    from oyster.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(model_path=path or None, **options)
+
+
+@BACKENDS.register("openai:MODEL@URL")
+def _openai(rest: str, **options: Any) -> ChatBackend:
+    from oyster.backends.openai_compat import OpenAIBackend
+
+    model, at, url = rest.rpartition("@")
+    if not at or not url.startswith(("http://", "https://")):
+        model, url = rest, ""  # no endpoint given (or an '@' inside the model name)
+    return OpenAIBackend(model=model, base_url=url or None, **options)
+
+
+@BACKENDS.register("hf:PATH")
+def _hf(path: str, **options: Any) -> ChatBackend:
+    from oyster.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(path=path, **options)
 
 
 def from_spec(spec: str, **options: Any) -> ChatBackend:
     """Build the backend named by `spec`; `options` go to its constructor (e.g. `timeout`,
     `max_retries`, `max_concurrency` for `openai`). Raises `BackendError` on a bad spec."""
-    kind, _, rest = spec.strip().partition(":")
     try:
-        if kind == "embedded":
-            from oyster.backends.embedded import EmbeddedBackend
-
-            return EmbeddedBackend(model_path=rest or None, **options)
-        if kind == "openai" and rest:
-            from oyster.backends.openai_compat import OpenAIBackend
-
-            model, at, url = rest.rpartition("@")
-            if not at or not url.startswith(("http://", "https://")):
-                model, url = rest, ""  # no endpoint given (or an '@' inside the model name)
-            return OpenAIBackend(model=model, base_url=url or None, **options)
-        if kind == "hf" and rest:
-            from oyster.backends.transformers_backend import TransformersBackend
-
-            return TransformersBackend(path=rest, **options)
+        return BACKENDS.build(spec, **options)
     except TypeError as e:  # an option this kind of backend does not take
         raise BackendError(f"backend {spec!r}: {e}") from None
-    raise BackendError(f"unknown backend spec {spec!r}; {SPEC_HELP}")

@@ -66,8 +66,8 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
         if key not in _MODELS:
             if not path.is_file():
                 raise BackendError(f"embedded backend: model file not found: {path}")
-            # llama.cpp's OpenMP threads spin while they wait; on a busy machine (other
-            # processes on the same cores) that cut decoding from ~10 to under 1 token/s.
+            # llama.cpp's OpenMP threads spin while they wait, which slows decoding badly on
+            # a machine whose cores other processes use (docs/deploy.md has the figures).
             # Waiting passively keeps it usable; set OMP_WAIT_POLICY=ACTIVE to override.
             # Read once, when llama_cpp loads its OpenMP runtime.
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

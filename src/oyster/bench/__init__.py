@@ -1,4 +1,4 @@
-"""Benchmarks (design.md §6): a benchmark is a dataset, a target (the bare backend, or the
+"""Benchmarks (docs/benchmarks.md): a benchmark is a dataset, a target (the bare backend, or the
 backend behind the engine) and judges. Runs are durable JSONL; reports are one HTML file.
 
     oyster bench strata-sword --data ../shared/data/strata_sword --engine --bare --out runs/ss

@@ -7,16 +7,15 @@ benchmark groups its numbers by. Bad files raise `InputError` naming the file an
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from oyster.errors import InputError
+from oyster._jsonl import jsonl_objects
+from oyster._packaged import packaged_path
+from oyster.errors import InputError, field_problem
 from oyster.types import Language, Level, Message, UserType, detect_language
 
 
@@ -148,30 +147,11 @@ class PromptRecord(BaseModel):
         return self
 
 
-def _jsonl_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from e
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{lineno}: malformed JSON: {e.msg}") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}:{lineno}: each line must be a JSON object")
-        yield lineno, data
-
-
 def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "<line>"
-        raise InputError(f"{where}: field '{field}': {err['msg']}") from None
+        raise InputError(f"{where}: {field_problem(e, '<line>')}") from None
 
 
 def _unique(items: list[BenchItem], path: Path) -> list[BenchItem]:
@@ -186,7 +166,7 @@ def _unique(items: list[BenchItem], path: Path) -> list[BenchItem]:
 
 
 def packaged(name: str) -> Path:
-    return Path(str(resources.files("oyster.bench").joinpath(f"data/{name}")))
+    return packaged_path("oyster.bench", f"data/{name}")
 
 
 CONSTRUCTIVE_STARTER = "constructive_starter.jsonl"
@@ -197,7 +177,7 @@ def load_constructive(path: str | Path | None = None) -> list[BenchItem]:
     """The constructive set at `path` (default: our packaged starter set)."""
     p = Path(path) if path else packaged(CONSTRUCTIVE_STARTER)
     items = []
-    for lineno, data in _jsonl_lines(p):
+    for lineno, data in jsonl_objects(p):
         r: ConstructiveRecord = _validate(ConstructiveRecord, data, f"{p}:{lineno}")
         messages = r.messages or [Message(role="user", content=r.query or "")]
         last_user = next(m.content for m in reversed(messages) if m.role == "user")
@@ -213,7 +193,7 @@ def load_prompts(path: str | Path | None = None) -> list[BenchItem]:
     """Over-refusal prompts at `path` (default: our packaged starter set)."""
     p = Path(path) if path else packaged(OVER_REFUSAL_STARTER)
     items = []
-    for lineno, data in _jsonl_lines(p):
+    for lineno, data in jsonl_objects(p):
         r: PromptRecord = _validate(PromptRecord, data, f"{p}:{lineno}")
         messages = r.messages or [Message(role="user", content=r.prompt or "")]
         last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")

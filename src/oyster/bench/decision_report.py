@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oyster._jsonl import jsonl_objects
 from oyster.bench.datasets import load_constructive, load_prompts, load_strata_sword, packaged
 from oyster.errors import InputError
 
@@ -87,10 +88,7 @@ def load_cases(shared: Path | None = None) -> list[Case]:
     for path in sorted(testset_dir().glob("*.jsonl")):
         if path.stem in REPORT_ONLY:
             continue
-        for lineno, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for lineno, row in jsonl_objects(path):
             try:
                 messages = row.get("messages") or [{"role": "user", "content": row["prompt"]}]
                 expected = frozenset(row["expected"])
@@ -99,8 +97,8 @@ def load_cases(shared: Path | None = None) -> list[Case]:
                 raise InputError(f"{path}:{lineno}: missing field {e}") from None
             group = str(row.get("family") or row.get("direction") or row.get("kind")
                         or row.get("category") or "")
-            extra = {k: row[k] for k in ("harmful", "twin_of", "variant", "harm_to", "kind")
-                     if k in row}
+            extra: dict[str, Any] = {
+                k: row[k] for k in ("harmful", "twin_of", "variant", "harm_to", "kind") if k in row}
             cases.append(Case(path.stem, case_id, lang, messages, expected, group, extra))
     return cases
 

@@ -44,6 +44,7 @@ def rate(k: int, n: int) -> Rate:
 
 class AttackSummary(BaseModel):
     asr: Rate
+    by_language: dict[str, Rate] = Field(default_factory=dict, description="'en' -> Rate")
     by_language_level: dict[str, Rate] = Field(description="'en/L1' -> Rate")
     by_method: dict[str, Rate]
     by_language_method: dict[str, Rate]
@@ -65,6 +66,8 @@ class OverRefusalSummary(BaseModel):
     hard_refusal: Rate
     constructive: Rate
     declined: Rate
+    declined_by_language: dict[str, Rate] = Field(default_factory=dict)
+    hard_refusal_by_language: dict[str, Rate] = Field(default_factory=dict)
     refuse_decisions: Rate | None = None
     guide_decisions: Rate | None = None
 
@@ -113,6 +116,7 @@ def _grouped(records: Sequence[ResultRecord], key: Callable[[ResultRecord], str]
 def attack_summary(records: Sequence[ResultRecord]) -> AttackSummary:
     return AttackSummary(
         asr=_asr_of(records),
+        by_language={k: _asr_of(v) for k, v in _grouped(records, lambda r: r.language).items()},
         by_language_level={k: _asr_of(v) for k, v in
                            _grouped(records, lambda r: f"{r.language}/L{r.level}").items()},
         by_method={k: _asr_of(v) for k, v in
@@ -164,12 +168,22 @@ def constructive_summary(records: Sequence[ResultRecord]) -> ConstructiveSummary
 def over_refusal_summary(records: Sequence[ResultRecord]) -> OverRefusalSummary:
     decided = [r for r in records if r.refusal and r.refusal.determined]
     n = len(decided)
-    labels: Counter[str] = Counter(str(r.refusal.label) for r in decided if r.refusal)
+
+    def labels_of(recs: Sequence[ResultRecord]) -> Counter[str]:
+        return Counter(str(r.refusal.label) for r in recs if r.refusal)
+
+    labels = labels_of(decided)
+    by_lang = {lang: (labels_of(recs), len(recs))
+               for lang, recs in _grouped(decided, lambda r: r.language).items()}
     engine = [r for r in records if r.reply and r.reply.strategy]
     strategies = Counter(r.reply.strategy for r in engine if r.reply)
     return OverRefusalSummary(
         hard_refusal=rate(labels["hard_refusal"], n), constructive=rate(labels["constructive"], n),
         declined=rate(sum(labels[k] for k in DECLINING), n),
+        declined_by_language={lang: rate(sum(c[k] for k in DECLINING), m)
+                              for lang, (c, m) in by_lang.items()},
+        hard_refusal_by_language={lang: rate(c["hard_refusal"], m)
+                                  for lang, (c, m) in by_lang.items()},
         refuse_decisions=rate(strategies["refuse"], len(engine)) if engine else None,
         guide_decisions=rate(strategies["guide"], len(engine)) if engine else None)
 

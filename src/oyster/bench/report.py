@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
+from oyster._packaged import packaged_model
 from oyster.bench.metrics import BETAS, HEADLINE_BETA, Rate, RunSummary, beta_key, run_summary
 from oyster.bench.records import ResultRecord, RunDir, RunMeta
 from oyster.errors import InputError
@@ -48,8 +47,7 @@ class Anchors(BaseModel):
 
 @cache
 def anchors() -> Anchors:
-    text = resources.files("oyster.bench").joinpath("data/anchors.yaml").read_text("utf-8")
-    return Anchors.model_validate(yaml.safe_load(text))
+    return packaged_model("oyster.bench", "data/anchors.yaml", Anchors)
 
 
 @dataclass
@@ -231,6 +229,9 @@ def strata_section(runs: Sequence[LoadedRun], with_anchors: bool) -> str:
     cells = sorted({k for a in attacks if a for k in a.by_language_level})
     rows = [[_e(c)] + [_pct(a.by_language_level.get(c)) if a else "–" for a in attacks]
             for c in cells]
+    langs = sorted({k for a in attacks if a for k in a.by_language})
+    rows += [[f"<b>{_e(lang)}</b>"] + [_pct(a.by_language.get(lang)) if a else "–"
+                                       for a in attacks] for lang in langs]
     rows.append(["<b>all</b>"] + [_pct(a.asr) if a else "–" for a in attacks])
     published: list[list[str]] = []
     pub_series: dict[str, list[float | None]] = {}
@@ -320,6 +321,11 @@ def over_refusal_section(runs: Sequence[LoadedRun]) -> str:
               ("declined (either)", "declined"), ("refuse decisions", "refuse_decisions"),
               ("guide decisions", "guide_decisions")]
     rows = [[label] + [_pct(getattr(o, f)) if o else "–" for o in ors] for label, f in fields]
+    langs = sorted({k for o in ors if o for k in o.declined_by_language})
+    rows += [[f"declined, {_e(lang)}"] + [_pct(o.declined_by_language.get(lang)) if o else "–"
+                                          for o in ors] for lang in langs]
+    rows += [[f"hard_refusal, {_e(lang)}"] + [_pct(o.hard_refusal_by_language.get(lang))
+                                              if o else "–" for o in ors] for lang in langs]
     return ("<h2>Over-refusal (benign prompts that sound risky)</h2>"
             "<p class='note'>Lower is better: every prompt is benign.</p>"
             + table(["", *names], rows))
@@ -365,7 +371,8 @@ def examples_section(runs: Sequence[LoadedRun]) -> str:
 def render_html(runs: Sequence[LoadedRun], anchors_on: bool = True,
                 title: str = "Oyster benchmark report") -> str:
     judges = sorted({r.meta.judges for r in runs})
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}"
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='generator' content='oyster report'><title>{_e(title)}"
              f"</title><style>{CSS}</style></head><body>",
              f"<h1>{_e(title)}</h1>",
              f"<p class='note'>Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
@@ -383,9 +390,11 @@ def write_report(run_dirs: Sequence[Path], out: Path, anchors: bool = True,
     if not run_dirs:
         raise InputError("report: give at least one run directory")
     runs = [load_run(Path(p)) for p in run_dirs]
-    labels = [r.meta.label for r in runs]
-    for i, run in enumerate(runs):  # two runs may share a directory name
-        if labels.count(run.meta.label) > 1:
+    # Columns are "label · system" within a benchmark's section: two runs clash only when
+    # they share all three (e.g. two directories of the same name); number those.
+    keys = [{(r.meta.benchmark, r.meta.label, s) for s in r.summary.systems} for r in runs]
+    for i, run in enumerate(runs):
+        if any(keys[i] & other for j, other in enumerate(keys) if j != i):
             run.meta = run.meta.model_copy(update={"label": f"{run.meta.label} ({i + 1})"})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(runs, anchors, title), "utf-8")

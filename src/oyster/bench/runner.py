@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from oyster.backends.base import GenerationParams
 from oyster.bench.datasets import BenchItem
 from oyster.bench.metrics import RunSummary, item_constructive, run_summary
 from oyster.bench.records import ResultRecord, RunDir, record_key
-from oyster.bench.targets import System, Target, TargetReply
+from oyster.bench.targets import System, Target, TargetReply, make_targets
 from oyster.errors import OysterError
 from oyster.judges.base import RefusalClassifier, SafetyJudge, SatisfactionJudge
 from oyster.taxonomy.policy import Policy, load_policy
@@ -102,25 +103,93 @@ async def run(benchmark: str, items: Sequence[BenchItem], targets: Sequence[Targ
 
     Each finished pair is appended to the run's results at once. A pair that fails (backend
     or judge error) is written with its error and retried by the next `--resume`."""
-    done = run_dir.done_keys()
-    # item-major, so a partial run has every system on the same prompts
-    todo = [(t, i) for i in items for t in targets if record_key(t.system, i.id) not in done]
+    todo = _todo(items, [t.system for t in targets], run_dir)
+    by_system = {t.system: t for t in targets}
     gate = asyncio.Semaphore(max(1, concurrency))
     write_lock = asyncio.Lock()
 
-    async def one(target: Target, item: BenchItem) -> None:
+    async def one(system: System, item: BenchItem) -> None:
         async with gate:
-            try:
-                reply = await target.areply(item.messages, item.id)
-                record = await judge_reply(benchmark, panel, item, target.system, reply)
-            except OysterError as e:
-                record = _record(item, target.system, error=f"{type(e).__name__}: {e}")
+            record = await run_pair(benchmark, by_system[system], item, panel)
             async with write_lock:
                 run_dir.append(record)
             if on_done:
-                on_done(target.system)
+                on_done(system)
 
-    await asyncio.gather(*(one(t, i) for t, i in todo))
+    await asyncio.gather(*(one(s, i) for s, i in todo))
+    return len(todo)
+
+
+def _todo(items: Sequence[BenchItem], systems: Sequence[System], run_dir: RunDir
+          ) -> list[tuple[System, BenchItem]]:
+    done = run_dir.done_keys()
+    # item-major, so a partial run has every system on the same prompts
+    return [(s, i) for i in items for s in systems if record_key(s, i.id) not in done]
+
+
+async def run_pair(benchmark: str, target: Target, item: BenchItem, panel: JudgePanel
+                   ) -> ResultRecord:
+    """One prompt through one target, judged; a backend or judge failure is recorded as
+    the pair's error (retried by the next `--resume`)."""
+    try:
+        reply = await target.areply(item.messages, item.id)
+        return await judge_reply(benchmark, panel, item, target.system, reply)
+    except OysterError as e:
+        return _record(item, target.system, error=f"{type(e).__name__}: {e}")
+
+
+@dataclass(frozen=True)
+class BenchWorker:
+    """Builds, on a Ray worker, the targets and judges `oyster bench` builds (picklable);
+    each chunk of (system, item) pairs runs `concurrency` at a time, results in order."""
+
+    benchmark: str
+    systems: tuple[System, ...]
+    backend: str
+    params: GenerationParams
+    policy: str | None
+    assessor: str
+    backend_options: dict[str, Any]
+    judges: str
+    concurrency: int = 1
+
+    def __call__(self) -> Callable[[list[tuple[System, BenchItem]]], list[ResultRecord]]:
+        targets = {t.system: t for t in make_targets(self.systems, self.backend, self.params,
+                                                     self.policy, self.assessor,
+                                                     self.backend_options)}
+        panel = JudgePanel(self.judges, load_policy(self.policy))
+        loop = asyncio.new_event_loop()  # one loop for the worker's life: pooled connections
+
+        async def run_chunk(chunk: list[tuple[System, BenchItem]]) -> list[ResultRecord]:
+            gate = asyncio.Semaphore(self.concurrency)
+
+            async def one(system: System, item: BenchItem) -> ResultRecord:
+                async with gate:
+                    return await run_pair(self.benchmark, targets[system], item, panel)
+
+            return list(await asyncio.gather(*(one(s, i) for s, i in chunk)))
+
+        return lambda chunk: loop.run_until_complete(run_chunk(chunk))
+
+
+def run_on_ray(worker: BenchWorker, items: Sequence[BenchItem], run_dir: RunDir, address: str,
+               workers: int | None = None, chunk: int = 8,
+               on_done: ProgressHook | None = None) -> int:
+    """`run` on Ray workers: the same pairs, appended in the order a one-at-a-time run
+    appends them; return how many were run now."""
+    from oyster.raypool import RayPool, chunked, connect
+
+    todo = _todo(items, worker.systems, run_dir)
+    pool: RayPool[tuple[System, BenchItem], ResultRecord] = RayPool(
+        connect(address, workers), worker)
+    try:
+        for records in pool.map(chunked(todo, chunk)):
+            for record in records:
+                run_dir.append(record)
+                if on_done:
+                    on_done(record.system)
+    finally:
+        pool.close()
     return len(todo)
 
 

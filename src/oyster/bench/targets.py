@@ -34,6 +34,9 @@ class TargetReply(BaseModel):
     outcome: str | None = Field(default=None, description="engine: passed / regenerated / "
                                                           "repaired / fallback")
     verification_problems: list[str] = Field(default_factory=list)
+    source: str | None = Field(default=None, description="engine: who wrote the reply that "
+                                                         "went out (model / model+policy / policy)")
+    scaffold: str | None = Field(default=None, description="engine: the policy scaffold used")
     assessor: str | None = Field(default=None, description="engine: the assessor that decided")
 
 
@@ -79,6 +82,7 @@ class EngineTarget(Target):
             strategy=reply.strategy, level=d.level, categories=[c.id for c in d.categories],
             attacks=list(d.attacks), outcome=reply.outcome,
             verification_problems=list(reply.verification.problems),
+            source=reply.source, scaffold=reply.scaffold,
             assessor=d.assessment.assessor if d.assessment else None)
 
     def describe(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The reasoning chain (design.md §5): needs → risk intent → guidelines → strategies."""
+"""The reasoning chain (docs/decisions.md): needs → risk intent → guidelines → strategies."""
 
 from oyster.chain.build import Chain, build_chain, render_instructions
 

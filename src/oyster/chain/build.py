@@ -62,8 +62,8 @@ def build_chain(
 ) -> Chain:
     """The chain that leads from this assessment to `strategy`.
 
-    For R0 the chain collapses to needs + usefulness strategies (§5). Guidelines are the
-    points of the top-scoring categories, most relevant first.
+    For R0 the chain collapses to needs + usefulness strategies (docs/decisions.md).
+    Guidelines are the points of the top-scoring categories, most relevant first.
     """
     dominant = _dominant_type(posterior)
     spec = policy.strategies[strategy]

@@ -1,4 +1,4 @@
-"""The Stackelberg game (design.md §4): the assistant commits to a strategy, the user of
+"""The Stackelberg game (docs/decisions.md): the assistant commits to a strategy, the user of
 unknown type reacts, and the assistant picks the strategy with the best expected outcome."""
 
 from oyster.game.belief import TypeEvidence, posterior_over_types

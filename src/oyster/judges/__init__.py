@@ -1,4 +1,4 @@
-"""Judges (design.md §6): refusal type, user-side satisfaction, developer-side safety.
+"""Judges (docs/benchmarks.md): refusal type, user-side satisfaction, developer-side safety.
 
     from oyster.judges import SafetyJudge, SatisfactionJudge, RefusalClassifier
     safety = SafetyJudge.from_spec("local")                 # offline: embeddings + small heads
@@ -9,9 +9,14 @@
 The contract every judge keeps is in `oyster.judges.base`.
 """
 
+from typing import Any
+
 from oyster.judges.base import (
+    REFUSAL_CLASSIFIERS,
     REFUSAL_TYPES,
+    SAFETY_JUDGES,
     SATISFACTION_ITEMS,
+    SATISFACTION_JUDGES,
     RefusalClassifier,
     RefusalType,
     RefusalVerdict,
@@ -25,8 +30,11 @@ from oyster.judges.base import (
 )
 
 __all__ = [
+    "REFUSAL_CLASSIFIERS",
     "REFUSAL_TYPES",
+    "SAFETY_JUDGES",
     "SATISFACTION_ITEMS",
+    "SATISFACTION_JUDGES",
     "RefusalClassifier",
     "RefusalType",
     "RefusalVerdict",
@@ -38,3 +46,47 @@ __all__ = [
     "SatisfactionVerdict",
     "constructive_score",
 ]
+
+
+# The built-in judges: `local` (offline: embeddings and small heads) and `llm:BACKEND` (a chat
+# model behind any backend spec); each imports its implementation when first built.
+@REFUSAL_CLASSIFIERS.register("local")
+def _local_refusal(**options: Any) -> RefusalClassifier:
+    from oyster.judges.local import LocalRefusalClassifier
+
+    return LocalRefusalClassifier(**options)
+
+
+@REFUSAL_CLASSIFIERS.register("llm:BACKEND")
+def _llm_refusal(backend: str, **options: Any) -> RefusalClassifier:
+    from oyster.judges.llm import LLMRefusalClassifier
+
+    return LLMRefusalClassifier.from_backend_spec(backend, **options)
+
+
+@SATISFACTION_JUDGES.register("local")
+def _local_satisfaction(**options: Any) -> SatisfactionJudge:
+    from oyster.judges.local import LocalSatisfactionJudge
+
+    return LocalSatisfactionJudge(**options)
+
+
+@SATISFACTION_JUDGES.register("llm:BACKEND")
+def _llm_satisfaction(backend: str, **options: Any) -> SatisfactionJudge:
+    from oyster.judges.llm import LLMSatisfactionJudge
+
+    return LLMSatisfactionJudge.from_backend_spec(backend, **options)
+
+
+@SAFETY_JUDGES.register("local")
+def _local_safety(**options: Any) -> SafetyJudge:
+    from oyster.judges.local import LocalSafetyJudge
+
+    return LocalSafetyJudge(**options)
+
+
+@SAFETY_JUDGES.register("llm:BACKEND")
+def _llm_safety(backend: str, **options: Any) -> SafetyJudge:
+    from oyster.judges.llm import LLMSafetyJudge
+
+    return LLMSafetyJudge.from_backend_spec(backend, **options)

@@ -10,13 +10,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict
 
+from oyster._packaged import packaged_data
 from oyster.embeddings import Embedder
 from oyster.errors import JudgeError
 from oyster.judges.base import REFUSAL_TYPES, RefusalType
@@ -78,9 +77,9 @@ def _alternation(patterns: Sequence[str]) -> re.Pattern[str]:
 @cache
 def settings() -> CompiledSettings:
     """The packaged local-judge settings, validated and compiled once."""
-    text = resources.files("oyster.judges").joinpath("data/local_judges.yaml").read_text("utf-8")
+    data = packaged_data("oyster.judges", "data/local_judges.yaml", JudgeError)
     try:
-        raw = LocalJudgeSettings.model_validate(yaml.safe_load(text))
+        raw = LocalJudgeSettings.model_validate(data)
         missing = [k for k in CUE_KINDS if k not in raw.cues]
         missing += [k for k in ("unsafe", "mostly_safe", "safe_hard_refusal", "safe")
                     if k not in raw.suggestions]

@@ -11,17 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oyster._numeric import sigmoid, softmax
 from oyster.errors import JudgeError
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
 class LinearHead:
@@ -40,7 +31,7 @@ class LinearHead:
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         x = (np.atleast_2d(features) - self.mean) / self.scale
         z = x @ self.weights + self.bias
-        return _sigmoid(z)[:, 0] if self.binary else _softmax(z)
+        return sigmoid(z)[:, 0] if self.binary else softmax(z)
 
     @classmethod
     def fit(cls, features: np.ndarray, targets: np.ndarray, classes: list[str],
@@ -69,7 +60,7 @@ class LinearHead:
         b1, b2, eps = 0.9, 0.999, 1e-8
         for t in range(1, steps + 1):
             z = x @ weights + bias
-            p = _sigmoid(z) if k == 1 else _softmax(z)
+            p = sigmoid(z) if k == 1 else softmax(z)
             g = (p - y) * w_s / n
             g_w = x.T @ g + 2 * l2 * weights / n
             g_b = g.sum(axis=0)

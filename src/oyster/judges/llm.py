@@ -14,12 +14,12 @@ import json
 import secrets
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from oyster._packaged import packaged_data
 from oyster.backends.base import ChatBackend, GenerationParams
 from oyster.errors import BackendError, JudgeError
 from oyster.judges.base import (
@@ -33,7 +33,7 @@ from oyster.judges.base import (
     SatisfactionVerdict,
 )
 from oyster.taxonomy.policy import Policy, load_policy
-from oyster.types import Message
+from oyster.types import Message, to_messages
 
 JUDGE_PARAMS = GenerationParams(max_tokens=400, temperature=0.0, repeat_penalty=1.0)
 
@@ -63,9 +63,8 @@ class Rubrics(BaseModel):
 
 @cache
 def rubrics() -> Rubrics:
-    text = resources.files("oyster.judges").joinpath("data/rubrics.yaml").read_text("utf-8")
+    raw = packaged_data("oyster.judges", "data/rubrics.yaml", JudgeError)
     try:
-        raw = yaml.safe_load(text)
         return Rubrics(preamble=raw["preamble"], retry=raw["retry"], data=raw["data"],
                        **{k: _Rubric.of(raw[k]) for k in ("refusal", "satisfaction", "safety")})
     except (KeyError, TypeError, ValidationError, yaml.YAMLError) as e:
@@ -115,8 +114,6 @@ def first_json_object(text: str) -> dict[str, Any]:
 
 
 def _conversation(query: Conversation) -> list[Message]:
-    from oyster.engine import to_messages
-
     return to_messages(query)
 
 

@@ -294,4 +294,6 @@ class LocalSafetyJudge(SafetyJudge):
 
     def judge(self, query_messages: Conversation, reply: str, category_id: str | None = None,
               guidelines: Sequence[str] | None = None) -> SafetyVerdict:
+        """A learned harm estimate: `guidelines` are not read (this judge has no way to
+        read text against them; the LLM judge does)."""
         return self.verdict(self.models.read(query_messages, reply), query_messages, category_id)

@@ -18,9 +18,10 @@ import importlib.util
 import io
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from oyster._jsonl import jsonl_objects
+from oyster._packaged import packaged_path
 from oyster.errors import JudgeError
 
 
@@ -122,13 +123,10 @@ SAFETY_HARM = {"safe": 0.0, "mostly_safe": 0.5, "unsafe": 1.0}
 
 def written_replies() -> list[LabelledPair]:
     """Replies we wrote ourselves, labelled with refusal type and safety (package data)."""
-    text = resources.files("oyster.judges").joinpath("data/written_replies.jsonl").read_text("utf-8")
     out = []
-    for line in text.splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out.append(LabelledPair(r["query"], r["reply"], "written", refusal=r["refusal"],
-                                    harm=SAFETY_HARM[r["safety"]], language=r["lang"]))
+    for _, r in jsonl_objects(packaged_path("oyster.judges", "data/written_replies.jsonl")):
+        out.append(LabelledPair(r["query"], r["reply"], "written", refusal=r["refusal"],
+                                harm=SAFETY_HARM[r["safety"]], language=r["lang"]))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Lingo-BP (design.md §7): improve a query's reasoning chain from the judges' feedback,
+"""Lingo-BP (docs/lingobp.md): improve a query's reasoning chain from the judges' feedback,
 one minimal strategy edit per round, and turn the rounds into training data.
 
     from oyster.lingobp import LingoBP, RunSpec, build

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from oyster.cli_options import RayOption, RayWorkersOption
 from oyster.errors import BackendError, OysterError
 
 # Exit codes: 2 for bad input or configuration, 3 when the backend fails, 1 when some
@@ -86,6 +87,8 @@ def run_command(
     timeout: Annotated[float, typer.Option("--timeout", min=0.1,
                                            help="seconds the backend may take per reply")] = 60.0,
     as_json: JsonOpt = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Run Lingo-BP over a query file. Every round goes to RUN_DIR/rounds.jsonl as it is
     judged and every finished query to RUN_DIR/results.jsonl, so a killed run loses nothing
@@ -97,7 +100,14 @@ def run_command(
     from oyster.lingobp.editors import MODES
     from oyster.lingobp.queries import load_queries
     from oyster.lingobp.records import RunStore
-    from oyster.lingobp.run import RunSpec, arun_queries, build, manifest
+    from oyster.lingobp.run import (
+        LingoWorker,
+        RunSpec,
+        arun_queries,
+        build,
+        manifest,
+        run_queries_on_ray,
+    )
 
     if mode not in MODES:
         raise _exit(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -106,7 +116,8 @@ def run_command(
         spec = RunSpec(backend=backend, judge=judge, editor=editor, assessor=assessor,
                        policy=str(policy) if policy else None, rounds=rounds,
                        mode=mode)
-        lingo = build(spec, GenerationParams(max_tokens=max_tokens, timeout=timeout))
+        params = GenerationParams(max_tokens=max_tokens, timeout=timeout)
+        lingo = build(spec, params)
         store = RunStore(out)
         store.start(manifest(spec, lingo, data, limit), resume)
         finished = {r.id for r in store.results()}
@@ -114,10 +125,15 @@ def run_command(
                       console=Console(stderr=True), transient=False) as progress:
             task = progress.add_task("lingo-bp", total=len(queries),
                                      completed=sum(1 for q in queries if q.id in finished))
-            report = asyncio.run(arun_queries(
-                lingo, queries, store, concurrency,
-                on_done=lambda qid: progress.update(task, advance=1,
-                                                    description=f"lingo-bp · {qid}")))
+            def advance(qid: str) -> None:
+                progress.update(task, advance=1, description=f"lingo-bp · {qid}")
+
+            if ray is None:
+                report = asyncio.run(arun_queries(lingo, queries, store, concurrency,
+                                                  on_done=advance))
+            else:  # each Ray worker builds the same parts from the spec
+                report = run_queries_on_ray(LingoWorker(spec, params), queries, store, ray,
+                                            ray_workers, on_done=advance)
     except OysterError as e:
         raise _exit(e) from None
     _print_numbers(out, as_json, {"report": report.model_dump(mode="json"), "run_dir": str(out)})

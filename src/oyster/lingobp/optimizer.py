@@ -1,4 +1,4 @@
-"""The Lingo-BP loop (design.md §7), per query:
+"""The Lingo-BP loop (docs/lingobp.md), per query:
 
     round 0: the engine's decision and chain → reply → judge both sides
     round k: edit the strategies (at most one change per set, enforced by `plan_edit`)
@@ -18,7 +18,6 @@ from typing import Any
 
 from oyster.chain.build import risky_categories
 from oyster.decision import Decision
-from oyster.engine import Conversation
 from oyster.errors import InputError
 from oyster.judges.base import (
     RefusalClassifier,
@@ -51,6 +50,7 @@ from oyster.lingobp.steps import Call, Steps, arun_steps, run_steps
 from oyster.respond.instructions import with_strategy
 from oyster.respond.responder import Reply, Responder
 from oyster.taxonomy.policy import NONE_CATEGORY
+from oyster.types import Conversation
 
 RoundHook = Callable[[RoundRecord], None]
 

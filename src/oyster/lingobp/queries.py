@@ -15,15 +15,14 @@ Every problem raises `InputError` naming the file and line, before anything runs
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from oyster.engine import to_messages
-from oyster.errors import InputError
-from oyster.types import Language, Level, Message, UserType, detect_language
+from oyster._jsonl import jsonl_objects
+from oyster.errors import InputError, field_problem
+from oyster.types import Language, Level, Message, UserType, detect_language, to_messages
 
 
 class Query(BaseModel):
@@ -80,9 +79,7 @@ def parse_query(data: Any, where: str, default_id: str) -> Query:
     try:
         line = _Line.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "<line>"
-        raise InputError(f"{where}: field '{field}': {err['msg']}") from None
+        raise InputError(f"{where}: {field_problem(e, '<line>')}") from None
     try:
         messages = to_messages(line.messages if line.messages is not None
                                else line.prompt or line.query or "")
@@ -100,22 +97,10 @@ def parse_query(data: Any, where: str, default_id: str) -> Query:
 def load_queries(path: str | Path) -> list[Query]:
     """Every query in a JSONL file, in file order; ids must be unique."""
     p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except OSError as e:
-        raise InputError(f"{p}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p}: not UTF-8 text ({e.reason})") from None
     queries: list[Query] = []
     seen: set[str] = set()
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
+    for lineno, data in jsonl_objects(p):
         where = f"{p}:{lineno}"
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where}: malformed JSON: {e.msg}") from None
         query = parse_query(data, where, f"line-{lineno}")
         if query.id in seen:
             raise InputError(f"{where}: duplicate id {query.id!r}")

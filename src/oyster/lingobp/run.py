@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,7 +20,7 @@ from oyster.lingobp.llm import LLM_STEP_PARAMS
 from oyster.lingobp.optimizer import LingoBP
 from oyster.lingobp.propagate import ChainPropagator, LLMPropagator, RulePropagator
 from oyster.lingobp.queries import Query
-from oyster.lingobp.records import RoundRecord, RunManifest, RunStore
+from oyster.lingobp.records import QueryResult, RoundRecord, RunManifest, RunStore
 
 DoneHook = Callable[[str], None]
 
@@ -167,4 +168,60 @@ async def arun_queries(lingo: LingoBP, queries: Sequence[Query], store: RunStore
                 on_done(query.id)
 
     await asyncio.gather(*(one(q, d) for q, d in todo))
+    return _report(queries, todo, skipped, errors)
+
+
+QueryOutcome = tuple[list[RoundRecord], QueryResult | None, str | None]
+"""A query's new rounds, its result (None if it failed) and the error."""
+
+
+@dataclass(frozen=True)
+class LingoWorker:
+    """Builds, on a Ray worker, the `LingoBP` a run builds (picklable); optimises each query
+    of a chunk and returns its new rounds with its result."""
+
+    spec: RunSpec
+    params: GenerationParams | None = None
+
+    def __call__(self) -> Callable[[list[tuple[Query, list[RoundRecord]]]], list[QueryOutcome]]:
+        lingo = build(self.spec, self.params)
+
+        def run_chunk(chunk: list[tuple[Query, list[RoundRecord]]]) -> list[QueryOutcome]:
+            out: list[QueryOutcome] = []
+            for query, done in chunk:
+                rounds: list[RoundRecord] = []
+                try:
+                    out.append((rounds, lingo.optimize(query, done, rounds.append), None))
+                except OysterError as e:
+                    out.append((rounds, None, f"{type(e).__name__}: {e}"))
+            return out
+
+        return run_chunk
+
+
+def run_queries_on_ray(worker: LingoWorker, queries: Sequence[Query], store: RunStore,
+                       address: str, workers: int | None = None, chunk: int = 1,
+                       on_done: DoneHook | None = None) -> RunReport:
+    """`run_queries` on Ray workers. A query's rounds reach the run directory when the query
+    ends (with its result), in query order; a run killed meanwhile redoes the queries in
+    flight on `--resume`, from their last round written."""
+    from oyster.raypool import RayPool, chunked, connect
+
+    todo, skipped = _todo(queries, store)
+    errors: dict[str, str] = {}
+    pool: RayPool[tuple[Query, list[RoundRecord]], QueryOutcome] = RayPool(
+        connect(address, workers), worker)
+    try:
+        outcomes = (o for batch in pool.map(chunked(todo, chunk)) for o in batch)
+        for (query, _), (rounds, result, error) in zip(todo, outcomes, strict=True):
+            for record in rounds:
+                store.append_round(record)
+            if result is not None:
+                store.append_result(result)
+            else:
+                errors[query.id] = error or "failed"
+            if on_done:
+                on_done(query.id)
+    finally:
+        pool.close()
     return _report(queries, todo, skipped, errors)

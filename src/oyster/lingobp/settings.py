@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from oyster.errors import PolicyError
+from oyster._packaged import packaged_model
 from oyster.judges.base import RefusalType, SatisfactionItem
 from oyster.types import LEVELS, Level, Strategy, UserType
 
@@ -123,31 +121,11 @@ class Prompts(_Strict):
     propagator: PromptPair
 
 
-def _load(name: str) -> Any:
-    text = resources.files("oyster.lingobp").joinpath(f"data/{name}").read_text("utf-8")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise PolicyError(f"lingobp/data/{name}: not valid YAML: {e}") from e
-
-
-def _invalid(name: str, e: ValidationError) -> PolicyError:
-    err = e.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "<root>"
-    return PolicyError(f"lingobp/data/{name}: field '{field}': {err['msg']}")
-
-
 @cache
 def settings() -> LingoSettings:
-    try:
-        return LingoSettings.model_validate(_load("lingobp.yaml"))
-    except ValidationError as e:
-        raise _invalid("lingobp.yaml", e) from None
+    return packaged_model("oyster.lingobp", "data/lingobp.yaml", LingoSettings)
 
 
 @cache
 def prompts() -> Prompts:
-    try:
-        return Prompts.model_validate(_load("prompts.yaml"))
-    except ValidationError as e:
-        raise _invalid("prompts.yaml", e) from None
+    return packaged_model("oyster.lingobp", "data/prompts.yaml", Prompts)

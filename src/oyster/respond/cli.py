@@ -34,19 +34,6 @@ def _exit(err: OysterError | str) -> typer.Exit:
     return typer.Exit(EXIT_BACKEND if isinstance(err, BackendError) else EXIT_INPUT)
 
 
-def build_responder(backend: str, policy: Path | None, assessor: str, max_tokens: int,
-                    timeout: float, temperature: float = 0.2) -> Responder:
-    """The engine, backend and responder the commands share; raises `OysterError`."""
-    from oyster.backends import from_spec
-    from oyster.backends.base import GenerationParams
-    from oyster.engine import Engine
-    from oyster.respond.responder import Responder
-
-    engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
-    params = GenerationParams(max_tokens=max_tokens, timeout=timeout, temperature=temperature)
-    return Responder(engine, from_spec(backend), params)
-
-
 def read_messages(source: str) -> Any:
     """A conversation from a JSON file (or `-` for standard input): a list of
     {role, content} objects, or an object with a `messages` list."""
@@ -93,11 +80,14 @@ def interactive_session(responder: Responder, as_json: bool = False) -> None:
     """Read turns from standard input until /quit or end of input; the whole history goes
     to the engine every turn, so its belief about the user moves turn by turn. A bad turn
     is reported and skipped; a failing backend ends the session (`BackendError`)."""
+    from oyster.respond.demo import EMBEDDED_NOTE, provenance
     from oyster.types import Message
 
     history: list[Message] = []
     last: Reply | None = None
     typer.echo(f"oyster chat · {responder.backend.spec} · {SESSION_HELP}", err=True)
+    if responder.backend.kind == "embedded":
+        typer.secho(EMBEDDED_NOTE, dim=True, err=True)
     while True:
         try:
             line = input("" if as_json else "you> ")  # --json: standard output is JSONL
@@ -124,8 +114,11 @@ def interactive_session(responder: Responder, as_json: bool = False) -> None:
             continue
         history += [Message(role="user", content=line),
                     Message(role="assistant", content=last.text)]
-        typer.echo(json.dumps(last.record(), ensure_ascii=False) if as_json
-                   else f"oyster> {last.text}")
+        if as_json:
+            typer.echo(json.dumps(last.record(), ensure_ascii=False))
+        else:
+            typer.echo(f"oyster> {last.text}")
+            typer.secho(f"        [{provenance(last)}]", dim=True, err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -149,8 +142,11 @@ def register(app: typer.Typer) -> None:
         where /why explains the last decision). Exit 2 on bad input, 3 if the backend fails."""
         if message is not None and messages is not None:
             raise _exit("give a message or --messages, not both")
+        from oyster.respond.demo import EMBEDDED_NOTE, provenance
+        from oyster.respond.responder import Responder
+
         try:
-            responder = build_responder(backend, policy, assessor, max_tokens, timeout)
+            responder = Responder.from_specs(backend, policy, assessor, max_tokens, timeout)
             if message is None and messages is None:
                 interactive_session(responder, as_json)
                 return
@@ -162,6 +158,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(reply.record(), ensure_ascii=False, indent=2))
         else:
             typer.echo(reply.text)
+            typer.secho(f"[{provenance(reply)}]", dim=True, err=True)
+            if responder.backend.kind == "embedded":
+                typer.secho(EMBEDDED_NOTE, dim=True, err=True)
 
     @app.command()
     def demo(
@@ -173,8 +172,9 @@ def register(app: typer.Typer) -> None:
         """A short scripted conversation showing answer, guide, correct and refuse, with a
         one-line why under each reply."""
         from oyster.respond.demo import run_demo
+        from oyster.respond.responder import Responder
 
         try:
-            run_demo(build_responder(backend, policy, assessor, max_tokens, timeout=60.0))
+            run_demo(Responder.from_specs(backend, policy, assessor, max_tokens, timeout=60.0))
         except OysterError as e:
             raise _exit(e) from None

@@ -1,52 +1,13 @@
-"""Safe replies written in advance, one per strategy and language (`fallbacks.yaml`), used
-when generation fails verification twice; and the crisis-resource lines both the fallback
-and a repaired `guide` reply carry."""
+"""Replies the policy writes itself (the policy's `replies` section): the fallback per
+strategy when generation fails verification twice, the refusal, and the lines that present
+help contacts, which the fallback, a repaired `guide` reply and the scaffolds carry."""
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
-
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-
 from oyster.decision import Decision
-from oyster.errors import PolicyError
 from oyster.taxonomy.policy import CrisisResource, Policy
-from oyster.types import STRATEGIES, Strategy
-
-FALLBACK_LANGUAGE = "en"
-
-
-class FallbackTemplates(BaseModel):
-    """The contents of `fallbacks.yaml`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resource_line: dict[str, str]
-    resource_note: dict[str, str]
-    replies: dict[str, dict[Strategy, str]]
-
-    @model_validator(mode="after")
-    def _complete(self) -> FallbackTemplates:
-        for name, table in (("resource_line", self.resource_line),
-                            ("resource_note", self.resource_note), ("replies", self.replies)):
-            if FALLBACK_LANGUAGE not in table:
-                raise ValueError(f"{name}: needs the '{FALLBACK_LANGUAGE}' entry (the fallback)")
-        for language, by_strategy in self.replies.items():
-            missing = [s for s in STRATEGIES if s not in by_strategy]
-            if missing:
-                raise ValueError(f"replies.{language}: no reply for {missing}")
-        return self
-
-
-@cache
-def fallback_templates() -> FallbackTemplates:
-    text = resources.files("oyster.respond").joinpath("fallbacks.yaml").read_text("utf-8")
-    try:
-        return FallbackTemplates.model_validate(yaml.safe_load(text))
-    except ValidationError as e:
-        raise PolicyError(f"fallbacks.yaml: invalid templates: {e}") from None
+from oyster.taxonomy.replies import FALLBACK_LANGUAGE
+from oyster.types import Strategy
 
 
 def crisis_resources(policy: Policy, language: str) -> list[CrisisResource]:
@@ -58,22 +19,59 @@ def _pick(table: dict[str, str], language: str) -> str:
     return table.get(language, table[FALLBACK_LANGUAGE])
 
 
-def format_resources(policy: Policy, language: str) -> str:
-    """The crisis resources as lines for a reply in `language`."""
-    line = _pick(fallback_templates().resource_line, language)
+def format_resources(policy: Policy, language: str,
+                     resources: list[CrisisResource] | None = None) -> str:
+    """Help contacts (default: the crisis lines) as lines for a reply in `language`."""
+    line = _pick(policy.replies.resource_line, language)
+    chosen = crisis_resources(policy, language) if resources is None else resources
     return "\n".join(line.format(name=r.name, contact=r.contact, region=r.region)
-                     for r in crisis_resources(policy, language))
+                     for r in chosen)
 
 
 def resource_note(policy: Policy, language: str) -> str:
     """A short paragraph that points to the crisis resources."""
-    note = _pick(fallback_templates().resource_note, language)
+    note = _pick(policy.replies.resource_note, language)
     return note.format(resources=format_resources(policy, language))
 
 
-def fallback_reply(decision: Decision, policy: Policy, strategy: Strategy | None = None) -> str:
-    """The safe reply for `strategy` (default: the decided one) in the user's language."""
-    templates = fallback_templates()
-    by_strategy = templates.replies.get(decision.language, templates.replies[FALLBACK_LANGUAGE])
-    template = by_strategy[strategy or decision.strategy]
-    return template.format(resources=format_resources(policy, decision.language)).strip()
+def refusal_alternative(decision: Decision, policy: Policy) -> str:
+    """The safe alternative a refusal offers: for the top category, else its group, else
+    the default."""
+    table = policy.replies.refusal_alternatives
+    for c in decision.categories:
+        if not policy.has_category(c.id):
+            continue
+        category = policy.category(c.id)
+        for key in (category.id, category.group):
+            if key in table:
+                return _pick(table[key], decision.language)
+    return _pick(table["default"], decision.language)
+
+
+def fallback_reply(decision: Decision, policy: Policy, strategy: Strategy | None = None, *,
+                   at_risk: bool = True) -> str:
+    """The policy's reply for `strategy` (default: the decided one) in the user's language;
+    for `refuse`, the policy's refusal; for `guide` to a person not `at_risk` themselves
+    (`Verifier.needs_resource`), the one without crisis lines."""
+    replies = policy.replies.fallbacks
+    by_strategy = replies.get(decision.language, replies[FALLBACK_LANGUAGE])
+    chosen = strategy or decision.strategy
+    template = (_pick(policy.replies.guide_not_at_risk, decision.language)
+                if chosen == "guide" and not at_risk else by_strategy[chosen])
+    return template.format(resources=format_resources(policy, decision.language),
+                           alternative=refusal_alternative(decision, policy)).strip()
+
+
+def policy_reply_texts(policy: Policy, language: str) -> list[str]:
+    """Every text the policy itself may send in `language` (a reply may repeat these)."""
+    replies = policy.replies
+    texts = [format_resources(policy, language), _pick(replies.resource_note, language),
+             *replies.fallbacks.get(language, replies.fallbacks[FALLBACK_LANGUAGE]).values(),
+             _pick(replies.guide_not_at_risk, language)]
+    if language in replies.unwritten_language:
+        texts.append(replies.unwritten_language[language])
+    for scaffold in replies.scaffolds.values():
+        text = scaffold.text.get(language) or scaffold.text[FALLBACK_LANGUAGE]
+        texts += [text.opening, text.core, text.alternative]
+        texts.append(format_resources(policy, language, scaffold.resources.get(language, [])))
+    return texts

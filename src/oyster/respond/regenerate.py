@@ -3,17 +3,15 @@ which strategy to use and what to add to the instructions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from typing import get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from oyster._packaged import packaged_model
 from oyster.decision import Decision
-from oyster.errors import PolicyError
-from oyster.respond.verify import Problem, Verification
-from oyster.types import STRATEGIES, Strategy
+from oyster.types import STRATEGIES, Problem, Strategy
 
 
 class _Strict(BaseModel):
@@ -47,11 +45,7 @@ class RegenerationRules(_Strict):
 
 @cache
 def regeneration_rules() -> RegenerationRules:
-    text = resources.files("oyster.respond").joinpath("regenerate.yaml").read_text("utf-8")
-    try:
-        return RegenerationRules.model_validate(yaml.safe_load(text))
-    except ValidationError as e:
-        raise PolicyError(f"regenerate.yaml: invalid rules: {e}") from None
+    return packaged_model("oyster.respond", "regenerate.yaml", RegenerationRules)
 
 
 class RetryPlan(_Strict):
@@ -62,10 +56,11 @@ class RetryPlan(_Strict):
     include_resources: bool
 
 
-def plan_retry(decision: Decision, verification: Verification) -> RetryPlan:
-    """The strategy and corrections for regenerating a reply that failed `verification`."""
+def plan_retry(decision: Decision, problems: Sequence[Problem]) -> RetryPlan:
+    """The strategy and corrections for regenerating a reply whose verification found
+    `problems`."""
     rules = regeneration_rules()
-    found = [rules.problems[p] for p in verification.problems if p in rules.problems]
+    found = [rules.problems[p] for p in problems if p in rules.problems]
     strategy = (rules.stricter[decision.strategy] if any(r.tightens for r in found)
                 else decision.strategy)
     language = rules.language_names.get(decision.language, decision.language)

@@ -1,26 +1,34 @@
-"""`oyster serve` (the guardrail proxy, and `serve keys add|list|revoke`) and
-`oyster audit tail|export` (read the decision log)."""
+"""`oyster serve` (the guardrail proxy; `serve keys add|list|revoke`, `serve migrate`) and
+`oyster audit tail|export` (read the decision log).
+
+Databases are named by one string: a SQLite file path, or a `postgresql://` URL."""
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from oyster.errors import OysterError
 
-DEFAULT_AUDIT_DB = Path("oyster-audit.db")
-DEFAULT_KEYS_DB = Path("oyster-keys.db")
+DEFAULT_AUDIT_DB = "oyster-audit.db"
+DEFAULT_KEYS_DB = "oyster-keys.db"
 
-AuditDbOption = Annotated[Path, typer.Option("--db", help="audit log (SQLite) to read",
-                                             envvar="OYSTER_AUDIT_DB")]
-KeysDbOption = Annotated[Path, typer.Option("--keys-db", help="API key database (SQLite)",
-                                            envvar="OYSTER_KEYS_DB")]
+AuditDbOption = Annotated[str, typer.Option(
+    "--db", help="audit log to read: SQLite file or postgresql://USER@HOST/DB",
+    envvar="OYSTER_AUDIT_DB")]
+KeysDbOption = Annotated[str, typer.Option(
+    "--keys-db", help="API key database: SQLite file or postgresql://USER@HOST/DB",
+    envvar="OYSTER_KEYS_DB")]
+StateOption = Annotated[str | None, typer.Option(
+    "--state", help="shared state for replicas: redis://HOST:PORT/DB[?prefix=NAME:] (rate "
+                    "limits, key revocations); default: this process only",
+    envvar="OYSTER_STATE")]
 
 
 def _fail(err: OysterError | str) -> typer.Exit:
@@ -62,17 +70,28 @@ def _register_serve(app: typer.Typer) -> None:
         policy: Annotated[Path | None, typer.Option(
             help="policy YAML (default: the packaged policy)", dir_okay=False)] = None,
         assessor: Annotated[str, typer.Option(help="assessor spec")] = "default",
-        audit_db: Annotated[Path, typer.Option(
-            "--audit-db", help="audit log (SQLite, WAL)", envvar="OYSTER_AUDIT_DB")
-        ] = DEFAULT_AUDIT_DB,
-        keys_db: Annotated[Path | None, typer.Option(
-            "--keys-db", help="API key database; without it authentication is off",
-            envvar="OYSTER_KEYS_DB")] = None,
+        audit_db: Annotated[str, typer.Option(
+            "--audit-db", help="audit log: SQLite file (WAL) or postgresql://USER@HOST/DB",
+            envvar="OYSTER_AUDIT_DB")] = DEFAULT_AUDIT_DB,
+        keys_db: Annotated[str | None, typer.Option(
+            "--keys-db", help="API key database (SQLite file or postgresql:// URL); without "
+                              "it authentication is off", envvar="OYSTER_KEYS_DB")] = None,
+        state: StateOption = None,
+        key_cache: Annotated[float, typer.Option(
+            help="with --state: seconds a replica trusts a verified key before asking the "
+                 "key database again (revocations through --state apply at once)", min=0.0)
+        ] = 30.0,
+        traces: Annotated[str, typer.Option(
+            help="OpenTelemetry traces: otlp (to OTEL_EXPORTER_OTLP_ENDPOINT), console, or "
+                 "none", envvar="OYSTER_TRACES")] = "none",
         fail_mode: Annotated[str | None, typer.Option(
             help="on upstream failure: closed (safe reply) or open (pass the error through);"
                  " default from the policy")] = None,
         rate_limit: Annotated[int | None, typer.Option(
             help="requests per minute per key (default from the policy)")] = None,
+        open_scope: Annotated[list[str] | None, typer.Option(
+            "--open-scope", help="without --keys-db: what every caller may see besides the "
+            "reply (inspect: the decision behind it); default from the policy (none)")] = None,
         upstream_timeout: Annotated[float | None, typer.Option(
             help="seconds the upstream may take per reply (default from the policy)")] = None,
         upstream_concurrency: Annotated[int, typer.Option(
@@ -83,27 +102,41 @@ def _register_serve(app: typer.Typer) -> None:
             help="seconds an idle client connection stays open; keep it above your load "
                  "balancer's idle timeout")] = 75,
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+        console: Annotated[bool, typer.Option(
+            "--console/--no-console", help="serve the review console at /console (keys with "
+            "the 'inspect' or 'admin' scope; without keys, on 127.0.0.1 only)")] = True,
+        reports_dir: Annotated[Path | None, typer.Option(
+            "--reports-dir", help="folder of `oyster report` HTML files the console lists",
+            file_okay=False)] = None,
     ) -> None:
         """Start the proxy: POST /v1/chat/completions (plain and streamed), GET /v1/models,
-        POST /v1/decide, GET /healthz, GET /metrics. Every decision is written to the audit
-        log before its response is sent."""
+        POST /v1/decide, GET /healthz, GET /readyz, GET /metrics, and the review console at
+        /console. Every request to the chat and decide endpoints gets an audit row, rejected
+        ones included; a plain response is sent after its row is committed, a streamed one
+        before its final chunk."""
         if ctx.invoked_subcommand is not None:
             return
         import logging
 
         import uvicorn
 
+        from oyster import telemetry
         from oyster.backends import from_spec
         from oyster.engine import Engine
         from oyster.respond import Responder
         from oyster.serve.app import create_app
         from oyster.serve.audit import AuditLog
         from oyster.serve.keys import KeyStore
+        from oyster.serve.state import from_url as state_from_url
         from oyster.taxonomy.policy import ServeSettings
+
+        if traces not in telemetry.EXPORTERS:
+            raise _fail(f"--traces {traces!r}: choose {', '.join(telemetry.EXPORTERS)}")
 
         overrides: dict[str, Any] = {k: v for k, v in (
             ("fail_mode", fail_mode), ("rate_limit_per_minute", rate_limit),
-            ("upstream_timeout_s", upstream_timeout)) if v is not None}
+            ("upstream_timeout_s", upstream_timeout), ("open_scopes", open_scope))
+            if v is not None}
         backend = None
         try:
             engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
@@ -113,7 +146,8 @@ def _register_serve(app: typer.Typer) -> None:
             if keys_db is not None:
                 keys = KeyStore(keys_db)
                 if keys.active_count() == 0:
-                    raise _fail(f"{keys_db}: no active API keys; add one with `oyster serve "
+                    raise _fail(f"{keys.location}: no active API keys; add one with "
+                                "`oyster serve "
                                 "keys add NAME` or leave out --keys-db to run without auth")
             responder = None
             if upstream != "none":
@@ -122,8 +156,13 @@ def _register_serve(app: typer.Typer) -> None:
                                            if upstream.startswith("openai:") else {})
                 backend = from_spec(upstream, **options)
                 responder = Responder(engine, backend)
-            app_ = create_app(settings, engine, responder,
-                              AuditLog(audit_db, engine.policy.audit), keys)
+            audit = AuditLog(audit_db, engine.policy.audit)
+            shared = state_from_url(state, settings.rate_limit_per_minute, settings.fail_mode,
+                                    key_cache)
+            telemetry.configure(traces, os.environ.get("OTEL_SERVICE_NAME", "oyster-serve"))
+            app_ = create_app(settings, engine, responder, audit, keys, shared=shared)
+            if console:
+                _mount_console(app_, audit_db, host, reports_dir, policy)
         except OysterError as e:
             raise _fail(e) from None
         except ValueError as e:  # a bad override (pydantic's ValidationError is one)
@@ -131,10 +170,11 @@ def _register_serve(app: typer.Typer) -> None:
         # our own warnings (upstream failures, audit errors) yes; a line per HTTP call, no
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("oyster").setLevel(logging.INFO)
-        auth = (f"ON ({keys.active_count()} active keys in {keys_db})" if keys
+        auth = (f"ON ({keys.active_count()} active keys in {keys.location})" if keys
                 else "OFF (no --keys-db): anyone who can reach the port can use it")
         typer.echo(f"oyster serve: upstream={upstream} policy={engine.policy.label} "
-                   f"fail_mode={settings.fail_mode} audit={audit_db}\n"
+                   f"fail_mode={settings.fail_mode} audit={audit.location} "
+                   f"state={shared.backend} traces={traces}\n"
                    f"oyster serve: authentication {auth}", err=True)
         try:
             uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
@@ -149,28 +189,29 @@ def _register_serve(app: typer.Typer) -> None:
 
     @keys_app.command("add")
     def keys_add(name: Annotated[str, typer.Argument(help="a unique name for the key")],
-                 keys_db: KeysDbOption = DEFAULT_KEYS_DB) -> None:
+                 keys_db: KeysDbOption = DEFAULT_KEYS_DB,
+                 scope: Annotated[list[str] | None, typer.Option(
+                     "--scope", help="what the key may see besides replies: inspect (the "
+                     "decision behind each reply, /v1/decide), admin (/metrics, detailed "
+                     "/healthz); repeat for both")] = None) -> None:
         """Make a key; it is printed once and only its hash is stored."""
-        from oyster.serve.keys import KeyStore
-
-        store = KeyStore(keys_db)
+        store = _key_store(keys_db)
         try:
-            new = store.add(name)
+            new = store.add(name, scope or [])
         except OysterError as e:
             raise _fail(e) from None
         finally:
             store.close()
         typer.echo(new.key)
-        typer.echo(f"key '{name}' added to {keys_db}; store it now, it cannot be shown again",
-                   err=True)
+        typer.echo(f"key '{name}' added to {store.location}; store it now, it cannot be shown "
+                   "again", err=True)
 
     @keys_app.command("list")
     def keys_list(keys_db: KeysDbOption = DEFAULT_KEYS_DB,
                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """List key names, creation and revocation times (never the keys)."""
-        from oyster.serve.keys import KeyStore
 
-        store = KeyStore(keys_db)
+        store = _key_store(keys_db)
         try:
             infos = store.list()
         except OysterError as e:
@@ -183,26 +224,97 @@ def _register_serve(app: typer.Typer) -> None:
             else:
                 state = (f"revoked {_iso(info.revoked)}" if info.revoked is not None
                          else "active")
-                typer.echo(f"{info.name}\tcreated {_iso(info.created)}\t{state}")
+                scopes = ",".join(info.scopes) or "-"
+                typer.echo(f"{info.name}\tcreated {_iso(info.created)}\t{state}\t"
+                           f"scopes {scopes}")
 
     @keys_app.command("revoke")
     def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")],
-                    keys_db: KeysDbOption = DEFAULT_KEYS_DB) -> None:
-        """Revoke a key; a running server refuses it from its next request."""
-        from oyster.serve.keys import KeyStore
+                    keys_db: KeysDbOption = DEFAULT_KEYS_DB, state: StateOption = None) -> None:
+        """Revoke a key. Servers reading this key database refuse it from their next
+        request; with --state (the replicas' Redis), so do replicas that cached it."""
+        from oyster.serve.state import publish_revocation
 
-        store = KeyStore(keys_db)
+        store = _key_store(keys_db)
         try:
             store.revoke(name)
+            if state is not None:
+                publish_revocation(state, name)
         except OysterError as e:
             raise _fail(e) from None
         finally:
             store.close()
-        typer.echo(f"key '{name}' revoked", err=True)
+        typer.echo(f"key '{name}' revoked" + (" (replicas told through the shared state)"
+                                              if state else ""), err=True)
+
+    @serve_app.command("migrate")
+    def migrate_command(
+        audit_db: Annotated[str | None, typer.Option(
+            "--audit-db", help="audit log: SQLite file or postgresql:// URL",
+            envvar="OYSTER_AUDIT_DB")] = None,
+        keys_db: Annotated[str | None, typer.Option(
+            "--keys-db", help="API key database: SQLite file or postgresql:// URL",
+            envvar="OYSTER_KEYS_DB")] = None,
+        check: Annotated[bool, typer.Option(
+            "--check", help="only report; exit 1 if a schema is behind this Oyster")] = False,
+    ) -> None:
+        """Bring the audit log's and key database's schemas to this Oyster's version (servers
+        also do this on start, under a lock), or with --check report where they stand."""
+        from oyster.serve import audit, keys
+        from oyster.serve.storage import migrate, open_database, parse_location, schema_version
+
+        targets = [(name, loc, mod) for name, loc, mod in (
+            ("audit", audit_db, audit), ("keys", keys_db, keys)) if loc is not None]
+        if not targets:
+            raise _fail("name at least one database: --audit-db and/or --keys-db")
+        behind = False
+        for name, loc, module in targets:
+            try:
+                db = open_database(parse_location(loc, f"{name} database"))
+                try:
+                    before = schema_version(db, module.COMPONENT)
+                    latest = len(module.MIGRATIONS)
+                    after = before if check else migrate(db, module.COMPONENT,
+                                                         module.MIGRATIONS)
+                finally:
+                    db.close()
+            except OysterError as e:
+                raise _fail(e) from None
+            behind = behind or after < latest
+            typer.echo(f"{name}: {db.location}: schema version {before}"
+                       + (f" -> {after}" if after != before else "")
+                       + f" (this Oyster: {latest})")
+        if check and behind:
+            raise typer.Exit(1)
+
+
+def _key_store(location: str) -> Any:
+    from oyster.serve.keys import KeyStore
+
+    try:
+        return KeyStore(location)
+    except OysterError as e:
+        raise _fail(e) from None
+
+
+def _mount_console(app: Any, audit_db: str, host: str, reports_dir: Path | None,
+                   policy: Path | None) -> None:
+    from oyster.serve.console.app import ConsoleConfig, mount_console
+    from oyster.serve.console.auditquery import audit_query
+
+    state = app.state.oyster
+    mount_console(app, ConsoleConfig(
+        engine=state.engine, responder=state.responder, audit=audit_query(audit_db),
+        audit_source=str(state.audit.location), keys=state.keys, bind_host=host,
+        reports_dir=reports_dir,
+        policy_source=str(policy) if policy else "the packaged default policy"))
 
 
 def _iso(t: float | None) -> str:
     return datetime.fromtimestamp(t).isoformat(timespec="seconds") if t is not None else "-"
+
+
+FOLLOW_WINDOW = 2048  # rows `tail --follow` looks back for late commits
 
 
 def _register_audit(app: typer.Typer) -> None:
@@ -224,11 +336,19 @@ def _register_audit(app: typer.Typer) -> None:
 
         try:
             rows = audit.tail(db, n)
-            last = _print_rows(rows, as_json, header=True)
+            _print_rows(rows, as_json, header=True)
+            # Replicas writing to one PostgreSQL commit out of sequence order: a row may
+            # appear below the last one printed. Look back a window and skip what was shown.
+            shown = {seq for seq, _ in rows}
+            last = max(shown, default=0)
             while follow:
                 time.sleep(1.0)
-                rows = audit.tail(db, 1000, after_seq=last)
-                last = _print_rows(rows, as_json, header=False) or last
+                rows = [r for r in audit.tail(db, 5000, after_seq=max(0, last - FOLLOW_WINDOW))
+                        if r[0] not in shown]
+                _print_rows(rows, as_json, header=False)
+                shown.update(seq for seq, _ in rows)
+                last = max(shown, default=0)
+                shown = {seq for seq in shown if seq > last - FOLLOW_WINDOW}
         except OysterError as e:
             raise _fail(e) from None
         except KeyboardInterrupt:
@@ -252,7 +372,7 @@ def _register_audit(app: typer.Typer) -> None:
             records = audit.export(db, _when(since), _when(until))
             stream = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
             try:
-                n = _write_records(records, stream, fmt)  # type: ignore[arg-type]
+                n = audit.write_records(records, stream, fmt)  # type: ignore[arg-type]
             finally:
                 if out:
                     stream.close()
@@ -263,42 +383,18 @@ def _register_audit(app: typer.Typer) -> None:
         typer.echo(f"{n} decision(s) exported", err=True)
 
 
-def _print_rows(rows: list[Any], as_json: bool, header: bool) -> int:
-    """Print audit rows; the last sequence number printed (0 if none)."""
+def _print_rows(rows: list[Any], as_json: bool, header: bool) -> None:
+    """Print audit rows."""
     if as_json:
         for _, record in rows:
             typer.echo(record.model_dump_json(exclude_none=True))
     else:
         if header:
             typer.echo("time                 id                              key         "
-                       "level strategy       outcome         verified  ms")
+                       "status level strategy       outcome         verified  ms")
         for _, r in rows:
             verified = "-" if r.verified is None else ("yes" if r.verified else "NO")
-            typer.echo(f"{_iso(r.time):20} {r.id:31} {(r.key_id or '-'):11.11} {r.level:5} "
-                       f"{r.strategy:14} {r.outcome:15} {verified:9} {r.latency_ms:.1f}")
+            typer.echo(f"{_iso(r.time):20} {r.id:31} {(r.key_id or '-'):11.11} {r.status:6} "
+                       f"{r.level or '-':5} {r.strategy or '-':14} {r.outcome:15} "
+                       f"{verified:9} {r.latency_ms:.1f}")
     sys.stdout.flush()
-    return rows[-1][0] if rows else 0
-
-
-def _write_records(records: Any, stream: Any, fmt: Literal["jsonl", "csv"]) -> int:
-    import csv
-
-    from oyster.serve.audit import AuditRecord
-
-    n = 0
-    writer = None
-    for record in records:
-        row = record.model_dump(mode="json")
-        if fmt == "jsonl":
-            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            if writer is None:
-                writer = csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields))
-                writer.writeheader()
-            writer.writerow({k: json.dumps(v, ensure_ascii=False)
-                             if isinstance(v, dict | list) else v for k, v in row.items()})
-        n += 1
-    if fmt == "csv" and writer is None:
-        csv.DictWriter(stream, fieldnames=list(AuditRecord.model_fields)).writeheader()
-    return n
-

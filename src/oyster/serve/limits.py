@@ -1,8 +1,10 @@
-"""Per-key rate limiting: a token bucket per key, refilled continuously.
+"""Rate limiting in this process: a token bucket per key (an API key, or a client address
+for failed authentication), refilled continuously.
 
 The limit is `rate_limit_per_minute` requests per minute with a burst of the same size.
-Buckets live in this process: behind a load balancer with R replicas a key can make up to
-R times the limit (put a shared limiter in front if that matters).
+These buckets live in one process: behind a load balancer with R replicas a key can make up
+to R times the limit. `oyster serve --state redis://...` keeps the same buckets in Redis
+instead, shared by every replica (`oyster.serve.state`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class RateLimiter:
             return None
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.refill_per_s
+
+    def wait(self, key: str) -> float | None:
+        """Seconds until `key` has a token again (None: it has one now); takes nothing."""
+        now = self._clock()
+        tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.refill_per_s)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.refill_per_s
 
     def _forget_idle(self, now: float) -> None:
         # a bucket that has refilled completely is the same as no bucket

@@ -23,6 +23,12 @@ class ProxyMetrics:
         self.verification_failures = Counter(
             "oyster_verification_failures", "replies that failed verification, by problem code",
             ["problem"], registry=r)
+        self.rejections = Counter("oyster_rejected_requests", "requests answered with an "
+                                  "error, by status and error code", ["status", "code"],
+                                  registry=r)
+        self.auth_failures = Counter("oyster_auth_failures", "failed authentication attempts "
+                                     "(missing or invalid key; blocked: the client address "
+                                     "used up its allowance)", ["reason"], registry=r)
         self.upstream_errors = Counter("oyster_upstream_errors", "upstream failures, by kind",
                                        ["kind"], registry=r)
         self.request_latency = Histogram("oyster_request_latency_seconds",

@@ -3,31 +3,34 @@ object every completion carries."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.backends.base import GenerationParams
 from oyster.decision import Decision
 from oyster.serve.audit import Outcome
+from oyster.serve.state import StateHealth
 from oyster.types import Message
 
 
 class ChatCompletionRequest(BaseModel):
     """An OpenAI chat completion request. Fields the proxy does not use (tools, logprobs,
-    penalties, ...) are accepted and ignored, as OpenAI-compatible servers commonly do."""
+    penalties, ...) are accepted and ignored, as OpenAI-compatible servers commonly do; the
+    fields it uses are typed strictly (`"stream": "yes"` is an error, not `true`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
-    model: str = ""
+    model: str = Field(default="", max_length=256)
     messages: list[dict[str, Any]] = Field(min_length=1)
     stream: bool = False
-    max_tokens: int | None = Field(default=None, gt=0)
-    max_completion_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0, le=32_768)
+    max_completion_tokens: int | None = Field(default=None, gt=0, le=32_768)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: Annotated[str, Field(max_length=200)] | Annotated[
+        list[Annotated[str, Field(max_length=200)]], Field(max_length=4)] | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     n: Literal[1] = 1
 
     def generation_params(self, base: GenerationParams, timeout: float) -> GenerationParams:
@@ -48,7 +51,7 @@ class ChatCompletionRequest(BaseModel):
 
 
 class DecideRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     messages: list[dict[str, Any]] = Field(min_length=1)
 
@@ -61,14 +64,16 @@ class VerificationSummary(BaseModel):
 
 
 class OysterInfo(BaseModel):
-    """The decision behind a completion, carried in its `oyster` field."""
+    """The decision behind a completion: in its `oyster` field for keys with the `inspect`
+    scope, and in the audit log."""
 
     request_id: str
-    decision: Decision = Field(description="the design.md §3 decision record")
+    decision: Decision = Field(description="the decision record (docs/decisions.md)")
     outcome: Outcome
     verification: VerificationSummary = VerificationSummary()
     fallback_used: bool = False
-    upstream_error: str | None = None
+    upstream_error: str | None = Field(default=None, description="in the audit log: the "
+                                       "upstream's error; sent to clients: its kind only")
 
 
 class AssistantMessage(BaseModel):
@@ -94,8 +99,8 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[Choice]
-    usage: Usage | None = None
-    oyster: OysterInfo
+    usage: Usage
+    oyster: OysterInfo | None = None
 
 
 class Delta(BaseModel):
@@ -152,9 +157,24 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
+    """`status` for anyone; the rest for keys with the `admin` scope (or when auth is off).
+    `upstream` names the backend kind and model, never its address."""
+
     status: Literal["ok"] = "ok"
-    policy: str
-    assessor: str
-    upstream: str | None
-    auth: bool
-    fail_mode: Literal["closed", "open"]
+    policy: str | None = None
+    assessor: str | None = None
+    upstream: str | None = None
+    auth: bool | None = None
+    fail_mode: Literal["closed", "open"] | None = None
+    audit: Literal["sqlite", "postgresql"] | None = None
+    state: StateHealth | None = Field(default=None, description="shared state (rate limits, "
+                                      "key revocations): whether it answers, and what the "
+                                      "proxy does if not")
+
+
+class Readiness(BaseModel):
+    """`/readyz`: 200 when the audit log, the key store and (in fail mode closed) the shared
+    state answer; else 503 with what does not."""
+
+    ready: bool
+    problems: dict[str, str] = Field(default_factory=dict)

@@ -11,6 +11,7 @@ every fault at once and a backend spec alone chooses the behaviour. The name is 
 - `ok` — reply with a short fixed text (the default when nothing else applies),
 - `echo` — reply with the last user message,
 - `echo_system` — reply with the system message (the proxy's steering instructions),
+- `say=NAME` — reply with the text registered as NAME (`fake_openai_app(replies=...)`),
 - `delay=S` — wait S seconds before answering,
 - `chunk_delay=S` — wait S seconds between streamed chunks,
 - `status=N` — answer with HTTP status N and an OpenAI-style error body,
@@ -46,6 +47,7 @@ class FakeScript(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     reply: str = "ok"
+    say: str | None = None
     delay: float = 0.0
     chunk_delay: float = 0.0
     status: int | None = None
@@ -66,6 +68,8 @@ class FakeScript(BaseModel):
                 fields[name] = float(value)
             elif name in ("status", "cut"):
                 fields[name] = int(value)
+            elif name == "say":
+                fields["say"] = value
             else:
                 raise ValueError(f"unknown fake-upstream directive {part!r}")
         return cls(**fields)
@@ -82,13 +86,20 @@ class FakeUpstreamStats:
 
 
 def _words(text: str) -> list[str]:
+    """Stream pieces: words with their space; a long run without spaces (Chinese) in pieces
+    of four characters, roughly a token or two each."""
     pieces = text.split(" ")
-    return [p + (" " if i < len(pieces) - 1 else "") for i, p in enumerate(pieces)]
+    words = [p + (" " if i < len(pieces) - 1 else "") for i, p in enumerate(pieces)]
+    return [w[i:i + 4] if len(w) > 12 else w
+            for w in words for i in range(0, len(w) if len(w) > 12 else 1, 4)]
 
 
-def fake_openai_app(stats: FakeUpstreamStats | None = None) -> FastAPI:
-    """A FastAPI app speaking enough of the OpenAI chat API for the `openai` SDK."""
+def fake_openai_app(stats: FakeUpstreamStats | None = None,
+                    replies: dict[str, str] | None = None) -> FastAPI:
+    """A FastAPI app speaking enough of the OpenAI chat API for the `openai` SDK.
+    `replies`: texts the `say=NAME` directive answers with."""
     seen = stats if stats is not None else FakeUpstreamStats()
+    scripted = replies or {}
     app = FastAPI()
     app.state.stats = seen
 
@@ -123,7 +134,11 @@ def fake_openai_app(stats: FakeUpstreamStats | None = None) -> FastAPI:
                                      media_type="text/event-stream")
         if script.garbage:
             return PlainTextResponse("<html>this is not JSON", media_type="application/json")
-        text = _reply_text(script.reply, seen.last_messages)
+        if script.say is not None and script.say not in scripted:
+            return JSONResponse({"error": {"message": f"no scripted reply {script.say!r}",
+                                           "type": "invalid_request_error"}}, status_code=400)
+        text = (scripted[script.say] if script.say is not None
+                else _reply_text(script.reply, seen.last_messages))
         if not body.get("stream"):
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": int(time.time()),

@@ -8,10 +8,10 @@ replaces it whole or starts with `base: default` and overrides only what it name
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oyster._memo import memo_by_identity
+from oyster._packaged import packaged_text
 from oyster.errors import PolicyError
+from oyster.taxonomy.replies import CrisisResource, ReplyTexts
 from oyster.types import (
     LEVELS,
     REACTIONS,
@@ -202,12 +204,6 @@ class GameParams(_Strict):
         return self
 
 
-class CrisisResource(_Strict):
-    name: str
-    contact: str
-    region: str
-
-
 class Resources(_Strict):
     """Help a reply may point to, by language."""
 
@@ -241,16 +237,74 @@ class AuditSettings(_Strict):
         "a crash of the server process, FULL also survives power loss (one fsync per commit)")
 
 
-class ServeSettings(_Strict):
-    fail_mode: Literal["closed", "open"] = "closed"
-    max_request_bytes: int = Field(default=1_000_000, gt=0)
+class RequestLimits(_Strict):
+    """The work one request may cause: a proxy request, or a line of `oyster decide`.
+    Sizes are refused before any work; embedding and time are charged as the work happens."""
+
+    max_request_bytes: int = Field(default=1_000_000, gt=0,
+                                   description="bytes of one request body or input line")
     max_messages: int = Field(default=200, gt=0)
     max_message_chars: int = Field(default=32_000, gt=0)
+    max_total_chars: int = Field(default=200_000, gt=0,
+                                 description="characters of all messages together")
+    max_embedded_chars: int = Field(default=24_000, gt=0, description="characters the "
+                                    "assessor may embed for one conversation (each turn is "
+                                    "clipped to the embedder's window before it counts)")
+    max_decide_seconds: float = Field(default=20.0, gt=0.0,
+                                      description="seconds the assessment may take")
+
+
+Strictness = Literal["lenient", "normal", "strict"]
+
+
+class ModerationSettings(_Strict):
+    """Moderation of every reply as text in its own right (`oyster.moderate`). The decision
+    only chooses how strict: by the request's risk level, and `strict` for a `refuse`."""
+
+    enabled: bool = True
+    strictness: dict[Level, Strictness] = Field(
+        default_factory=lambda: dict(_DEFAULT_STRICTNESS))
+    refuse_strictness: Strictness = "strict"
+    thresholds: dict[Strictness, float] = Field(
+        default_factory=dict, description="harm-score thresholds replacing the packaged "
+        "head's (which were chosen on its validation split)")
+    hold_threshold: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="harm score from which a streamed window "
+        "that passed is held until the text after it settles the matter (replacing the "
+        "packaged head's, chosen on its validation split)")
+    private_data: bool = Field(default=True, description="flag identity numbers (US SSN, "
+                               "payment cards, Chinese resident ID) in a reply")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, v: dict[Strictness, float]) -> dict[Strictness, float]:
+        bad = {k: t for k, t in v.items() if not 0.0 < t < 1.0}
+        if bad:
+            raise ValueError(f"thresholds must lie strictly between 0 and 1: {bad}")
+        return v
+
+
+_DEFAULT_STRICTNESS: dict[Level, Strictness] = {"R0": "normal", "R1": "normal", "R2": "strict"}
+_DEFAULT_HOLD: dict[Strategy, int] = {"guide": 400, "correct": 400, "refuse": 600}
+
+
+class ServeSettings(_Strict):
+    fail_mode: Literal["closed", "open"] = "closed"
     rate_limit_per_minute: int = Field(default=600, gt=0)
+    auth_failures_per_minute: int = Field(default=30, gt=0, description="failed "
+                                          "authentication attempts allowed per client address")
+    open_scopes: list[Literal["inspect", "admin"]] = Field(
+        default_factory=list, description="with authentication off: what every caller may "
+        "see besides the reply (inspect: the decision in each completion)")
     upstream_timeout_s: float = Field(default=60.0, gt=0.0,
                                       description="seconds the upstream may take for a whole reply")
     stream_check_chars: int = Field(default=160, gt=0, description="streamed text is verified "
                                     "and released in windows of about this many characters")
+    stream_hold_chars: dict[Strategy, int] = Field(
+        default_factory=lambda: _DEFAULT_HOLD.copy(),
+        description="per strategy: characters held back before the first text is released, "
+                    "so the opening is verified whole (a failed opening is replaced by the "
+                    "fallback before the client sees any of it)")
 
 
 class Policy(_Strict):
@@ -265,7 +319,11 @@ class Policy(_Strict):
     chain: ChainTemplates
     resources: Resources
     audit: AuditSettings = AuditSettings()
+    limits: RequestLimits = RequestLimits()
+    moderation: ModerationSettings = ModerationSettings()
     serve: ServeSettings = ServeSettings()
+    replies: ReplyTexts = Field(default_factory=lambda: _default_replies(),
+                                description="texts the policy writes itself (replies.py)")
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
@@ -273,8 +331,17 @@ class Policy(_Strict):
             raise ValueError(f"user_types: needs exactly {list(USER_TYPES)}")
         if set(self.strategies) != set(STRATEGIES):
             raise ValueError(f"strategies: needs exactly {list(STRATEGIES)}")
-        known = {c.id for c in self.taxonomy.categories}
-        unknown = sorted(set(self.game.false_premise.physical_categories) - known)
+        ids = {c.id for c in self.taxonomy.categories}
+        known = ids | set(self.taxonomy.groups)
+        for name, scaffold in self.replies.scaffolds.items():
+            unknown = sorted(set(scaffold.categories) - known)
+            if unknown:
+                raise ValueError(f"replies.scaffolds.{name}: unknown categories {unknown}")
+        unknown = sorted(set(self.replies.refusal_alternatives) - known - {"default"})
+        if unknown:
+            raise ValueError(f"replies.refusal_alternatives: unknown categories or groups "
+                             f"{unknown}")
+        unknown = sorted(set(self.game.false_premise.physical_categories) - ids)
         if unknown:
             raise ValueError(f"game.false_premise.physical_categories: unknown ids {unknown}")
         return self
@@ -303,6 +370,10 @@ class Policy(_Strict):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _default_replies() -> ReplyTexts:
+    return default_reply_texts()
+
+
 @memo_by_identity
 def _category_index(taxonomy: Taxonomy) -> dict[str, Category]:
     index: dict[str, Category] = {}
@@ -313,6 +384,7 @@ def _category_index(taxonomy: Taxonomy) -> dict[str, Category]:
 
 
 DEFAULT_POLICY_FILE = "default_policy.yaml"
+DEFAULT_REPLIES_FILE = "default_replies.yaml"
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -329,36 +401,81 @@ def _read_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise PolicyError(f"{source}: not valid YAML: {e}") from e
+        raise PolicyError(f"{source}: not valid YAML: {e}",
+                          [(source, "", f"not valid YAML: {e}")]) from e
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: a policy file must be a YAML mapping at the top level")
+        reason = "a policy file must be a YAML mapping at the top level"
+        raise PolicyError(f"{source}: {reason}", [(source, "", reason)])
     return data
 
 
 def _default_text() -> str:
-    return resources.files("oyster.taxonomy").joinpath(DEFAULT_POLICY_FILE).read_text("utf-8")
+    return packaged_text("oyster.taxonomy", DEFAULT_POLICY_FILE)
+
+
+def _with_includes(data: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
+    """`data` merged over the files its `includes` list names (read from `folder`, else
+    from the package: a copy of the default policy keeps working); the including file
+    wins."""
+    names = data.pop("includes", None) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        reason = "expected a list of file names"
+        raise PolicyError(f"{source}: field 'includes': {reason}", [(source, "includes", reason)])
+    merged: dict[str, Any] = {}
+    for name in names:
+        try:
+            text = ((folder / name).read_text("utf-8") if folder and (folder / name).is_file()
+                    else packaged_text("oyster.taxonomy", name))
+        except OSError as e:
+            reason = f"cannot read {name}: {e.strerror or e}"
+            raise PolicyError(f"{source}: field 'includes': {reason}",
+                              [(source, "includes", reason)]) from e
+        merged = _deep_merge(merged, _read_yaml(text, name))
+    return _deep_merge(merged, data)
+
+
+@cache
+def _default_mapping() -> dict[str, Any]:
+    """The packaged policy with its includes (cached: callers deep-copy before merging)."""
+    return _with_includes(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE,
+                          None)
+
+
+@cache
+def default_reply_texts() -> ReplyTexts:
+    """The packaged `replies` section (for a policy file that replaces the default whole
+    and leaves it out)."""
+    data = _read_yaml(packaged_text("oyster.taxonomy", DEFAULT_REPLIES_FILE), DEFAULT_REPLIES_FILE)
+    try:
+        return ReplyTexts.model_validate(data.get("replies"))
+    except ValidationError as e:
+        raise PolicyError(f"{DEFAULT_REPLIES_FILE}: invalid replies: {e}") from None
 
 
 @cache
 def default_policy() -> Policy:
     """The policy shipped in the package (loaded once)."""
-    return policy_from_mapping(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), DEFAULT_POLICY_FILE)
+    return policy_from_mapping(copy.deepcopy(_default_mapping()), DEFAULT_POLICY_FILE)
 
 
-def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
+def policy_from_mapping(data: dict[str, Any], source: str, folder: Path | None = None
+                        ) -> Policy:
+    """Validate a policy mapping; `folder` is where its `includes` are read from."""
     base = data.pop("base", None) if "base" in data else None
+    if "includes" in data:
+        data = _with_includes(data, source, folder)
     if base is not None:
         if base != "default":
-            raise PolicyError(f"{source}: field 'base': only 'default' is supported, got {base!r}")
-        data = _deep_merge(_read_yaml(_default_text(), DEFAULT_POLICY_FILE), data)
+            reason = f"only 'default' is supported, got {base!r}"
+            raise PolicyError(f"{source}: field 'base': {reason}", [(source, "base", reason)])
+        data = _deep_merge(copy.deepcopy(_default_mapping()), data)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
-            for err in e.errors()
-        )
-        raise PolicyError(f"{source}: invalid policy: {problems}") from None
+        problems = [(source, ".".join(str(p) for p in err["loc"]) or "<root>", err["msg"])
+                    for err in e.errors()]
+        listed = "; ".join(f"field '{field}': {reason}" for _, field, reason in problems)
+        raise PolicyError(f"{source}: invalid policy: {listed}", problems) from None
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -369,5 +486,12 @@ def load_policy(path: str | Path | None = None) -> Policy:
     try:
         text = p.read_text("utf-8")
     except OSError as e:
-        raise PolicyError(f"{p}: cannot read policy file: {e.strerror or e}") from e
-    return policy_from_mapping(_read_yaml(text, str(p)), str(p))
+        reason = f"cannot read policy file: {e.strerror or e}"
+        raise PolicyError(f"{p}: {reason}", [(str(p), "", reason)]) from e
+    return policy_from_text(text, str(p), p.parent)
+
+
+def policy_from_text(text: str, source: str, folder: Path | None = None) -> Policy:
+    """Parse and validate policy YAML; `source` names it in errors (e.g. the file name) and
+    `folder` is where its `includes` are read from."""
+    return policy_from_mapping(_read_yaml(text, source), source, folder)

@@ -1,4 +1,4 @@
-"""Fine-tune a chat model on Lingo-BP output: SFT, then ORPO (design.md §7).
+"""Fine-tune a chat model on Lingo-BP output: SFT, then ORPO (docs/training.md).
 
     from oyster.train import TrainConfig, LoraSettings, train_sft, train_orpo, convert_embedded
 
@@ -9,16 +9,16 @@
 
 Model specs: `tiny` (built from a config, for smoke tests), `embedded` (the packaged
 SmolLM2-135M-Instruct GGUF, dequantized) or a checkpoint directory. Data formats: see
-`oyster.train.data`. Output layout: see `oyster.train._runner`. Importing this package does
+`oyster.train.data`. Output layout: see `oyster.train.run`. Importing this package does
 not import torch; the training functions do.
 """
 
-from oyster.train._runner import LossPoint, TrainingError, TrainResult
 from oyster.train.config import LoraSettings, TrainConfig
 from oyster.train.convert import convert_embedded, convert_gguf, embedded_gguf_path
 from oyster.train.data import PreferenceExample, SFTExample, load_preferences, load_sft
 from oyster.train.models import build_tiny, load_model, save_tiny
 from oyster.train.orpo import train_orpo
+from oyster.train.run import LossPoint, TrainingError, TrainResult
 from oyster.train.sft import train_sft
 
 __all__ = [

