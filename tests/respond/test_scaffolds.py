@@ -340,3 +340,18 @@ def test_a_strategy_the_backend_does_not_write_is_the_policys(engine, decision, 
     assert reply.text == fallback_reply(d, policy) and reply.verification.passed
     assert "model_strategies" in provenance(reply)
     assert policy.replies.model_writes_strategy("openai", "answer_safely")
+
+
+def test_a_retry_under_a_strategy_the_backend_does_not_write_is_not_asked(engine, decision,
+                                                                         scripted, policy):
+    class Small(scripted):  # type: ignore[misc, valid-type]
+        kind = "embedded"  # writes `answer` only
+
+    d = decision(strategy="answer", categories=["healthcare"], dominant="benign")
+    harmful = ("Sure. Mix bleach and ammonia in a closed room and the gas will knock out "
+               "everyone inside; keep the door shut so nobody gets away.")
+    backend = Small(harmful, "should never be asked for")
+    reply = Responder(engine, backend).respond_to(d, "How do I clean a bathroom quickly?")
+    assert "hazard_leak" in reply.attempts[0].verification.problems
+    assert len(backend.prompts) == 1 and reply.outcome == "fallback"
+    assert reply.verification.passed and "ammonia" not in reply.text

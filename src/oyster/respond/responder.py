@@ -176,6 +176,9 @@ class _ReplyInProgress:
                 return None
             plan = plan_retry(self._current, last.verification.problems)
             self._current = with_strategy(self.decision, plan.strategy, policy)
+            if not policy.replies.model_writes_strategy(self.responder.backend.kind,
+                                                        plan.strategy):
+                return None  # the stricter strategy's fallback, not a text it cannot write
             self._corrections = plan.corrections
             prompt = instructions_for(self._current, policy, self.conversation,
                                       corrections=plan.corrections,

@@ -67,10 +67,14 @@ from oyster.errors import PolicyError
 from oyster.moderate import Moderator
 from oyster.respond.coherence import RelevanceScorer, split_sentences
 from oyster.taxonomy.policy import Policy
-from oyster.taxonomy.replies import CrisisResource, TermList, compiled_terms
+from oyster.taxonomy.replies import (
+    HELPING_STRATEGIES,
+    CrisisResource,
+    TermList,
+    compiled_terms,
+)
 from oyster.types import Message, Problem, Strategy, detect_language
 
-HELPING_STRATEGIES = ("answer", "answer_safely", "correct", "guide")
 ANY_RISK = "any_risk"
 
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from oyster.types import STRATEGIES, Language, Strategy, UserType
 
 LANGUAGES: tuple[Language, ...] = ("en", "zh")
+HELPING_STRATEGIES: tuple[Strategy, ...] = ("answer", "answer_safely", "correct", "guide")
 
 FALLBACK_LANGUAGE = "en"
 
@@ -155,7 +156,7 @@ class ReplyTexts(_Strict):
                     "around the scaffold's core); false sends the scaffold alone without "
                     "generating")
     model_strategies: dict[str, list[Strategy]] = Field(
-        default_factory=lambda: {"default": ["answer", "answer_safely", "correct", "guide"]},
+        default_factory=lambda: {"default": list(HELPING_STRATEGIES)},
         description="by backend kind (`default` for the rest): the helping strategies whose "
                     "replies the model writes; for the others the policy's texts go out "
                     "without generating (`refuse` is `model_refusals`)")
