@@ -227,33 +227,42 @@ _ROW_COLUMNS = ("seq, id, time, key_id, endpoint, level, strategy, outcome, lang
                 "categories, attacks, latency_ms, status")
 
 
-def _where(where: AuditFilter) -> tuple[str, list[object]]:
-    """The filter as SQL over `idx.facts AS f`."""
+def _filter_sql(where: AuditFilter, column: str, language: str, category: str,
+                category_arg: Callable[[str], object], always: str) -> tuple[str, list[object]]:
+    """The filter as SQL: `column` prefixes the plain columns, `language` and `category` are
+    the two tests the stores keep differently (each with one `?`), `always` the empty filter."""
     clauses: list[str] = []
     args: list[object] = []
     if where.since is not None:
-        clauses.append("f.time >= ?")
+        clauses.append(f"{column}time >= ?")
         args.append(where.since)
     if where.until is not None:
-        clauses.append("f.time < ?")
+        clauses.append(f"{column}time < ?")
         args.append(where.until)
-    for column, values in (("strategy", where.strategies), ("level", where.levels),
-                           ("outcome", where.outcomes)):
+    for name, values in (("strategy", where.strategies), ("level", where.levels),
+                         ("outcome", where.outcomes)):
         if values:
-            clauses.append(f"f.{column} IN ({', '.join('?' * len(values))})")
+            clauses.append(f"{column}{name} IN ({', '.join('?' * len(values))})")
             args.extend(values)
     if where.language is not None:
-        clauses.append("f.language = ?")
+        clauses.append(language)
         args.append(where.language)
     if where.key == "-":
-        clauses.append("f.key_id IS NULL")
+        clauses.append(f"{column}key_id IS NULL")
     elif where.key is not None:
-        clauses.append("f.key_id = ?")
+        clauses.append(f"{column}key_id = ?")
         args.append(where.key)
     if where.category is not None:
-        clauses.append("f.seq IN (SELECT seq FROM idx.categories WHERE category = ?)")
-        args.append(where.category)
-    return (" AND ".join(clauses) or "1"), args
+        clauses.append(category)
+        args.append(category_arg(where.category))
+    return (" AND ".join(clauses) or always), args
+
+
+def _where(where: AuditFilter) -> tuple[str, list[object]]:
+    """The filter as SQL over `idx.facts AS f`."""
+    return _filter_sql(where, "f.", "f.language = ?",
+                       "f.seq IN (SELECT seq FROM idx.categories WHERE category = ?)",
+                       lambda c: c, "1")
 
 
 def _row(values: tuple[object, ...]) -> AuditRow:
@@ -483,32 +492,10 @@ _EXPORT_BATCH = 1000
 
 
 def _pg_where(where: AuditFilter) -> tuple[str, list[object]]:
-    """The filter as SQL over the proxy's `decisions` table."""
-    clauses: list[str] = []
-    args: list[object] = []
-    if where.since is not None:
-        clauses.append("time >= ?")
-        args.append(where.since)
-    if where.until is not None:
-        clauses.append("time < ?")
-        args.append(where.until)
-    for column, values in (("strategy", where.strategies), ("level", where.levels),
-                           ("outcome", where.outcomes)):
-        if values:
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-            args.extend(values)
-    if where.language is not None:
-        clauses.append("record->>'language' = ?")
-        args.append(where.language)
-    if where.key == "-":
-        clauses.append("key_id IS NULL")
-    elif where.key is not None:
-        clauses.append("key_id = ?")
-        args.append(where.key)
-    if where.category is not None:  # answered by the GIN index on the categories
-        clauses.append("record->'categories' @> ?::jsonb")
-        args.append(json.dumps([{"id": where.category}]))
-    return (" AND ".join(clauses) or "TRUE"), args
+    """The filter as SQL over the proxy's `decisions` table (the category test is answered
+    by the GIN index on the categories)."""
+    return _filter_sql(where, "", "record->>'language' = ?", "record->'categories' @> ?::jsonb",
+                       lambda c: json.dumps([{"id": c}]), "TRUE")
 
 
 class PostgresAuditQuery(AuditQuery):
