@@ -3,6 +3,7 @@ short prompts and long ones (>= 1,000 characters) reported separately.
 
     .venv/bin/python benchmarks/decide_throughput.py [--assessor default lexicon] [--n 400]
     .venv/bin/python benchmarks/decide_throughput.py --baseline-src /path/to/old/src
+    .venv/bin/python benchmarks/decide_throughput.py --assessor default --workers 1 2
 
 `--baseline-src` measures another source tree (e.g. an older commit exported with
 `git archive`) in a child process with that tree first on the path, in the same run, so
@@ -10,8 +11,9 @@ before and after are side by side on the same machine state. `settled` is the sh
 decisions the local assessor's first stage settled without the encoder (#18).
 `--guards` adds the packaged prompt guards (metatronnanoguard, svguardian: the
 `baselines` extra) on the same prompts: their per-text latency and texts/s (they flag a
-prompt, they do not decide a strategy). Prints a table and writes JSON (default:
-benchmarks/results/decide_throughput.json).
+prompt, they do not decide a strategy). `--workers 1 2` times `oyster decide FILE
+--workers N` end to end for each N (the same file; the outputs must be identical).
+Prints a table and writes JSON (default: benchmarks/results/decide_throughput.json).
 """
 
 from __future__ import annotations
@@ -139,6 +141,42 @@ def measure_guard(name: str, prompts: list[object], n: int) -> dict[str, float |
             **_quantiles(latencies), "settled": "-"}
 
 
+def measure_workers(assessor: str, kind: str, prompts: list[object], n: int,
+                    workers: Sequence[int], chunk: int) -> list[dict[str, float | str | int]]:
+    """`oyster decide FILE --workers N` end to end (a fresh process: each worker loads the
+    assessor, so the wall time includes the loading), for each N on the same file; the
+    outputs must be byte-identical."""
+    import tempfile
+
+    rows: list[dict[str, float | str | int]] = []
+    outputs: dict[int, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = Path(tmp) / "cases.jsonl"
+        cases.write_text("".join(_case_line(prompts[i % len(prompts)], i) for i in range(n)),
+                         encoding="utf-8")
+        for w in workers:
+            out = Path(tmp) / f"out-{w}.jsonl"
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "oyster.cli", "decide", str(cases),
+                            "--assessor", assessor, "--workers", str(w), "--chunk", str(chunk),
+                            "--out", str(out)], check=True, capture_output=True)
+            wall = time.perf_counter() - t
+            outputs[w] = out.read_bytes()
+            rows.append({"code": "this checkout", "prompts": kind,
+                         "assessor": f"{assessor} --workers {w}", "n": n, "batch": chunk,
+                         "wall_s_with_load": round(wall, 1),
+                         "batch_decisions_per_s": round(n / wall, 1),
+                         "load_avg": round(os.getloadavg()[0], 1)})
+    assert len(set(outputs.values())) == 1, "--workers changed the output"
+    return rows
+
+
+def _case_line(case: object, i: int) -> str:
+    c = _distinct(case, i)
+    return json.dumps({"id": i, "prompt": c} if isinstance(c, str) else
+                      {"id": i, "messages": c}, ensure_ascii=False) + "\n"
+
+
 def measure_all(assessors: list[str], n: int, n_long: int, batch: int,
                 guards: Sequence[str] = ()) -> list[dict[str, float | str | int]]:
     rows = []
@@ -158,6 +196,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--guards", nargs="*", default=[],
                     help="packaged guards to measure too: metatronnanoguard svguardian")
+    ap.add_argument("--workers", type=int, nargs="*", default=[],
+                    help="also time `oyster decide FILE --workers N` end to end for each N "
+                         "(e.g. 1 2), with the first --assessor")
+    ap.add_argument("--chunk", type=int, default=16, help="lines per task with --workers")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another source tree to measure in a child process (labelled 'before')")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -179,6 +221,11 @@ def main() -> None:
     rows += [{**r, "code": "after" if args.baseline_src else "this checkout"}
              for r in measure_all(args.assessor, args.n, args.n_long, args.batch,
                                   args.guards)]
+    for w_kind, w_prompts, w_n in (("short", PROMPTS, args.n), ("long", LONG_PROMPTS,
+                                                                 args.n_long)):
+        if args.workers:
+            rows += measure_workers(args.assessor[0], w_kind, w_prompts, w_n, args.workers,
+                                    args.chunk)
     from rich.console import Console
     from rich.table import Table
 
