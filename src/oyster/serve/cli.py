@@ -110,6 +110,10 @@ def _register_serve(app: typer.Typer) -> None:
         reports_dir: Annotated[Path | None, typer.Option(
             "--reports-dir", help="folder of `oyster report` HTML files the console lists",
             file_okay=False)] = None,
+        batch_window_ms: Annotated[float, typer.Option(
+            "--batch-window-ms", min=0.0, max=1000.0, envvar="OYSTER_BATCH_WINDOW_MS",
+            help="concurrent requests share one assessor call: each waits at most this long "
+                 "for others (0: off; see benchmarks/encoder_batching.py)")] = 0.0,
         workers: Annotated[int, typer.Option(
             "--workers", min=1, max=64, help="server processes on this port (uvicorn "
             "workers), each with its own engine; more than 1 needs --state and "
@@ -138,7 +142,7 @@ def _register_serve(app: typer.Typer) -> None:
             open_scope=open_scope, upstream_timeout=upstream_timeout,
             upstream_concurrency=upstream_concurrency, upstream_retries=upstream_retries,
             console=console, reports_dir=str(reports_dir) if reports_dir else None,
-            traces=traces)
+            traces=traces, batch_window_ms=batch_window_ms)
         if workers > 1 and state is None:
             raise _fail(f"--workers {workers} needs --state redis://...: without it each "
                         "worker process keeps its own rate-limit buckets (the port would "
@@ -309,6 +313,7 @@ class ServeOptions(BaseModel):
     console: bool
     reports_dir: str | None
     traces: Exporter
+    batch_window_ms: float = 0.0
 
 
 def build_app(o: ServeOptions) -> Any:
@@ -330,6 +335,7 @@ def build_app(o: ServeOptions) -> Any:
         ("upstream_timeout_s", o.upstream_timeout), ("open_scopes", o.open_scope))
         if v is not None}
     engine = Engine(policy=o.policy, assessor=o.assessor)
+    engine.batch_concurrent(o.batch_window_ms / 1000)
     settings = ServeSettings.model_validate(engine.policy.serve.model_dump() | overrides)
     keys = None
     if o.keys_db is not None:
