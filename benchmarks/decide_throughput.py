@@ -149,19 +149,19 @@ def measure_workers(assessor: str, kind: str, prompts: list[object], n: int,
     import tempfile
 
     rows: list[dict[str, float | str | int]] = []
-    outputs: dict[int, bytes] = {}
+    outputs: dict[int, bytes] = {}  # by run
     with tempfile.TemporaryDirectory() as tmp:
         cases = Path(tmp) / "cases.jsonl"
         cases.write_text("".join(_case_line(prompts[i % len(prompts)], i) for i in range(n)),
                          encoding="utf-8")
-        for w in workers:
-            out = Path(tmp) / f"out-{w}.jsonl"
+        for run, w in enumerate(workers):  # a count may repeat: interleave 1 2 2 1
+            out = Path(tmp) / f"out-{run}.jsonl"
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "oyster.cli", "decide", str(cases),
                             "--assessor", assessor, "--workers", str(w), "--chunk", str(chunk),
                             "--out", str(out)], check=True, capture_output=True)
             wall = time.perf_counter() - t
-            outputs[w] = out.read_bytes()
+            outputs[run] = out.read_bytes()
             rows.append({"code": "this checkout", "prompts": kind,
                          "assessor": f"{assessor} --workers {w}", "n": n, "batch": chunk,
                          "wall_s_with_load": round(wall, 1),
