@@ -3,6 +3,7 @@ the audit log), `oyster serve keys ...` and `oyster audit tail|export`."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -158,8 +159,15 @@ def test_two_workers_share_the_port_the_audit_log_and_the_rate_limit(tmp_path, f
         assert 6 <= statuses.count(200) <= 6 + refilled + 1, statuses
         assert statuses.count(200) + statuses.count(429) == 16, statuses
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        children = _children(proc.pid)
+        proc.terminate()  # uvicorn's supervisor stops its workers
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            for pid in [proc.pid, *children]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait(timeout=10)
     assert count(tmp_path / "audit.db") == 16
 
 
