@@ -3,11 +3,17 @@ short prompts and long ones (>= 1,000 characters) reported separately.
 
     .venv/bin/python benchmarks/decide_throughput.py [--assessor default lexicon] [--n 400]
     .venv/bin/python benchmarks/decide_throughput.py --baseline-src /path/to/old/src
+    .venv/bin/python benchmarks/decide_throughput.py --assessor default --workers 1 2
 
 `--baseline-src` measures another source tree (e.g. an older commit exported with
 `git archive`) in a child process with that tree first on the path, in the same run, so
-before and after are side by side on the same machine state. Prints a table and writes
-JSON (default: benchmarks/results/decide_throughput.json).
+before and after are side by side on the same machine state. `settled` is the share of
+decisions the local assessor's first stage settled without the encoder (#18).
+`--guards` adds the packaged prompt guards (metatronnanoguard, svguardian: the
+`baselines` extra) on the same prompts: their per-text latency and texts/s (they flag a
+prompt, they do not decide a strategy). `--workers 1 2` times `oyster decide FILE
+--workers N` end to end for each N (the same file; the outputs must be identical).
+Prints a table and writes JSON (default: benchmarks/results/decide_throughput.json).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 # A mix of what a deployment sees: ordinary, risky-sounding, distress, false belief,
@@ -74,6 +81,9 @@ def _distinct(case: object, i: int) -> object:
     return [*case[:-1], {"role": "user", "content": f"{case[-1]['content']} (#{i})"}]
 
 
+_SETTLED = "settled by the first stage"  # the local assessor's note (#18)
+
+
 def measure(assessor: str, prompts: list[object], n: int, batch: int
             ) -> dict[str, float | str | int]:
     from oyster.engine import Engine
@@ -84,28 +94,96 @@ def measure(assessor: str, prompts: list[object], n: int, batch: int
     load_s = time.perf_counter() - t0
     cases = [_distinct(prompts[i % len(prompts)], i) for i in range(n)]
     latencies = []
+    settled = 0
     for c in cases:
         t = time.perf_counter()
-        engine.decide(c)  # type: ignore[arg-type]
+        d = engine.decide(c)  # type: ignore[arg-type]
         latencies.append((time.perf_counter() - t) * 1000)
+        settled += any(note.startswith(_SETTLED) for note in d.assessment.notes)
     fresh = [_distinct(prompts[i % len(prompts)], n + i) for i in range(n)]  # not yet cached
     t = time.perf_counter()
     for i in range(0, n, batch):
         engine.decide_many(fresh[i:i + batch])  # type: ignore[arg-type]
     batch_s = time.perf_counter() - t
-    q = statistics.quantiles(latencies, n=20)
     return {"assessor": assessor, "n": n, "batch": batch, "load_s": round(load_s, 2),
-            "batch_decisions_per_s": round(n / batch_s, 1),
-            "single_p50_ms": round(statistics.median(latencies), 2),
+            "batch_decisions_per_s": round(n / batch_s, 1), **_quantiles(latencies),
+            "settled": round(settled / n, 3)}
+
+
+def _quantiles(latencies: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(latencies, n=20)
+    return {"single_p50_ms": round(statistics.median(latencies), 2),
             "single_p95_ms": round(q[18], 2)}
 
 
-def measure_all(assessors: list[str], n: int, n_long: int, batch: int
-                ) -> list[dict[str, float | str | int]]:
+def measure_guard(name: str, prompts: list[object], n: int) -> dict[str, float | str | int]:
+    """A packaged prompt guard on the last user turn of the same prompts (it reads one
+    text; it has no batch call, so texts/s is one over its mean latency)."""
+    from assessor_vs_baselines import SYSTEMS  # the loaders of the packaged guards
+
+    module, load = SYSTEMS[name]
+    import importlib.util
+
+    if module is None or importlib.util.find_spec(module) is None:
+        return {"assessor": name, "n": 0, "note": f"{module} not installed (extra 'baselines')"}
+    t0 = time.perf_counter()
+    flag = load()
+    flag(_last_text(PROMPTS[0]))
+    load_s = time.perf_counter() - t0
+    latencies = []
+    for i in range(n):
+        text = _last_text(_distinct(prompts[i % len(prompts)], i))
+        t = time.perf_counter()
+        flag(text)
+        latencies.append((time.perf_counter() - t) * 1000)
+    return {"assessor": name, "n": n, "batch": 1, "load_s": round(load_s, 2),
+            "batch_decisions_per_s": round(1000 * n / sum(latencies), 1),
+            **_quantiles(latencies), "settled": "-"}
+
+
+def measure_workers(assessor: str, kind: str, prompts: list[object], n: int,
+                    workers: Sequence[int], chunk: int) -> list[dict[str, float | str | int]]:
+    """`oyster decide FILE --workers N` end to end (a fresh process: each worker loads the
+    assessor, so the wall time includes the loading), for each N on the same file; the
+    outputs must be byte-identical."""
+    import tempfile
+
+    rows: list[dict[str, float | str | int]] = []
+    outputs: dict[int, bytes] = {}  # by run
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = Path(tmp) / "cases.jsonl"
+        cases.write_text("".join(_case_line(prompts[i % len(prompts)], i) for i in range(n)),
+                         encoding="utf-8")
+        for run, w in enumerate(workers):  # a count may repeat: interleave 1 2 2 1
+            out = Path(tmp) / f"out-{run}.jsonl"
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "oyster.cli", "decide", str(cases),
+                            "--assessor", assessor, "--workers", str(w), "--chunk", str(chunk),
+                            "--out", str(out)], check=True, capture_output=True)
+            wall = time.perf_counter() - t
+            outputs[run] = out.read_bytes()
+            rows.append({"code": "this checkout", "prompts": kind,
+                         "assessor": f"{assessor} --workers {w}", "n": n, "batch": chunk,
+                         "wall_s_with_load": round(wall, 1),
+                         "batch_decisions_per_s": round(n / wall, 1),
+                         "load_avg": round(os.getloadavg()[0], 1)})
+    assert len(set(outputs.values())) == 1, "--workers changed the output"
+    return rows
+
+
+def _case_line(case: object, i: int) -> str:
+    c = _distinct(case, i)
+    return json.dumps({"id": i, "prompt": c} if isinstance(c, str) else
+                      {"id": i, "messages": c}, ensure_ascii=False) + "\n"
+
+
+def measure_all(assessors: list[str], n: int, n_long: int, batch: int,
+                guards: Sequence[str] = ()) -> list[dict[str, float | str | int]]:
     rows = []
-    for a in assessors:
+    for a in [*assessors, *guards]:
         for kind, prompts, count in (("short", PROMPTS, n), ("long", LONG_PROMPTS, n_long)):
-            row = measure(a, prompts, count, batch)
+            row = (measure_guard(a, prompts, count) if a in guards
+                   else measure(a, prompts, count, batch))
             rows.append({"code": "", "prompts": kind, **row})
     return rows
 
@@ -116,6 +194,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400, help="short prompts per measurement")
     ap.add_argument("--n-long", type=int, default=100, help="long prompts per measurement")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--guards", nargs="*", default=[],
+                    help="packaged guards to measure too: metatronnanoguard svguardian")
+    ap.add_argument("--workers", type=int, nargs="*", default=[],
+                    help="also time `oyster decide FILE --workers N` end to end for each N "
+                         "(e.g. 1 2), with the first --assessor")
+    ap.add_argument("--chunk", type=int, default=16, help="lines per task with --workers")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another source tree to measure in a child process (labelled 'before')")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -135,16 +219,23 @@ def main() -> None:
             env=env, capture_output=True, text=True, check=True)
         rows += [{**r, "code": "before"} for r in json.loads(child.stdout.splitlines()[-1])]
     rows += [{**r, "code": "after" if args.baseline_src else "this checkout"}
-             for r in measure_all(args.assessor, args.n, args.n_long, args.batch)]
+             for r in measure_all(args.assessor, args.n, args.n_long, args.batch,
+                                  args.guards)]
+    for w_kind, w_prompts, w_n in (("short", PROMPTS, args.n), ("long", LONG_PROMPTS,
+                                                                 args.n_long)):
+        if args.workers:
+            rows += measure_workers(args.assessor[0], w_kind, w_prompts, w_n, args.workers,
+                                    args.chunk)
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"decide throughput ({platform.processor() or platform.machine()}, "
                         f"{os.cpu_count()} CPUs)")
-    for col in rows[0]:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    for col in cols:
         table.add_column(col)
-    for r in sorted(rows, key=lambda r: (str(r["assessor"]), str(r["prompts"]) != "short")):
-        table.add_row(*(str(v) for v in r.values()))
+    for r in sorted(rows, key=lambda r: (str(r["prompts"]) != "short", str(r["assessor"]))):
+        table.add_row(*(str(r.get(c, "")) for c in cols))
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows}, indent=2))

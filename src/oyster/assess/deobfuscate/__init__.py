@@ -44,7 +44,7 @@ from oyster.assess.deobfuscate import chinese, code, encodings, letters, story  
 from oyster.assess.deobfuscate.base import DECODERS, Decoded, Decoder
 from oyster.types import Level
 
-__all__ = ["DECODERS", "HIDING_COUNTS_FROM", "JUDGE_MIN", "JUDGE_REVEALED", "REPLACE_MIN",
+__all__ = ["DECODERS", "HIDING_COUNTS_FROM", "JUDGE_MIN", "JUDGE_REVEALED", "MAX_READINGS", "REPLACE_MIN",
            "Decoded", "Decoder", "Readings", "deobfuscate", "explained", "merge_attacks", "read",
            "replaces_surface", "report", "warm_up"]
 
@@ -52,7 +52,7 @@ _log = logging.getLogger(__name__)
 _MAX_CHARS = 40_000  # longer messages are decoded on their head and tail
 _NESTED_MIN = 0.5  # a payload this sure of itself is decoded again
 _MAX_PAYLOADS = 8
-_MAX_READINGS = 6
+MAX_READINGS = 6
 # A payload decoded at least this confidently is judged as text (and reported) ...
 JUDGE_MIN = 0.5
 # ... and at least this confidently, by a decoder whose surface is not language, it stands
@@ -158,7 +158,7 @@ def read(text: str, payloads: Iterable[Decoded] | None = None, *,
     """The readings of one message; `payloads` defaults to `deobfuscate(text)`. The two
     thresholds default to the values chosen on the validation split (docs/evaluation.md)."""
     found = tuple(p for p in (deobfuscate(text) if payloads is None else payloads)
-                  if p.confidence >= judge_min and p.text.strip())[:_MAX_READINGS]
+                  if p.confidence >= judge_min and p.text.strip())[:MAX_READINGS]
     replaced = any(p.confidence >= replace_min and replaces_surface(p) for p in found)
     return Readings(text, found, replaced)
 

@@ -1,0 +1,267 @@
+"""The first stage of the local assessor's cascade: hashed character n-grams and linear
+maps distilled from the assessor's own readings, about a hundred times cheaper than the
+sentence encoder.
+
+    stage = FirstStage.load(path)
+    p = stage.settle(text, hits)   # the heads' probabilities, or None: abstain
+
+The stage predicts what the encoder path's heads would output for a text (level, user
+type, form, categories), so a settled text goes through the same rules, type evidence
+and game as any other. It only settles a clear case: a single-turn message with no
+payload from the de-obfuscation stage and no attack detector firing, read as R0 or R2
+with a calibrated confidence at or above the level's threshold, and never read harmless
+where a rule of the lexicon reads a harm or false-belief cue. R1 (distress, false
+beliefs, professional needs) always goes to the encoder. Long texts are read in windows
+and the riskiest window speaks for the text, so a request buried at the end of a long
+harmless text is never averaged away.
+
+Training (`fit`) regresses the teacher's log-probabilities on the n-gram counts of the
+training split; the confidence temperature (how often the stage's level agrees with the
+encoder's) and the thresholds are fitted and chosen on the validation split
+(`oyster assess first-stage`, `docs/assessor.md`). The artefact records a fingerprint of
+the heads it was distilled from; the assessor refuses to use it with other heads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oyster.assess.attacks import Hit
+from oyster.assess.heads import attack_vector, shape_features
+from oyster.errors import AssessorError
+from oyster.types import LEVELS
+
+__all__ = ["FIRST_STAGE_FORMAT", "FirstStage", "fingerprint", "flagged", "ngram_counts",
+           "windows"]
+
+FIRST_STAGE_FORMAT = "oyster-first-stage/1"
+BUCKETS = 2**17
+NGRAMS = (1, 2, 3, 4, 5)
+# a text longer than this is read in windows of WINDOW characters every STRIDE
+WINDOW = 200
+STRIDE = 100
+# an attack detector at this confidence or more sends the text to the encoder
+FLAG_MIN = 0.3
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+_SALT = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def ngram_counts(text: str, buckets: int = BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """Hashed character n-grams (1 to 5, spaces included, after NFKC and lower-casing):
+    the sorted unique buckets and log(1 + count) values, L2-normalised. Vectorised integer
+    hashing, the same on every platform; the cost grows with the length only linearly."""
+    norm = f" {_normalise(text)} "
+    codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts = []
+    h = np.zeros(len(codes), dtype=np.uint64)
+    for n in NGRAMS:
+        if len(codes) < n:
+            break
+        # h[i] is the hash of codes[i : i + n], built from the n-1 gram starting at i
+        h = h[:len(codes) - n + 1] * _MULT + codes[n - 1:]
+        mixed = (h ^ np.uint64(n)) * _SALT
+        parts.append((mixed >> np.uint64(40)) % np.uint64(buckets))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    idx, count = np.unique(np.concatenate(parts).astype(np.int64), return_counts=True)
+    val = np.log1p(count).astype(np.float32)
+    return idx, val / max(float(np.linalg.norm(val)), 1e-6)
+
+
+def windows(text: str) -> list[str]:
+    """The text itself when short; else overlapping windows over all of it (the last one
+    ends at the end of the text)."""
+    if len(text) <= WINDOW:
+        return [text]
+    starts = [*range(0, len(text) - WINDOW, STRIDE), len(text) - WINDOW]
+    return [text[s:s + WINDOW] for s in starts]
+
+
+def flagged(hits: Sequence[Hit]) -> bool:
+    """Whether an attack detector says anything worth the encoder's time."""
+    return any(h.confidence >= FLAG_MIN for h in hits)
+
+
+def fingerprint(path: str | Path) -> str:
+    """The identity of a heads artefact (its bytes), recorded in the stage it teaches."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class FirstStage:
+    """Linear maps from hashed n-grams (and the detectors' confidences and the length)
+    to the teacher heads' outputs; `settle` decides or abstains."""
+
+    teacher: str  # fingerprint of the heads it was distilled from
+    layout: dict[str, tuple[int, int]]  # head -> column slice of W
+    W: np.ndarray  # (buckets + dense features, outputs)
+    b: np.ndarray  # (outputs,)
+    temperature: float = 1.0  # of the level head, fitted on validation
+    settle_min: dict[str, float] = field(default_factory=lambda: {"R0": 2.0, "R2": 2.0})
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def buckets(self) -> int:
+        return int(self.meta.get("buckets", BUCKETS))
+
+    def _dense(self, text: str, hits: Sequence[Hit]) -> np.ndarray:
+        return np.concatenate([attack_vector(hits), shape_features(text)])
+
+    def _raw(self, text: str, hits: Sequence[Hit]) -> np.ndarray:
+        idx, val = ngram_counts(text, self.buckets)
+        z = val @ self.W[idx] + self._dense(text, hits) @ self.W[self.buckets:] + self.b
+        return np.asarray(z, dtype=np.float32)
+
+    def _probs(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, (a, b) in self.layout.items():
+            if name == "categories":
+                out[name] = 1.0 / (1.0 + np.exp(-np.clip(z[..., a:b], -40, 40)))
+            else:
+                t = self.temperature if name == "level" else 1.0
+                out[name] = _softmax(z[..., a:b] / t)
+        return out
+
+    def predict(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray]:
+        """The heads' probabilities for `text` as the stage reads it: for a long text, the
+        riskiest window's (R2 first, then R1), so a buried request is not averaged away."""
+        parts = windows(text)
+        Z = np.stack([self._raw(w, hits) for w in parts])
+        P = self._probs(Z)
+        lv = P["level"]
+        k = int(np.argmax(lv[:, 2] + 0.5 * lv[:, 1]))
+        return {name: v[k] for name, v in P.items()}
+
+    def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
+        """The probabilities to judge `text` by, or None where the encoder must read it
+        (the caller has already left out conversations and de-obfuscated payloads)."""
+        if flagged(hits):
+            return None
+        p = self.predict(text, hits)
+        lv = p["level"]
+        level = LEVELS[int(np.argmax(lv))]
+        if level == "R1" or float(lv.max()) < self.settle_min.get(level, 2.0):
+            return None
+        return p
+
+    # ------------------------------------------------------------------ artefact
+    def save(self, path: Path) -> None:
+        header = {"format": FIRST_STAGE_FORMAT, "teacher": self.teacher,
+                  "layout": {k: list(v) for k, v in self.layout.items()},
+                  "temperature": self.temperature, "settle_min": self.settle_min,
+                  "meta": self.meta}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # int8 weights with a scale per output column: a quarter of float32, and the
+        # rounding is far below the spread of the thresholds chosen on validation
+        scale = np.maximum(np.abs(self.W).max(axis=0), 1e-8) / 127.0
+        q = np.round(self.W / scale).astype(np.int8)
+        np.savez_compressed(path, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                            Wq=q, scale=scale.astype(np.float32), b=self.b.astype(np.float32))
+
+    @classmethod
+    def load(cls, path: Path) -> FirstStage:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(bytes(z["__header__"]).decode("utf-8"))
+                W = z["Wq"].astype(np.float32) * z["scale"]
+                b = np.asarray(z["b"], np.float32)
+        except (OSError, KeyError, ValueError) as e:
+            raise AssessorError(f"cannot read the first stage at {path}: {e}") from e
+        if header.get("format") != FIRST_STAGE_FORMAT:
+            raise AssessorError(f"{path}: not a first-stage artefact ({header.get('format')})")
+        return cls(teacher=header["teacher"],
+                   layout={k: (int(v[0]), int(v[1])) for k, v in header["layout"].items()},
+                   W=W, b=b, temperature=float(header["temperature"]),
+                   settle_min={k: float(v) for k, v in header["settle_min"].items()},
+                   meta=header.get("meta", {}))
+
+
+def _design(texts: Sequence[str], hits: Sequence[Sequence[Hit]], buckets: int) -> Any:
+    from scipy import sparse
+
+    rows, cols, vals = [], [], []
+    dense = []
+    for i, t in enumerate(texts):
+        idx, val = ngram_counts(t, buckets)
+        rows.append(np.full(len(idx), i))
+        cols.append(idx)
+        vals.append(val)
+        dense.append(np.concatenate([attack_vector(hits[i]), shape_features(t)]))
+    X = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(len(texts), buckets))
+    return sparse.hstack([X, sparse.csr_matrix(np.stack(dense))], format="csr")
+
+
+def teacher_targets(P: dict[str, np.ndarray], layout: dict[str, tuple[int, int]]
+                    ) -> np.ndarray:
+    """What the linear maps regress: centred log-probabilities of the single-label heads,
+    logits of the categories (clipped: a sure teacher is not an infinite target)."""
+    cols = []
+    for name in layout:
+        p = np.clip(np.asarray(P[name], np.float64), 1e-4, 1 - 1e-4)
+        if name == "categories":
+            cols.append(np.log(p / (1 - p)))
+        else:
+            lp = np.log(p)
+            cols.append(lp - lp.mean(axis=1, keepdims=True))
+    return np.concatenate(cols, axis=1)
+
+
+def fit(texts: Sequence[str], hits: Sequence[Sequence[Hit]], P: dict[str, np.ndarray],
+        teacher: str, *, alpha: float = 1.0, buckets: int = BUCKETS,
+        meta: dict[str, Any] | None = None) -> FirstStage:
+    """Ridge regressions from the n-gram design to the teacher's outputs `P` (one row per
+    text); thresholds start closed (nothing settles until `choose` opens them)."""
+    from sklearn.linear_model import Ridge
+
+    layout: dict[str, tuple[int, int]] = {}
+    pos = 0
+    for name in ("level", "user_type", "form", "categories"):
+        width = int(np.asarray(P[name]).shape[1])
+        layout[name] = (pos, pos + width)
+        pos += width
+    X = _design(texts, hits, buckets)
+    Y = teacher_targets(P, layout)
+    model = Ridge(alpha=alpha, solver="sparse_cg", fit_intercept=True, tol=1e-4)
+    model.fit(X, Y)
+    W = np.asarray(model.coef_, np.float32).T
+    b = np.asarray(model.intercept_, np.float32)
+    return FirstStage(teacher=teacher, layout=layout, W=W, b=b,
+                      meta={"buckets": buckets, "alpha": alpha, "ngrams": list(NGRAMS),
+                            "window": WINDOW, "stride": STRIDE, "n_train": len(texts),
+                            **(meta or {})})
+
+
+def fit_temperature(stage: FirstStage, texts: Sequence[str], hits: Sequence[Sequence[Hit]],
+                    teacher_levels: Sequence[int]) -> float:
+    """The level temperature that makes the stage's confidence the probability that the
+    encoder path reads the same level (negative log-likelihood on the given texts, a grid)."""
+    Z = np.stack([stage._raw(t, h) for t, h in zip(texts, hits, strict=True)])
+    a, b = stage.layout["level"]
+    logits = Z[:, a:b]
+    y = np.asarray(teacher_levels)
+    best_t, best = 1.0, float("inf")
+    for t in np.exp(np.linspace(np.log(0.2), np.log(5.0), 61)):
+        p = _softmax(logits / t)
+        nll = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-9, 1.0))))
+        if nll < best:
+            best_t, best = float(t), nll
+    return round(best_t, 4)
