@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from oyster.taxonomy.policy import default_policy
 
 from oyster.assess.first_stage import (
     WINDOW,
@@ -29,7 +30,6 @@ from oyster.assess.local import (
     packaged_heads_path,
 )
 from oyster.engine import Engine
-from oyster.taxonomy.policy import default_policy
 from oyster.types import Message
 
 needs_local = pytest.mark.skipif(not local_available(),

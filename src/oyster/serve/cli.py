@@ -323,12 +323,12 @@ def build_app(o: ServeOptions) -> Any:
     from oyster.backends import from_spec
     from oyster.engine import Engine
     from oyster.errors import InputError
+    from oyster.policy import ServeSettings
     from oyster.respond import Responder
     from oyster.serve.app import create_app
     from oyster.serve.audit import AuditLog
     from oyster.serve.keys import KeyStore
     from oyster.serve.state import from_url as state_from_url
-    from oyster.policy import ServeSettings
 
     overrides: dict[str, Any] = {k: v for k, v in (
         ("fail_mode", o.fail_mode), ("rate_limit_per_minute", o.rate_limit),
