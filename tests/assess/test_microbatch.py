@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from oyster.taxonomy.policy import load_policy
+from oyster.policy import load_policy
 
 from oyster.assess.lexicon import LexiconAssessor
 from oyster.assess.microbatch import MicroBatcher
