@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from oyster.policy import default_policy
 
 from oyster.assess.first_stage import (
     WINDOW,
@@ -30,6 +29,7 @@ from oyster.assess.local import (
     packaged_heads_path,
 )
 from oyster.engine import Engine
+from oyster.policy import default_policy
 from oyster.types import Message
 
 needs_local = pytest.mark.skipif(not local_available(),

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from oyster.policy import load_policy
 
 from oyster.assess.lexicon import LexiconAssessor
 from oyster.assess.microbatch import MicroBatcher
+from oyster.policy import load_policy
 from oyster.types import Message
 
 BAD = "this text breaks the assessor"
