@@ -74,20 +74,24 @@ def test_the_reasoning_tag_is_configurable_or_dropped(run_dir: Path, tmp_path: P
         export(run_dir, "sft", tmp_path / "bad.jsonl", tag="not a tag")
 
 
-def test_preference_rows_pair_best_and_worst_where_scores_differ(run_dir: Path,
-                                                                 tmp_path: Path) -> None:
+def test_preference_rows_pair_the_chosen_reply_with_the_models_failed_attempt(
+        run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "pref.jsonl"
     summary = export(run_dir, "preference", out)
-    assert summary.rows == 1 and summary.skipped == {"no_score_difference": 2}
+    # "perfect" has no other reply to reject; "unsafe" has no safe reply to choose
+    assert summary.rows == 1 and summary.skipped == {"no_rejected_reply": 1,
+                                                     "chosen_below_min_safety": 1}
     (pair,) = load_preferences(out)
     result = next(r for r in RunStore(run_dir).results() if r.id == "improves")
-    assert result.preference is not None
-    chosen = result.round_record(result.preference.chosen_round)
-    rejected = result.round_record(result.preference.rejected_round)
-    assert (chosen.scores.objective or 0) > (rejected.scores.objective or 0)
+    # every round fell back to the policy's text (the canned model's reply is off topic for
+    # it): the best round is chosen, the model's failed attempt rejected
+    chosen = result.round_record(result.best_round)
+    (attempt, *_) = result.rounds[0].attempts
+    assert chosen.outcome == "fallback" and not attempt.verification.passed
     assert [m.role for m in pair.prompt] == ["system", "user"]
-    assert pair.chosen[0].content.endswith(chosen.reply)
-    assert pair.rejected[0].content.endswith(rejected.reply)
+    assert pair.chosen[0].content == f"<think>{chain_text(chosen.effective_chain)}</think>\n" \
+        f"{chosen.reply}"
+    assert pair.rejected[0].content.endswith(attempt.text)
 
 
 def test_min_safety_admits_mostly_safe_replies_when_asked(run_dir: Path, tmp_path: Path,
@@ -109,3 +113,4 @@ def test_export_needs_a_run_with_finished_queries(tmp_path: Path, policy: Any) -
                             assessor="a", generation={}), resume=False)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="no finished queries"):
         export(store.path, "preference", tmp_path / "x.jsonl")
+
