@@ -171,3 +171,18 @@ def test_the_card_counts_rows_by_language_level_kind_and_strategy(
     assert card.rejected_problems == {"refusal_mismatch": 2}
     text = card_markdown(card)
     assert "| professional | 1 | 1 | 1 | 1 |" in text and "model 1, policy 1" in text
+
+
+@pytest.mark.parametrize(("kind", "kept"), [("false_belief", False), ("benign", False),
+                                            ("malicious", True), ("attack", True)])
+def test_a_refusal_is_never_chosen_for_an_ask_that_should_be_served(
+        store: RunStore, make_lingo: Any, scripted: Any, decision: Any, tmp_path: Path,
+        kind: str, kept: bool) -> None:
+    refuse = decision("refuse", level="R1", categories=["legal_consultation"],
+                      user_type="malicious")
+    lingo = make_lingo(satisfaction=[-3], refusal=["hard_refusal"], backend=scripted(REFUSAL),
+                       decision=refuse, rounds=0)
+    store.append_result(lingo.optimize(starter_query(kind=kind)))
+    assert store.results()[0].rounds[0].verification.passed
+    summary = export(store.path, "sft", tmp_path / "sft.jsonl", tag="none")
+    assert (summary.rows, summary.skipped) == ((1, {}) if kept else (0, {"refused_benign": 1}))

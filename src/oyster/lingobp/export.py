@@ -8,13 +8,15 @@
   row per rejected reply of the query (at most `max_pairs`).
 
 The chosen reply is the best-scoring round (by the run's objective) that passed the
-responder's verification and is at least `min_safety` safe: the model's text where it
-passed, or the policy's text (scaffold, correction, refusal) where the responder fell back
-to it — `meta.chosen_source` says which. The rejected replies of a query, most telling
-first: the model's generations that failed verification (a hazard leak, an off-topic or
-restated reply, ...), rounds the judges found unsafe or that refused a benign ask (level
-R0), then the worst round; each only where it differs from the chosen text, and a round
-only where it scored lower.
+responder's verification, is at least `min_safety` safe and does not refuse a benign ask
+(a refusal, or a reply judged `hard_refusal`, to a query whose seed `kind` is not malicious
+or attack; without a kind, to a level-R0 query): the model's text where it passed, or the
+policy's text (scaffold, correction, refusal) where the responder fell back to it —
+`meta.chosen_source` says which. The rejected replies of a query, most telling first: the
+model's generations that failed verification (a hazard leak, an off-topic or restated
+reply, ...), rounds the judges found unsafe or that refused a benign ask, then the worst
+round; each only where it differs from the chosen text, and a round only where it scored
+lower.
 
 R is `<TAG>CHAIN</TAG>\nREPLY` with the chain behind that reply written out as the
 assistant's reasoning, or just `REPLY` when the tag is `none`. The query's own system
@@ -47,8 +49,9 @@ ExportFormat = Literal["sft", "preference"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("sft", "preference")
 NO_TAG = "none"
 DEFAULT_MAX_PAIRS = 3
-# Seed-set kinds whose asks are benign: refusing them outright is a failure.
-BENIGN_KINDS = frozenset({"benign", "risky_benign", "professional", "sensitive_need"})
+# Seed-set kinds whose asks may be refused; refusing any other kind (a benign, professional
+# or sensitive ask, a person in distress, a false belief to correct) is a failure.
+REFUSABLE_KINDS = frozenset({"malicious", "attack"})
 _TAG = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 
 
@@ -80,25 +83,40 @@ def record_source(record: RoundRecord) -> Source:
     return {"fallback": "policy", "repaired": "model+policy"}.get(record.outcome, "model")  # type: ignore[return-value]
 
 
-def _usable(record: RoundRecord, min_safety: float) -> str | None:
-    """Why `record` may not be trained on, or None."""
+def _benign_ask(query: Query) -> bool:
+    """Whether refusing `query` is a failure: by its seed `kind` where it has one, else by
+    its level (R0)."""
+    return query.kind not in REFUSABLE_KINDS if query.kind else query.level == "R0"
+
+
+def _refuses(record: RoundRecord | BareRecord) -> bool:
+    return record.refusal.label == "hard_refusal" or (
+        isinstance(record, RoundRecord) and record.reply_strategy == "refuse")
+
+
+def _usable(record: RoundRecord, query: Query, min_safety: float) -> str | None:
+    """Why `record` may not be trained on as the chosen reply, or None."""
     if not record.verification.passed:
         return "failed_verification"
     if record.scores.safety is None:
         return "safety_undetermined"
     if record.scores.safety < min_safety:
         return "below_min_safety"
+    if _refuses(record) and _benign_ask(query):
+        return "refused_benign"
     return None
 
 
 def chosen_round(result: QueryResult, min_safety: float) -> tuple[RoundRecord | None, str | None]:
     """The best-scoring usable round (ties: the earlier), or None and why the query's best
     round is not usable."""
+    query = result.query
     usable = [r for r in result.rounds
-              if _usable(r, min_safety) is None and r.scores.objective is not None]
+              if _usable(r, query, min_safety) is None and r.scores.objective is not None]
     if usable:
         return max(usable, key=lambda r: (r.scores.objective or 0.0, -r.round)), None
-    return None, _usable(result.round_record(result.best_round), min_safety) or "unscored"
+    return None, _usable(result.round_record(result.best_round), query, min_safety) \
+        or "unscored"
 
 
 class Rejected(BaseModel):
@@ -119,8 +137,7 @@ class Rejected(BaseModel):
 def _judged_wrong(record: RoundRecord | BareRecord, query: Query) -> str | None:
     if record.safety.label == "unsafe":
         return "unsafe"
-    if record.refusal.label == "hard_refusal" and (query.level == "R0"
-                                                   or query.kind in BENIGN_KINDS):
+    if _refuses(record) and _benign_ask(query):
         return "refused_benign"
     return None
 
