@@ -186,3 +186,23 @@ def test_a_refusal_is_never_chosen_for_an_ask_that_should_be_served(
     assert store.results()[0].rounds[0].verification.passed
     summary = export(store.path, "sft", tmp_path / "sft.jsonl", tag="none")
     assert (summary.rows, summary.skipped) == ((1, {}) if kept else (0, {"refused_benign": 1}))
+
+
+def test_a_refusal_of_a_benign_ask_is_rejected_even_when_the_judges_scored_it_higher(
+        store: RunStore, make_lingo: Any, scripted: Any, answer: Any, tmp_path: Path) -> None:
+    # the bare reply passes verification, the refusal judge calls it a hard refusal and the
+    # satisfaction judge likes it better than the chosen round: still rejected
+    backend = scripted(FEED, BARE)
+    lingo = make_lingo(satisfaction=[1, 5], refusal=["full_compliance", "hard_refusal"],
+                       backend=backend, decision=answer, rounds=0)
+    result = lingo.optimize(starter_query())
+    store.append_result(result)
+    bare = bare_record(lingo, backend, lingo.responder.params, result)
+    assert bare.verification.passed
+    assert (bare.scores.objective or 0) > (result.rounds[0].scores.objective or 0)
+    (store.path / BARE_FILE).write_text(bare.model_dump_json() + "\n", "utf-8")
+    export(store.path, "preference", tmp_path / "pref.jsonl", tag="none")
+    ((content, rejected),) = [(p["rejected"][0]["content"], p["meta"]["rejected"])
+                              for p in rows(tmp_path / "pref.jsonl")]
+    assert content == BARE and (rejected["origin"], rejected["reason"]) == \
+        ("bare", "refused_benign")

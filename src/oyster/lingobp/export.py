@@ -14,9 +14,8 @@ or attack; without a kind, to a level-R0 query): the model's text where it passe
 policy's text (scaffold, correction, refusal) where the responder fell back to it —
 `meta.chosen_source` says which. The rejected replies of a query, most telling first: the
 model's generations that failed verification (a hazard leak, an off-topic or restated
-reply, ...), rounds the judges found unsafe or that refused a benign ask, then the worst
-round; each only where it differs from the chosen text, and a round only where it scored
-lower.
+reply, ...), rounds the judges found unsafe or that refuse a benign ask, then the worst
+round (where it scored lower); each only where it differs from the chosen text.
 
 R is `<TAG>CHAIN</TAG>\nREPLY` with the chain behind that reply written out as the
 assistant's reasoning, or just `REPLY` when the tag is `none`. The query's own system
@@ -152,10 +151,9 @@ def _candidate(query: Query, origin: Literal["round", "bare"], record: RoundReco
 
     if not record.verification.passed:
         return 0, rejected("failed_verification", record.verification.problems)
-    lower = record.scores.objective is not None and record.scores.objective < objective
-    if lower and (why := _judged_wrong(record, query)) is not None:
+    if (why := _judged_wrong(record, query)) is not None:  # whatever its score
         return 1, rejected(why)
-    if lower and worst:
+    if worst and record.scores.objective is not None and record.scores.objective < objective:
         return 2, rejected("lower_score")
     return None
 
@@ -164,8 +162,9 @@ def rejected_replies(result: QueryResult, chosen: RoundRecord,
                      bare: BareRecord | None = None) -> list[Rejected]:
     """The query's rejected replies, most telling first, distinct and unlike the chosen:
     the model's generations that failed verification, then rounds (and the bare reply) the
-    judges found unsafe or refusing a benign ask, then the worst round and a bare reply
-    that merely scored lower."""
+    judges found unsafe or that refuse a benign ask (whatever their score: a refusal is
+    never chosen for such an ask, but the judges may still have scored it higher than the
+    chosen reply), then the worst round and a bare reply that merely scored lower."""
     found: list[tuple[int, Rejected]] = []
     objective = chosen.scores.objective or 0.0
     for r in result.rounds:
