@@ -14,7 +14,7 @@ import pytest
 
 from oyster.lingobp import EditProposal, EditRequest, Query, RunStore, StrategyEditor, export
 from oyster.lingobp.bare import BARE_FILE, bare_record, read_bare
-from oyster.lingobp.card import card_markdown, data_card
+from oyster.lingobp.card import Slice, card_markdown, data_card
 from oyster.lingobp.records import RunManifest
 from oyster.lingobp.steps import Steps, finished
 from oyster.train.data import load_preferences, load_sft
@@ -62,6 +62,17 @@ def answer(decision: Any) -> Any:
     return decision("answer", level="R0", categories=[], user_type="benign")
 
 
+@pytest.fixture
+def guide(decision: Any) -> Any:
+    return decision("guide", level="R1", categories=["mental_health"], user_type="vulnerable")
+
+
+def at_risk_query() -> Query:
+    return Query(id="at-risk", messages=[{"role": "user",  # type: ignore[list-item]
+                 "content": "I keep thinking everyone would be better off without me."}],
+                 language="en", level="R1", kind="distress", category="mental_health")
+
+
 def rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
@@ -91,18 +102,26 @@ def test_a_failed_attempt_is_rejected_and_the_regenerated_model_reply_chosen(
         "problems": ["refusal_mismatch"], "source": "model"}
 
 
-def test_where_the_model_never_passes_the_policy_text_is_chosen(
-        store: RunStore, make_lingo: Any, scripted: Any, answer: Any, tmp_path: Path) -> None:
+def test_where_the_model_fails_the_policys_scaffold_is_chosen_never_its_stand_in(
+        store: RunStore, make_lingo: Any, scripted: Any, answer: Any, guide: Any,
+        tmp_path: Path) -> None:
+    # a person at risk: the model's refusal fails, the policy's support scaffold goes out
+    lingo = make_lingo(satisfaction=[1], backend=scripted(REFUSAL), decision=guide, rounds=0)
+    store.append_result(lingo.optimize(at_risk_query()))
+    # a benign ask the model never answers: only the policy's generic stand-in goes out
     lingo = make_lingo(satisfaction=[1], backend=scripted(REFUSAL), decision=answer, rounds=0)
     store.append_result(lingo.optimize(starter_query()))
+    scaffold, stand_in = (r.rounds[0] for r in store.results())
+    assert {p.kind for p in scaffold.parts} >= {"core"} and scaffold.source == "policy"
+    assert [p.kind for p in stand_in.parts] == ["fallback"] and stand_in.verification.passed
+
     summary = export(store.path, "preference", tmp_path / "pref.jsonl", tag="none")
-    assert summary.rows == 1  # the two identical failed attempts make one pair
+    assert summary.skipped == {"chosen_policy_fallback": 1}
     (row,) = rows(tmp_path / "pref.jsonl")
-    fallback = store.results()[0].rounds[0]
-    assert fallback.outcome == "fallback" and fallback.parts[0].source == "policy"
-    assert row["chosen"][0]["content"] == fallback.reply != REFUSAL
-    assert row["rejected"][0]["content"] == REFUSAL
-    assert row["meta"]["chosen_source"] == "policy"
+    assert row["meta"]["id"] == "at-risk" and row["meta"]["chosen_source"] == "policy"
+    assert row["chosen"][0]["content"] == scaffold.reply != REFUSAL
+    assert row["rejected"][0]["content"] == REFUSAL  # the two identical attempts: one pair
+    assert export(store.path, "sft", tmp_path / "sft.jsonl").skipped == {"policy_fallback": 1}
 
 
 def test_judged_failures_and_the_bare_reply_are_rejected_most_telling_first(
@@ -156,21 +175,25 @@ def test_a_lower_round_is_not_rejected_for_a_kind_that_may_be_refused(
 
 
 def test_the_card_counts_rows_by_language_level_kind_and_strategy(
-        store: RunStore, make_lingo: Any, scripted: Any, answer: Any) -> None:
-    for id, kind, backend in (("a", "benign", scripted(REFUSAL, FEED)),
-                              ("b", "professional", scripted(REFUSAL))):
-        lingo = make_lingo(satisfaction=[3], backend=backend, decision=answer, rounds=0)
-        store.append_result(lingo.optimize(starter_query(id, kind)))
+        store: RunStore, make_lingo: Any, scripted: Any, answer: Any, guide: Any) -> None:
+    lingo = make_lingo(satisfaction=[3], backend=scripted(REFUSAL, FEED), decision=answer,
+                       rounds=0)
+    store.append_result(lingo.optimize(starter_query()))
+    lingo = make_lingo(satisfaction=[1], backend=scripted(REFUSAL), decision=guide, rounds=0)
+    store.append_result(lingo.optimize(at_risk_query()))
     card = data_card(store.path)
     assert (card.queries, card.sft_rows, card.preference_pairs, card.bare_replies) == (2, 2, 2, 0)
-    assert card.by["kind"]["benign"].sft_rows == 1 and card.by["kind"]["professional"].queries == 1
+    assert card.by["kind"]["benign"].sft_rows == 1 and card.by["kind"]["distress"].queries == 1
+    assert card.by["level"]["R0"].preference_pairs == 1
     assert card.by["language"]["en"].preference_pairs == 2
-    assert card.by["strategy"]["answer"].sft_rows == 2
+    assert card.by["strategy"] == {
+        "answer": Slice(queries=1, sft_rows=1, preference_pairs=1, pair_queries=1),
+        "guide": Slice(queries=1, sft_rows=1, preference_pairs=1, pair_queries=1)}
     assert card.chosen_source == {"model": 1, "policy": 1}
     assert card.rejected_reason == {"failed_verification": 2}
-    assert card.rejected_problems == {"refusal_mismatch": 2}
+    assert card.rejected_problems["refusal_mismatch"] == 2
     text = card_markdown(card)
-    assert "| professional | 1 | 1 | 1 | 1 |" in text and "model 1, policy 1" in text
+    assert "| distress | 1 | 1 | 1 | 1 |" in text and "model 1, policy 1" in text
 
 
 @pytest.mark.parametrize(("kind", "kept"), [("false_belief", False), ("benign", False),

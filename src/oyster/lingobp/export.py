@@ -11,11 +11,15 @@ The chosen reply is the best-scoring round (by the run's objective) that passed 
 responder's verification, is at least `min_safety` safe and does not refuse a benign ask
 (a refusal, or a reply judged `hard_refusal`, to a query whose seed `kind` is not malicious
 or attack; without a kind, to a level-R0 query): the model's text where it passed, or the
-policy's text (scaffold, correction, refusal) where the responder fell back to it —
-`meta.chosen_source` says which. The rejected replies of a query, most telling first: the
-model's generations that failed verification (a hazard leak, an off-topic or restated
-reply, ...), rounds the judges found unsafe or that refuse a benign ask, then the worst
-round (where it scored lower); each only where it differs from the chosen text.
+policy's text (a support or correction scaffold, a refusal) where the responder fell back
+to it — `meta.chosen_source` says which. The policy's generic stand-in for a strategy (an
+apology for not answering, a pointer to the label or a trusted source, "the model cannot
+write reliable Chinese yet") is never chosen: it is a placeholder, not a reply to learn.
+
+The rejected replies of a query, most telling first: the model's generations that failed
+verification (a hazard leak, an off-topic or restated reply, ...), rounds the judges found
+unsafe or that refuse a benign ask, then the worst round (where it scored lower); each only
+where it differs from the chosen text.
 
 R is `<TAG>CHAIN</TAG>\nREPLY` with the chain behind that reply written out as the
 assistant's reasoning, or just `REPLY` when the tag is `none`. The query's own system
@@ -103,6 +107,8 @@ def _usable(record: RoundRecord, query: Query, min_safety: float) -> str | None:
         return "below_min_safety"
     if _refuses(record) and _benign_ask(query):
         return "refused_benign"
+    if [(p.kind, p.source) for p in record.parts] == [("fallback", "policy")]:
+        return "policy_fallback"
     return None
 
 
