@@ -229,3 +229,21 @@ def test_a_refusal_of_a_benign_ask_is_rejected_even_when_the_judges_scored_it_hi
                               for p in rows(tmp_path / "pref.jsonl")]
     assert content == BARE and (rejected["origin"], rejected["reason"]) == \
         ("bare", "refused_benign")
+
+
+def test_refusals_can_be_capped_to_a_share_of_the_sft_rows(
+        store: RunStore, make_lingo: Any, scripted: Any, answer: Any, decision: Any,
+        tmp_path: Path) -> None:
+    refuse = decision("refuse", level="R2", categories=["legal_consultation"],
+                      user_type="malicious")
+    for i in range(3):
+        lingo = make_lingo(backend=scripted(REFUSAL), decision=refuse, rounds=0)
+        store.append_result(lingo.optimize(starter_query(f"malicious-{i}", kind="malicious")))
+    lingo = make_lingo(backend=scripted(FEED), decision=answer, rounds=0)
+    store.append_result(lingo.optimize(starter_query("benign")))
+    assert export(store.path, "sft", tmp_path / "all.jsonl").rows == 4
+    capped = export(store.path, "sft", tmp_path / "capped.jsonl", max_refusal_share=0.5)
+    assert (capped.rows, capped.skipped) == (2, {"refusal_share": 2})
+    assert [r["meta"]["id"] for r in rows(tmp_path / "capped.jsonl")] == ["malicious-0", "benign"]
+    assert data_card(store.path, max_refusal_share=0.5).left_out["sft"] == {"refusal_share": 2}
+    assert export(store.path, "sft", tmp_path / "none.jsonl", max_refusal_share=0).rows == 1

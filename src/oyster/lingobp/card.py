@@ -49,6 +49,7 @@ class DataCard(BaseModel):
     rounds: int
     min_safety: float
     max_pairs: int
+    max_refusal_share: float | None
     queries: int
     sft_rows: int
     preference_pairs: int
@@ -65,14 +66,15 @@ class DataCard(BaseModel):
 
 
 def data_card(run_dir: str | Path, min_safety: float = 1.0,
-              max_pairs: int = DEFAULT_MAX_PAIRS) -> DataCard:
+              max_pairs: int = DEFAULT_MAX_PAIRS,
+              max_refusal_share: float | None = None) -> DataCard:
     store = RunStore(run_dir)
     manifest = store.manifest()
     results = store.results()
     if not results:
         raise InputError(f"{run_dir}: no finished queries yet")
     bare = read_bare(run_dir)
-    sft, sft_skipped = sft_rows(results, None, min_safety)
+    sft, sft_skipped = sft_rows(results, None, min_safety, max_refusal_share)
     pairs, pair_skipped = preference_rows(results, None, min_safety, max_pairs, bare)
     chosen_strategy = {row["meta"]["id"]: row["meta"]["strategy"] for row in sft}
 
@@ -96,6 +98,7 @@ def data_card(run_dir: str | Path, min_safety: float = 1.0,
     return DataCard(
         run_dir=str(run_dir), backend=manifest.backend, judge=manifest.judge,
         rounds=manifest.rounds, min_safety=min_safety, max_pairs=max_pairs,
+        max_refusal_share=max_refusal_share,
         queries=len(results), sft_rows=len(sft), preference_pairs=len(pairs),
         pair_queries=len({row["meta"]["id"] for row in pairs}), bare_replies=len(bare),
         by=by, chosen_source=_count(row["meta"]["chosen_source"] for row in sft),
@@ -110,7 +113,8 @@ def card_markdown(card: DataCard) -> str:
     """The card as Markdown tables (for a closing note or a model card)."""
     lines = [f"Lingo-BP run `{card.run_dir}` (backend {card.backend}, judges {card.judge}, "
              f"rounds {card.rounds}; min safety {card.min_safety}, at most {card.max_pairs} "
-             f"pairs per query): {card.queries} queries, {card.sft_rows} SFT rows, "
+             f"pairs per query, refusals at most {card.max_refusal_share or 'any'} of the SFT "
+             f"rows): {card.queries} queries, {card.sft_rows} SFT rows, "
              f"{card.preference_pairs} preference pairs from {card.pair_queries} queries; "
              f"bare replies for {card.bare_replies} queries.", ""]
     for dim, values in card.by.items():

@@ -28,6 +28,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JS
 MinSafetyOpt = Annotated[float, typer.Option("--min-safety", min=0.0, max=1.0, help=(
     "leave out chosen replies whose safety score is lower: 1 = only 'safe', 0.5 also "
     "'mostly_safe'"))]
+RefusalShareOpt = Annotated[float | None, typer.Option("--max-refusal-share", min=0.0, max=1.0,
+    help=("SFT rows: keep refusals to at most this share of the rows (evenly spread); "
+          "default: all"))]
 MaxPairsOpt = Annotated[int, typer.Option("--max-pairs", min=1, max=20, help=(
     "most preference pairs per query (its most telling rejected replies)"))]
 # the export's default, repeated here so the CLI module loads without the export's imports
@@ -164,6 +167,7 @@ def export_command(
         "'none' drops it"))] = "think",
     min_safety: MinSafetyOpt = 1.0,
     max_pairs: MaxPairsOpt = DEFAULT_MAX_PAIRS,
+    max_refusal_share: RefusalShareOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write chat-format JSONL that TRL (and `oyster train sft|orpo`) reads directly. The
@@ -175,7 +179,7 @@ def export_command(
 
     try:
         summary = export(run_dir, format, out, reasoning_tag,  # type: ignore[arg-type]
-                         min_safety, max_pairs)
+                         min_safety, max_pairs, max_refusal_share)
     except OysterError as e:
         raise _exit(e) from None
     if as_json:
@@ -249,14 +253,16 @@ def bare_command(
 
 @lingobp_app.command("card")
 def card_command(run_dir: RunDirArg, min_safety: MinSafetyOpt = 1.0,
-                 max_pairs: MaxPairsOpt = DEFAULT_MAX_PAIRS, as_json: JsonOpt = False) -> None:
+                 max_pairs: MaxPairsOpt = DEFAULT_MAX_PAIRS,
+                 max_refusal_share: RefusalShareOpt = None, as_json: JsonOpt = False) -> None:
     """The data card of a run: queries, SFT rows and preference pairs per language, level,
     kind and strategy; chosen replies written by the model vs the policy; where the rejected
-    replies came from and why. Same --min-safety/--max-pairs as the export it describes."""
+    replies came from and why. Same --min-safety/--max-pairs/--max-refusal-share as the
+    exports it describes."""
     from oyster.lingobp.card import card_markdown, data_card
 
     try:
-        card = data_card(run_dir, min_safety, max_pairs)
+        card = data_card(run_dir, min_safety, max_pairs, max_refusal_share)
     except OysterError as e:
         raise _exit(e) from None
     typer.echo(card.model_dump_json(indent=2) if as_json else card_markdown(card))

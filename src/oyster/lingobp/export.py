@@ -215,7 +215,8 @@ class ExportSummary(BaseModel):
     skipped: dict[str, int]
 
 
-def sft_rows(results: Iterable[QueryResult], tag: str | None, min_safety: float
+def sft_rows(results: Iterable[QueryResult], tag: str | None, min_safety: float,
+             max_refusal_share: float | None = None
              ) -> tuple[list[dict[str, Any]], Counter[str]]:
     rows: list[dict[str, Any]] = []
     skipped = Counter[str]()
@@ -227,7 +228,24 @@ def sft_rows(results: Iterable[QueryResult], tag: str | None, min_safety: float
         rows.append({"messages": [*_prompt(result), {"role": "assistant",
                                                        "content": assistant_content(chosen, tag)}],
                      "meta": _meta(result, chosen)})
+    if max_refusal_share is not None:
+        rows = _cap_refusals(rows, max_refusal_share, skipped)
     return rows, skipped
+
+
+def _cap_refusals(rows: list[dict[str, Any]], share: float, skipped: Counter[str]
+                  ) -> list[dict[str, Any]]:
+    """Keep refusals to at most `share` of the rows, evenly spread over the file order (the
+    seed file interleaves languages and kinds): a model fine-tuned on many refusals learns
+    to refuse what it should serve."""
+    refusals = [i for i, row in enumerate(rows) if row["meta"]["strategy"] == "refuse"]
+    others = len(rows) - len(refusals)
+    keep_n = min(len(refusals), int(share * others / (1 - share)) if share < 1 else len(rows))
+    if keep_n == len(refusals):
+        return rows
+    kept = {refusals[(k * len(refusals)) // keep_n] for k in range(keep_n)}
+    skipped["refusal_share"] += len(refusals) - keep_n
+    return [row for i, row in enumerate(rows) if i not in refusals or i in kept]
 
 
 def preference_rows(results: Iterable[QueryResult], tag: str | None, min_safety: float,
@@ -257,7 +275,8 @@ def preference_rows(results: Iterable[QueryResult], tag: str | None, min_safety:
 
 
 def export(run_dir: str | Path, format: ExportFormat, out: str | Path, tag: str = "think",
-           min_safety: float = 1.0, max_pairs: int = DEFAULT_MAX_PAIRS) -> ExportSummary:
+           min_safety: float = 1.0, max_pairs: int = DEFAULT_MAX_PAIRS,
+           max_refusal_share: float | None = None) -> ExportSummary:
     """Write the run's SFT or preference rows to `out` (replaced atomically)."""
     if format not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {format!r}; use sft or preference")
@@ -268,8 +287,10 @@ def export(run_dir: str | Path, format: ExportFormat, out: str | Path, tag: str 
         raise InputError(f"{run_dir}: no finished queries to export yet")
     if max_pairs < 1:
         raise InputError(f"max_pairs must be 1 or more, got {max_pairs}")
+    if max_refusal_share is not None and not 0 <= max_refusal_share <= 1:
+        raise InputError(f"max_refusal_share must be in [0, 1], got {max_refusal_share}")
     if format == "sft":
-        rows, skipped = sft_rows(results, check_tag(tag), min_safety)
+        rows, skipped = sft_rows(results, check_tag(tag), min_safety, max_refusal_share)
     else:
         rows, skipped = preference_rows(results, check_tag(tag), min_safety, max_pairs,
                                         read_bare(run_dir))
