@@ -245,5 +245,7 @@ def test_refusals_can_be_capped_to_a_share_of_the_sft_rows(
     capped = export(store.path, "sft", tmp_path / "capped.jsonl", max_refusal_share=0.5)
     assert (capped.rows, capped.skipped) == (2, {"refusal_share": 2})
     assert [r["meta"]["id"] for r in rows(tmp_path / "capped.jsonl")] == ["malicious-0", "benign"]
-    assert data_card(store.path, max_refusal_share=0.5).left_out["sft"] == {"refusal_share": 2}
+    card = data_card(store.path, max_refusal_share=0.5)
+    assert card.left_out["sft"] == {"refusal_share": 2}
+    assert card.by["strategy"]["refuse"].queries == 3  # capped from SFT, still counted
     assert export(store.path, "sft", tmp_path / "none.jsonl", max_refusal_share=0).rows == 1

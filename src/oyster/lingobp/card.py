@@ -1,10 +1,11 @@
 """The data card of a Lingo-BP run: what its training data is made of.
 
 Counts, per language, level, kind (the seed set's situation label) and strategy (of the
-chosen reply), the run's finished queries, the SFT rows and the preference pairs that
-`export` writes with the same settings; how many chosen replies the model wrote and how
-many the policy (scaffold, correction, refusal) or both; where the rejected replies came
-from (a failed attempt, a round, the bare model) and why; and why queries were left out.
+chosen reply; `-`: no reply could be chosen), the run's finished queries, the SFT rows and
+the preference pairs that `export` writes with the same settings; how many chosen replies
+the model wrote and how many the policy (scaffold, correction, refusal) or both; where the
+rejected replies came from (a failed attempt, a round, the bare model) and why; and why
+queries were left out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oyster.errors import InputError
 from oyster.lingobp.bare import read_bare
-from oyster.lingobp.export import DEFAULT_MAX_PAIRS, preference_rows, sft_rows
+from oyster.lingobp.export import DEFAULT_MAX_PAIRS, chosen_round, preference_rows, sft_rows
 from oyster.lingobp.records import RunStore
 
 DIMENSIONS = ("language", "level", "kind", "strategy")
@@ -76,7 +77,9 @@ def data_card(run_dir: str | Path, min_safety: float = 1.0,
     bare = read_bare(run_dir)
     sft, sft_skipped = sft_rows(results, None, min_safety, max_refusal_share)
     pairs, pair_skipped = preference_rows(results, None, min_safety, max_pairs, bare)
-    chosen_strategy = {row["meta"]["id"]: row["meta"]["strategy"] for row in sft}
+    # by the chosen round itself: a refusal capped out of the SFT rows still has one
+    chosen = {r.id: chosen_round(r, min_safety)[0] for r in results}
+    chosen_strategy = {id: c.reply_strategy for id, c in chosen.items() if c is not None}
 
     def labels(id: str, query: Mapping[str, Any]) -> dict[str, Any]:
         return {**{d: query.get(d) for d in DIMENSIONS[:3]}, "strategy": chosen_strategy.get(id)}
