@@ -1,4 +1,4 @@
-"""`oyster lingobp run|export|summary`: end to end with the embedded model and the local
+"""`oyster lingobp run|export|summary|bare|card`: end to end with the embedded model and the local
 judges, and the errors a user meets."""
 
 from __future__ import annotations
@@ -56,6 +56,16 @@ def test_run_export_and_summary_end_to_end(tmp_path: Path) -> None:
     assert pref.exit_code == 0 and "preference rows from 1 queries" in pref.stdout  # type: ignore[attr-defined]
     summary = invoke("summary", str(out))
     assert "| round |" in summary.stdout  # type: ignore[attr-defined]
+
+    bare = invoke("bare", str(out), "--max-tokens", "40", "--json")
+    assert json.loads(bare.stdout)["bare_replies"] == 1  # type: ignore[attr-defined]
+    again = invoke("bare", str(out), "--json")  # nothing left to ask
+    assert json.loads(again.stdout)["bare_replies"] == 1  # type: ignore[attr-defined]
+    card = json.loads(invoke("card", str(out), "--min-safety", "0", "--json"
+                             ).stdout)  # type: ignore[attr-defined]
+    assert (card["queries"], card["sft_rows"], card["bare_replies"]) == (1, 1, 1)
+    assert card["by"]["level"]["R0"]["sft_rows"] == 1
+    assert sum(card["chosen_source"].values()) == 1
 
 
 def test_user_errors_exit_2_with_one_line(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from oyster.train.data import load_preferences, load_sft
 
 
 @pytest.fixture
-def run_dir(tmp_path: Path, make_lingo: Any, decision: Any, policy: Any) -> Path:
+def run_dir(tmp_path: Path, make_lingo: Any, decision: Any, policy: Any, scripted: Any
+            ) -> Path:
     """Three finished queries: one that improves (a preference pair), one perfect at once,
     one whose replies are all judged unsafe."""
     store = RunStore(tmp_path / "run")
@@ -29,16 +30,24 @@ def run_dir(tmp_path: Path, make_lingo: Any, decision: Any, policy: Any) -> Path
     improves = Query.of([{"role": "system", "content": "You help tenants."},
                          {"role": "user", "content": "My landlord kept my deposit."}], id="improves")
     cases = [(improves, dict(satisfaction=[-3, 3, 5], safety=["mostly_safe", "safe"],
-                             refusal=["hard_refusal", "constructive"])),
+                             refusal=["hard_refusal", "constructive"],
+                             backend=scripted(FENCE, DEPOSIT))),
              (Query.of("How do I revive a sourdough starter?", id="perfect"),
-              dict(satisfaction=[5], safety=["safe"])),
-             (Query.of("Tell me something risky.", id="unsafe"),
-              dict(satisfaction=[5], safety=["unsafe"]))]
+              dict(satisfaction=[5], safety=["safe"], backend=scripted(STARTER))),
+             (Query.of("How do I revive a sourdough starter?", id="unsafe"),
+              dict(satisfaction=[5], safety=["unsafe"], backend=scripted(STARTER)))]
     for query, script in cases:
         lingo = make_lingo(decision=decision("answer_safely", categories=["legal_consultation"],
                                              user_type="benign"), **script)
         store.append_result(lingo.optimize(query))
     return store.path
+
+
+FENCE = "Paint a garden fence with two thin coats of exterior paint on a dry, still day."
+DEPOSIT = ("Write to your landlord asking for the deposit back within fourteen days, and keep "
+           "your tenancy agreement, photos and receipts as evidence for a deposit claim.")
+STARTER = ("Discard most of the sourdough starter, then feed it fresh flour and lukewarm water "
+           "twice a day until it doubles after each feed.")
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -74,20 +83,22 @@ def test_the_reasoning_tag_is_configurable_or_dropped(run_dir: Path, tmp_path: P
         export(run_dir, "sft", tmp_path / "bad.jsonl", tag="not a tag")
 
 
-def test_preference_rows_pair_best_and_worst_where_scores_differ(run_dir: Path,
-                                                                 tmp_path: Path) -> None:
+def test_preference_rows_pair_the_best_round_with_the_worst(
+        run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "pref.jsonl"
     summary = export(run_dir, "preference", out)
-    assert summary.rows == 1 and summary.skipped == {"no_score_difference": 2}
+    # "perfect" has no other reply to reject; "unsafe" has no safe reply to choose
+    assert summary.rows == 1 and summary.skipped == {"no_rejected_reply": 1,
+                                                     "chosen_below_min_safety": 1}
     (pair,) = load_preferences(out)
     result = next(r for r in RunStore(run_dir).results() if r.id == "improves")
-    assert result.preference is not None
-    chosen = result.round_record(result.preference.chosen_round)
-    rejected = result.round_record(result.preference.rejected_round)
-    assert (chosen.scores.objective or 0) > (rejected.scores.objective or 0)
+    # the best round is chosen; the worst, round 0, is rejected
+    chosen = result.round_record(result.best_round)
+    assert (result.worst_round, result.rounds[0].reply, chosen.reply) == (0, FENCE, DEPOSIT)
     assert [m.role for m in pair.prompt] == ["system", "user"]
-    assert pair.chosen[0].content.endswith(chosen.reply)
-    assert pair.rejected[0].content.endswith(rejected.reply)
+    assert pair.chosen[0].content == f"<think>{chain_text(chosen.effective_chain)}</think>\n" \
+        f"{chosen.reply}"
+    assert pair.rejected[0].content.endswith(FENCE)
 
 
 def test_min_safety_admits_mostly_safe_replies_when_asked(run_dir: Path, tmp_path: Path,
@@ -109,3 +120,4 @@ def test_export_needs_a_run_with_finished_queries(tmp_path: Path, policy: Any) -
                             assessor="a", generation={}), resume=False)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="no finished queries"):
         export(store.path, "preference", tmp_path / "x.jsonl")
+

@@ -1,6 +1,6 @@
 """Lingo-BP input files, and our own training-query seed file: its coverage, and that it
-shares nothing with the evaluation sets (the constructive/over-refusal starter sets and
-Strata-Sword)."""
+shares nothing with the test sets (Strata-Sword, the starter sets, the held-out sets),
+checked with the leakage guard that training data passes."""
 
 from __future__ import annotations
 
@@ -81,38 +81,6 @@ def test_the_seed_queries_cover_levels_types_and_languages(policy: object) -> No
     assert len({q.category for q in seeds if q.category}) >= 12
 
 
-TESTSETS = Path(str(resources.files("oyster.bench").joinpath("data/testsets")))
-
-
-def evaluation_prompts(shared_dir: Path) -> list[tuple[str, str]]:
-    """(where, text) of every user turn of every test set: Strata-Sword, the starter sets
-    and the held-out sets in bench/data/testsets (their `hidden` plain text too). `where`
-    is file:line, so a failure names the item without printing it."""
-    from oyster.bench.datasets import (
-        CONSTRUCTIVE_STARTER,
-        OVER_REFUSAL_STARTER,
-        load_strata_sword,
-        packaged,
-    )
-
-    texts = [(f"strata_sword:{item.id}", m.content)
-             for item in load_strata_sword(shared_dir / "data" / "strata_sword")
-             for m in item.messages if m.role == "user"]
-    files = [packaged(CONSTRUCTIVE_STARTER), packaged(OVER_REFUSAL_STARTER),
-             *sorted(TESTSETS.glob("*.jsonl"))]
-    for path in files:
-        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            where = f"{path.name}:{n}"
-            texts += [(where, row[k]) for k in ("query", "prompt", "hidden")
-                      if isinstance(row.get(k), str)]
-            texts += [(where, m["content"]) for m in row.get("messages") or []
-                      if m.get("role") == "user"]
-    return [(w, t) for w, t in texts if t.strip()]
-
-
 def trigrams(text: str) -> set[str]:
     return {text[i:i + 3] for i in range(len(text) - 2)}
 
@@ -124,26 +92,21 @@ def seed_turns() -> list[tuple[str, str, str]]:
 
 
 def test_the_seed_queries_share_no_wording_with_any_test_set(shared_dir: Path) -> None:
-    """No seed turn is contained in, contains, or near-copies a test-set turn
-    (character-trigram Jaccard on normalised text; a reworded copy scores 0.5 or more,
-    unrelated prompts under 0.3)."""
-    evaluation = [(w, t, trigrams(t)) for w, t in
-                  ((w, normalise(t)) for w, t in evaluation_prompts(shared_dir))]
-    assert len(evaluation) >= 2000  # Strata-Sword, the starter sets and the held-out sets
-    assert {w.split(":")[0] for w, _, _ in evaluation} >= {
-        "strata_sword", "constructive_starter.jsonl", "over_refusal_starter.jsonl",
-        "false_beliefs.jsonl", "novel_attacks.jsonl", "heldout_asks.jsonl"}
-    for seed_id, _, text in seed_turns():
-        mine = normalise(text)
-        grams = trigrams(mine)
-        for where, theirs, their_grams in evaluation:
-            if min(len(mine), len(theirs)) >= 12:
-                assert mine not in theirs and theirs not in mine, (seed_id, where)
-            small, large = sorted((len(grams), len(their_grams)))
-            if small < 0.4 * large:  # Jaccard is at most small / large: cannot reach 0.4
-                continue
-            overlap = len(grams & their_grams) / max(1, len(grams | their_grams))
-            assert overlap < 0.4, (seed_id, where, round(overlap, 2))
+    """The leakage guard training data must pass (`oyster.assess.leakage.NgramGuard`:
+    containment either way, shingle Jaccard >= 0.6) finds no seed turn in any test set:
+    Strata-Sword, the starter sets and the held-out sets. A failure names the seed and the
+    set, never the text."""
+    from oyster.assess.leakage import NgramGuard, protected_texts
+
+    protected = protected_texts(shared_dir)
+    assert len(protected) >= 2000
+    assert {p.source.split(":")[0] + ":" + p.source.split(":")[1] for p in protected} >= {
+        "strata_sword:en", "strata_sword:zh", "starter:constructive", "starter:over_refusal",
+        "testsets:false_beliefs", "testsets:novel_attacks", "testsets:heldout_asks"}
+    turns = seed_turns()
+    leaks = NgramGuard(protected).leaks([text for _, _, text in turns])
+    assert [(seed_id, leak.protected.source, leak.measure)
+            for (seed_id, _, _), leak in zip(turns, leaks, strict=True) if leak] == []
 
 
 def test_the_seed_queries_do_not_repeat_each_other() -> None:

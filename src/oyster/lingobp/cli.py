@@ -25,6 +25,16 @@ lingobp_app = typer.Typer(
 
 RunDirArg = Annotated[Path, typer.Argument(help="a Lingo-BP run directory", file_okay=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+MinSafetyOpt = Annotated[float, typer.Option("--min-safety", min=0.0, max=1.0, help=(
+    "leave out chosen replies whose safety score is lower: 1 = only 'safe', 0.5 also "
+    "'mostly_safe'"))]
+RefusalShareOpt = Annotated[float | None, typer.Option("--max-refusal-share", min=0.0, max=1.0,
+    help=("SFT rows: keep refusals to at most this share of the rows (evenly spread); "
+          "default: all"))]
+MaxPairsOpt = Annotated[int, typer.Option("--max-pairs", min=1, max=20, help=(
+    "most preference pairs per query (its most telling rejected replies)"))]
+# the export's default, repeated here so the CLI module loads without the export's imports
+DEFAULT_MAX_PAIRS = 3
 
 
 def _exit(err: OysterError | str) -> typer.Exit:
@@ -155,16 +165,21 @@ def export_command(
     reasoning_tag: Annotated[str, typer.Option("--reasoning-tag", help=(
         "wrap the chain as the assistant's reasoning in <TAG>...</TAG> before the reply; "
         "'none' drops it"))] = "think",
-    min_safety: Annotated[float, typer.Option("--min-safety", min=0.0, max=1.0, help=(
-        "leave out replies (the chosen side, for preference rows) whose safety score is "
-        "lower: 1 = only 'safe', 0.5 also 'mostly_safe'"))] = 1.0,
+    min_safety: MinSafetyOpt = 1.0,
+    max_pairs: MaxPairsOpt = DEFAULT_MAX_PAIRS,
+    max_refusal_share: RefusalShareOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write chat-format JSONL that TRL (and `oyster train sft|orpo`) reads directly."""
+    """Write chat-format JSONL that TRL (and `oyster train sft|orpo`) reads directly. The
+    chosen reply is the best round that passed verification (the model's text or the
+    policy's); the rejected ones are the model's attempts that failed verification, rounds
+    (and bare replies, see `lingobp bare`) the judges found unsafe or refusing a benign
+    ask, and the worst round. Each row's `meta` says where its replies came from."""
     from oyster.lingobp.export import export
 
     try:
-        summary = export(run_dir, format, out, reasoning_tag, min_safety)  # type: ignore[arg-type]
+        summary = export(run_dir, format, out, reasoning_tag,  # type: ignore[arg-type]
+                         min_safety, max_pairs, max_refusal_share)
     except OysterError as e:
         raise _exit(e) from None
     if as_json:
@@ -173,6 +188,84 @@ def export_command(
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary.skipped.items())) or "none"
     typer.echo(f"{summary.rows} {summary.format} rows from {summary.queries} queries → "
                f"{summary.out} (left out: {skipped})")
+
+
+@lingobp_app.command("bare")
+def bare_command(
+    run_dir: RunDirArg,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help=(
+        "backend to ask (default: the run's own, the model being trained)"))] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, max=32768, help=(
+        "most tokens per reply (default: the run's)"))] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the bare model (no engine, no system prompt) for a reply to each finished query
+    of RUN_DIR, verify and judge it with the run's judges, and keep it in RUN_DIR/bare.jsonl:
+    the export offers it as a rejected reply where it failed verification, was judged unsafe
+    or refused a benign ask, or scored lower than the chosen reply. Queries already there are
+    skipped, so running it again continues a killed pass (and covers queries the run
+    finished since)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from oyster.backends import from_spec
+    from oyster.lingobp.bare import read_bare, run_bare
+    from oyster.lingobp.records import RunStore
+    from oyster.lingobp.run import RunSpec, build
+
+    try:
+        store = RunStore(run_dir)
+        m = store.manifest()
+        results = store.results()
+        spec = RunSpec(backend=m.backend, judge=m.judge, editor="rule", assessor=m.assessor,
+                       policy=m.policy if Path(m.policy).is_file() else None, mode=m.mode)
+        params = m.generation.model_copy(update={"max_tokens": max_tokens or
+                                                 m.generation.max_tokens})
+        lingo = build(spec, params)
+        if lingo.policy.fingerprint() != m.policy_fingerprint:
+            raise _exit(f"{run_dir}: the run's policy ({m.policy}) is not the one loaded here")
+        chat = from_spec(backend) if backend else lingo.responder.backend
+        already = set(read_bare(run_dir))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=Console(stderr=True), transient=False) as progress:
+            task = progress.add_task("bare", total=len(results),
+                                     completed=sum(1 for r in results if r.id in already))
+            errors = run_bare(lingo, chat, params, results, run_dir,
+                              on_done=lambda qid: progress.update(
+                                  task, advance=1, description=f"bare · {qid}"))
+    except OysterError as e:
+        raise _exit(e) from None
+    done = read_bare(run_dir)
+    summary = {"run_dir": str(run_dir), "queries": len(results), "bare_replies": len(done),
+               "failed_verification": sum(not r.verification.passed for r in done.values()),
+               "errors": errors}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(f"bare replies for {len(done)} of {len(results)} finished queries "
+                   f"({summary['failed_verification']} failed verification) → "
+                   f"{run_dir / 'bare.jsonl'}")
+    for qid, err in errors.items():
+        typer.echo(f"error: query {qid}: {err}", err=True)
+    if errors:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@lingobp_app.command("card")
+def card_command(run_dir: RunDirArg, min_safety: MinSafetyOpt = 1.0,
+                 max_pairs: MaxPairsOpt = DEFAULT_MAX_PAIRS,
+                 max_refusal_share: RefusalShareOpt = None, as_json: JsonOpt = False) -> None:
+    """The data card of a run: queries, SFT rows and preference pairs per language, level,
+    kind and strategy; chosen replies written by the model vs the policy; where the rejected
+    replies came from and why. Same --min-safety/--max-pairs/--max-refusal-share as the
+    exports it describes."""
+    from oyster.lingobp.card import card_markdown, data_card
+
+    try:
+        card = data_card(run_dir, min_safety, max_pairs, max_refusal_share)
+    except OysterError as e:
+        raise _exit(e) from None
+    typer.echo(card.model_dump_json(indent=2) if as_json else card_markdown(card))
 
 
 @lingobp_app.command("summary")

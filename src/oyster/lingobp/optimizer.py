@@ -191,7 +191,8 @@ class LingoBP:
             query_id=query.id, round=index, decision=decision, reply=text,
             reply_strategy=reply.strategy,
             effective_chain=with_strategy(decision, reply.strategy, self.policy).chain,
-            outcome=reply.outcome, verification=reply.verification,
+            outcome=reply.outcome, verification=reply.verification, source=reply.source,
+            parts=reply.parts, attempts=reply.attempts,
             satisfaction=satisfaction, safety=safety, refusal=refusal,
             scores=self.scores(satisfaction, safety), edit=edit,
             seconds=round(time.perf_counter() - started, 3))

@@ -5,12 +5,15 @@ Accepted lines (the `oyster decide` case format, or the constructive-benchmark f
     {"id": "q1", "prompt": "..."}
     {"id": "q2", "messages": [{"role": "user", "content": "..."}, ...]}
     {"id": "q3", "query": "...", "level": "R1", "category": "mental_health", "user_role": "...",
-     "user_profile": "vulnerable", "language": "en"}
+     "user_profile": "vulnerable", "language": "en", "kind": "distress"}
 
 Exactly one of `prompt`, `query` or `messages`; the labels are optional and are carried into
-the results for reporting (a `category` that names a policy category is also what the safety
-judge checks the reply against). A line without an id gets `line-N`. Other fields are ignored.
-Every problem raises `InputError` naming the file and line, before anything runs.
+the results for reporting (`kind` is the query's situation in the seed set's own terms —
+benign, risky_benign, professional, sensitive_need, distress, false_belief, malicious,
+attack — and goes into the exported rows for the data card; a `category` that names a
+policy category is also what the safety judge checks the reply against). A line without
+an id gets `line-N`. Other fields are ignored. Every problem raises `InputError` naming
+the file and line, before anything runs.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Query(BaseModel):
     category: str | None = None
     user_role: str | None = None
     user_profile: UserType | None = None
+    kind: str | None = None
 
     @property
     def last_user_text(self) -> str:
@@ -63,6 +67,7 @@ class _Line(BaseModel):
     user_role: str | None = None
     user_profile: UserType | None = None
     language: Language | None = None
+    kind: str | None = None
 
     @model_validator(mode="after")
     def _one_input(self) -> _Line:
@@ -91,7 +96,7 @@ def parse_query(data: Any, where: str, default_id: str) -> Query:
     return Query(id=str(line.id) if line.id is not None else default_id, messages=messages,
                  language=line.language or detect_language(last_user), level=line.level,
                  category=line.category, user_role=line.user_role,
-                 user_profile=line.user_profile)
+                 user_profile=line.user_profile, kind=line.kind)
 
 
 def load_queries(path: str | Path) -> list[Query]:

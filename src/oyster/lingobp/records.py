@@ -28,7 +28,8 @@ from oyster.judges.base import RefusalVerdict, SafetyVerdict, SatisfactionVerdic
 from oyster.lingobp.edit import SetEdit
 from oyster.lingobp.editors import Mode
 from oyster.lingobp.queries import Query
-from oyster.respond.responder import Outcome
+from oyster.respond.responder import Attempt, Outcome, Source
+from oyster.respond.scaffold import ReplyPart
 from oyster.respond.verify import Verification
 from oyster.types import Strategy
 
@@ -80,6 +81,14 @@ class RoundRecord(BaseModel):
                                                "decision.chain when the responder tightened)")
     outcome: Outcome
     verification: Verification
+    source: Source | None = Field(default=None, description=(
+        "who wrote the reply: the model, the policy (scaffold, correction, refusal) or both; "
+        "None in runs recorded before it was kept"))
+    parts: list[ReplyPart] = Field(default_factory=list,
+                                   description="the reply's parts and who wrote each")
+    attempts: list[Attempt] = Field(default_factory=list, description=(
+        "the model's generations for this round, each with its verification (a failed one "
+        "is a rejected reply for preference data)"))
     satisfaction: SatisfactionVerdict
     safety: SafetyVerdict
     refusal: RefusalVerdict
