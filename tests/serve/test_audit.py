@@ -37,6 +37,20 @@ def test_concurrent_appends_are_all_committed_in_wal_mode(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+def test_a_cancelled_request_still_gets_its_row_and_the_writer_keeps_going(tmp_path):
+    # a client that disconnects cancels its task, and with it the row's future: the row is
+    # still written, and the writer thread must not die on the cancelled future (it did:
+    # every later request then waited forever for its row)
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        cancelled = 0
+        for i in range(200):
+            cancelled += log.submit(_record(i)).cancel()
+        assert cancelled  # at least one row was cancelled before the writer took it
+        log.submit(_record(200)).result(timeout=30)
+        assert count(path) == 201
+
+
 def test_a_request_whose_row_cannot_be_written_is_not_answered(tmp_path, engine):
     path = tmp_path / "audit.db"
     app = create_app(engine.policy.serve, engine, None, AuditLog(path, busy_timeout_s=0.2))

@@ -308,6 +308,10 @@ class AuditLog:
     def _commit(self, db: Database, batch: list[tuple[AuditRecord, Future[None]]]) -> None:
         if not batch:
             return
+        # a request whose client went away has cancelled its future: its row is written all
+        # the same, and only the futures still waited on are resolved (setting a result on
+        # a cancelled one raises, and would kill this thread)
+        waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
         rows = [(r.id, r.time, r.key_id, r.endpoint, r.level, r.strategy, r.outcome, r.status,
                  r.model_dump_json(exclude_none=True)) for r, _ in batch]
         try:
@@ -319,10 +323,10 @@ class AuditLog:
                 _insert(db, rows, skip_existing=True)
         except StorageError as e:
             error = AuditError(f"cannot write the audit log: {e}")
-            for _, done in batch:
+            for done in waiting:
                 done.set_exception(error)
             return
-        for _, done in batch:
+        for done in waiting:
             done.set_result(None)
 
 
