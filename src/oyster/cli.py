@@ -49,7 +49,9 @@ def decide(
         "--workers", min=1, max=256, help="worker processes on this machine, each loading "
                                           "the assessor once; same records, same order")] = 1,
     chunk: Annotated[int, typer.Option(
-        "--chunk", min=1, max=100_000, help="lines per task (--workers, --ray)")] = 64,
+        "--chunk", min=1, max=100_000, help="lines decided together (one assessor call, "
+                                            "its texts embedded in batches); with --workers "
+                                            "or --ray, lines per task")] = 64,
 ) -> None:
     """Read cases (JSONL: {"id", "messages"} or {"id", "prompt"}) and write one decision
     record per line, same order and ids. A line that cannot be decided (malformed JSON,
@@ -58,12 +60,12 @@ def decide(
     --ray (Ray workers) the same records, byte for byte, come from N workers."""
     from oyster.batch import (
         DecideWorker,
-        decide_line,
+        decide_chunk,
         decide_on_processes,
         decide_on_ray,
         durable_flush,
         open_output,
-        read_cases,
+        read_chunks,
     )
 
     if resume and out is None:
@@ -89,15 +91,16 @@ def decide(
         sink.reconfigure(encoding="utf-8")  # JSON Lines are UTF-8 whatever the locale says
     errors = 0
     with stream, _progress(file, out, done) as advance:
-        lines = itertools.islice(read_cases(stream), done, None)
+        chunks = read_chunks(stream, chunk, skip=done)
         try:
             if ray is not None:
-                outputs = decide_on_ray(lines, worker, ray, ray_workers, chunk)
+                outputs = decide_on_ray(chunks, worker, ray, ray_workers)
             elif workers > 1:
-                outputs = decide_on_processes(lines, worker, workers, chunk)
+                outputs = decide_on_processes(chunks, worker, workers)
             else:
                 engine = worker.engine()
-                outputs = (decide_line(engine, n, text, pretty) for n, text in lines)
+                outputs = itertools.chain.from_iterable(
+                    decide_chunk(engine, lines, pretty) for lines in chunks)
             for text, ok in outputs:
                 errors += not ok
                 sink.write(text + "\n")

@@ -153,7 +153,8 @@ class Engine:
                 (m.content for m in reversed(messages) if m.role == "user"), "")
         return telemetry.span("oyster.assess", attributes)
 
-    def decide_many(self, conversations: Iterable[Conversation]) -> list[Decision]:
+    def decide_many(self, conversations: Iterable[Conversation | ConversationText]
+                    ) -> list[Decision]:
         """Decide a batch (the assessor may batch its model calls). Each conversation must
         fit the size limits; the batch as a whole has no embedding or time budget."""
         texts = [self.read(c) for c in conversations]
