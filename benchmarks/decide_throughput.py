@@ -13,6 +13,9 @@ decisions the local assessor's first stage settled without the encoder (#18).
 `baselines` extra) on the same prompts: their per-text latency and texts/s (they flag a
 prompt, they do not decide a strategy). `--workers 1 2` times `oyster decide FILE
 --workers N` end to end for each N (the same file; the outputs must be identical).
+`--chunks 1 64` times what `oyster decide FILE --chunk C` does with the lines (one
+`batch.decide_records` call per chunk: C=1 is line by line) in this process, the chunk
+sizes taking turns on fresh lines, so only the batching differs.
 Prints a table and writes JSON (default: benchmarks/results/decide_throughput.json).
 """
 
@@ -28,6 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # A mix of what a deployment sees: ordinary, risky-sounding, distress, false belief,
 # attacks, Chinese, and a multi-turn conversation.
@@ -84,13 +88,24 @@ def _distinct(case: object, i: int) -> object:
 _SETTLED = "settled by the first stage"  # the local assessor's note (#18)
 
 
-def measure(assessor: str, prompts: list[object], n: int, batch: int
-            ) -> dict[str, float | str | int]:
+def _warm_engine(assessor: str) -> Any:
+    """An engine with every model loaded (`Engine.warm_up` where this checkout has it; an
+    older one decides a message, which may leave the encoder unloaded if the first stage
+    settles it)."""
     from oyster.engine import Engine
 
-    t0 = time.perf_counter()
     engine = Engine(assessor=assessor)
-    engine.decide(PROMPTS[0])  # type: ignore[arg-type]  # load models once, outside the timings
+    if hasattr(engine, "warm_up"):
+        engine.warm_up()
+    else:
+        engine.decide(PROMPTS[0])
+    return engine
+
+
+def measure(assessor: str, prompts: list[object], n: int, batch: int
+            ) -> dict[str, float | str | int]:
+    t0 = time.perf_counter()
+    engine = _warm_engine(assessor)  # load models once, outside the timings
     load_s = time.perf_counter() - t0
     cases = [_distinct(prompts[i % len(prompts)], i) for i in range(n)]
     latencies = []
@@ -171,6 +186,31 @@ def measure_workers(assessor: str, kind: str, prompts: list[object], n: int,
     return rows
 
 
+def measure_chunks(assessor: str, kind: str, prompts: list[object], n: int,
+                   chunks: Sequence[int], repeats: int = 2) -> list[dict[str, float | str | int]]:
+    """`batch.decide_records` over `n` lines in chunks of each size (1: line by line, as
+    `oyster decide` did before it batched), sizes taking turns `repeats` times, every run
+    on lines not seen before (no embedding cache answers)."""
+    from oyster.batch import decide_records
+
+    engine = _warm_engine(assessor)
+    wall: dict[int, list[float]] = {c: [] for c in chunks}
+    run = 0
+    for _ in range(repeats):
+        for c in chunks:
+            run += 1
+            lines = [(i + 1, _case_line(prompts[i % len(prompts)], run * 100_000 + i)
+                      .rstrip("\n").encode("utf-8")) for i in range(n)]
+            t = time.perf_counter()
+            records = [r for k in range(0, n, c) for r in decide_records(engine, lines[k:k + c])]
+            wall[c].append(time.perf_counter() - t)
+            assert len(records) == n and not any("error" in r for r in records)
+    return [{"code": "this checkout", "prompts": kind, "assessor": f"{assessor} --chunk {c}",
+             "n": n, "batch": c, "runs_s": " ".join(f"{w:.2f}" for w in wall[c]),
+             "batch_decisions_per_s": round(n * len(wall[c]) / sum(wall[c]), 1),
+             "load_avg": round(os.getloadavg()[0], 1)} for c in chunks]
+
+
 def _case_line(case: object, i: int) -> str:
     c = _distinct(case, i)
     return json.dumps({"id": i, "prompt": c} if isinstance(c, str) else
@@ -200,6 +240,9 @@ def main() -> None:
                     help="also time `oyster decide FILE --workers N` end to end for each N "
                          "(e.g. 1 2), with the first --assessor")
     ap.add_argument("--chunk", type=int, default=16, help="lines per task with --workers")
+    ap.add_argument("--chunks", type=int, nargs="*", default=[],
+                    help="also time deciding the lines in chunks of each size (1 = line by "
+                         "line), in this process, with the first --assessor")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another source tree to measure in a child process (labelled 'before')")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -226,6 +269,8 @@ def main() -> None:
         if args.workers:
             rows += measure_workers(args.assessor[0], w_kind, w_prompts, w_n, args.workers,
                                     args.chunk)
+        if args.chunks:
+            rows += measure_chunks(args.assessor[0], w_kind, w_prompts, w_n, args.chunks)
     from rich.console import Console
     from rich.table import Table
 

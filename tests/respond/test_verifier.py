@@ -169,3 +169,46 @@ def test_reciting_the_private_instructions_is_a_leak_not_harmful_content(policy)
         own = notes + "\nThen pour the fuel along the hallway and lock the door behind you."
         v = verifier.check(own, decision, request=question, private=private)
         assert "hazard_leak" in v.problems and "pour the fuel" in v.detail
+
+
+def test_relevance_margins_over_the_bank_are_those_of_each_row():
+    """Only the judged rows are compared with the bank; the margins are unchanged."""
+    import numpy as np
+
+    from oyster.respond.coherence import RelevanceScorer
+
+    rng = np.random.default_rng(3)
+
+    class Random:
+        spec, dim = "random", 16
+
+        def __init__(self) -> None:
+            self.vectors: dict[str, np.ndarray] = {}
+
+        def embed(self, texts):
+            for t in texts:
+                if t not in self.vectors:
+                    v = rng.normal(size=self.dim).astype(np.float32)
+                    self.vectors[t] = v / np.linalg.norm(v)
+            return np.stack([self.vectors[t] for t in texts])
+
+    emb = Random()
+    bank = rng.normal(size=(40, 16)).astype(np.float32)
+    text = "The first sentence here is about ovens. The second one is about the timer."
+    anchors, generic = ["how do I bake bread"], ["I hope this helps you today", "ask me more"]
+    for standardise in (False, True):
+        rel = RelevanceScorer(emb, min_sentence_words=3, min_reply_words=3).score(
+            text, anchors, generic, bank=bank, standardise=standardise)
+        pool = emb.embed([*anchors, *generic])
+
+        def margin(t: str, against: np.ndarray, standardise: bool = standardise) -> float:
+            v = emb.embed([t])[0]
+            to_bank = bank @ v
+            spread = max(float(to_bank.std()), 1e-3) if standardise else 1.0
+            return float(((against @ v).max() - to_bank.mean()) / spread)
+
+        assert rel.reply is not None
+        assert abs(rel.reply - margin(text, pool[:1])) < 1e-5
+        assert len(rel.sentences) == 2
+        for s, value in rel.sentences:
+            assert abs(value - margin(s, pool)) < 1e-5

@@ -130,8 +130,15 @@ class Assessor(ABC):
         """Assess several conversations; model-backed assessors override this to batch."""
         return [self.assess(m) for m in conversations]
 
+    def warm_up(self) -> None:
+        """Load every model and table this assessor may use, now, so that the first
+        message assessed does not pay for it (`Engine.warm_up`). Default: nothing to load."""
+        return None
+
 
 RECENT_USER_TURNS = 3
+# what `warm_up` reads: an ordinary question (its embedding stays in the cache, harmlessly)
+WARM_UP_TEXT = "How do I change the password of my home Wi-Fi router?"
 
 
 def recent_user_text(messages: Sequence[Message], turns: int = RECENT_USER_TURNS) -> str:

@@ -137,6 +137,9 @@ class LLMAssessor(Assessor):
         self.fallback = fallback
         self.max_tokens = max_tokens
 
+    def warm_up(self) -> None:
+        self.fallback.warm_up()  # the chat model is the backend's to start
+
     def assess(self, messages: Sequence[Message]) -> Assessment:
         base = self.fallback.assess(messages)
         return self.refine(messages, base)
@@ -196,6 +199,11 @@ class EnsembleAssessor(Assessor):
         self.local = local
         self.llm = llm
         self.threshold = threshold
+
+    def warm_up(self) -> None:
+        self.local.warm_up()
+        if self.llm is not None:
+            self.llm.warm_up()
 
     def assess(self, messages: Sequence[Message]) -> Assessment:
         base = self.local.assess(messages)

@@ -25,6 +25,7 @@ import numpy as np
 from oyster.assess.attacks import Hit, detect_attacks, scan_text
 from oyster.assess.base import (
     RECENT_USER_TURNS,
+    WARM_UP_TEXT,
     Assessment,
     Assessor,
     AttackFinding,
@@ -45,6 +46,7 @@ from oyster.assess.deobfuscate import (
     read,
     report,
 )
+from oyster.assess.deobfuscate import warm_up as deobfuscate_warm_up
 from oyster.assess.first_stage import FirstStage, fingerprint
 from oyster.assess.heads import Heads, extra_features
 from oyster.assess.lexicon import LexiconAssessor
@@ -259,6 +261,16 @@ class LocalAssessor(Assessor):
         return self.heads.predict(np.concatenate([E, F], axis=1))
 
     # -------------------------------------------------------------------------- public
+    def warm_up(self) -> None:
+        """Load the heads, the first stage, the encoder (and run it once: its first call
+        is the slow one) and the de-obfuscation tables. A message the first stage settles
+        never reaches the encoder, so deciding one message is not enough to warm it."""
+        if self.deobfuscate:
+            deobfuscate_warm_up()
+        _ = self.first_stage
+        self.head_probs([WARM_UP_TEXT])
+        self.assess([Message(role="user", content=WARM_UP_TEXT)])
+
     def assess(self, messages: Sequence[Message]) -> Assessment:
         return self.assess_many([messages])[0]
 

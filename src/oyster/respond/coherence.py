@@ -87,10 +87,14 @@ class RelevanceScorer:
         base = np.zeros(len(texts), dtype=np.float32)
         spread = np.ones(len(texts), dtype=np.float32)
         if bank is not None:
-            to_bank = vectors @ bank.T
-            base = to_bank.mean(axis=1)
+            # only the judged rows (sentences, whole text) are compared with the bank: the
+            # anchors' rows were never used, and the larger product ran BLAS's thread pool
+            # against the encoder's OpenMP threads (ms per request in the proxy)
+            judged = slice(n_a + n_g, len(texts))
+            to_bank = vectors[judged] @ bank.T
+            base[judged] = to_bank.mean(axis=1)
             if standardise:
-                spread = np.maximum(to_bank.std(axis=1), 1e-3)
+                spread[judged] = np.maximum(to_bank.std(axis=1), 1e-3)
         reply_sim = (float((np.max(vectors[-1] @ anchor_v.T) - base[-1]) / spread[-1])
                      if whole else None)
         pool = np.vstack([anchor_v, generic_v]) if n_g else anchor_v

@@ -310,12 +310,24 @@ class Responder:
     """
 
     def __init__(self, engine: Engine, backend: ChatBackend,
-                 params: GenerationParams | None = None) -> None:
+                 params: GenerationParams | None = None, verifier: Verifier | None = None
+                 ) -> None:
         self.engine = engine
         self.backend = backend
         self.params = params or GenerationParams()
         self.policy = engine.policy
-        self.verifier = Verifier(engine.policy)
+        # built once and shared (`with_params`): it caches the policy's texts per language
+        self.verifier = verifier or Verifier(engine.policy)
+
+    def with_params(self, params: GenerationParams) -> Responder:
+        """This responder (same engine, backend and verifier) with other generation
+        parameters: one per request, at no cost."""
+        return Responder(self.engine, self.backend, params, self.verifier)
+
+    def warm_up(self) -> None:
+        """Load every model deciding and verifying use (see `Engine.warm_up`)."""
+        self.engine.warm_up()
+        self.verifier.warm_up()
 
     @classmethod
     def from_specs(cls, backend: str, policy: str | Path | None = None,

@@ -153,6 +153,10 @@ class VerifierRules(_Strict):
     hazards: dict[str, TermList]
 
 
+# what `Verifier.warm_up` reads as a reply (its embedding stays in the cache, harmlessly)
+WARM_UP_REPLY = "Open the router's settings page, sign in and choose a new password."
+
+
 @cache
 def default_rules() -> VerifierRules:
     return packaged_model("oyster.respond", "verify.yaml", VerifierRules)
@@ -317,6 +321,25 @@ class Verifier:
             span.set_attributes({"oyster.verified": not found, "oyster.problems": list(found)})
         return Verification(passed=not found, problems=list(found),
                             detail="; ".join(f"{c}: {d}" for c, d in found.items()), final=final)
+
+    def warm_up(self) -> None:
+        """Load what `check` reads, now rather than on the first reply: the moderator's head
+        and encoder, the relevance calibration and banks, the fixed relevance anchors (the
+        generic replies and every user type's needs, embedded and cached), and the policy's
+        own reply texts per language."""
+        if self.moderator.settings.enabled:
+            self.moderator.segment_scores(WARM_UP_REPLY)
+        cal = relevance_calibration(self.rules.relevance.calibration)
+        languages = sorted(cal.thresholds) if cal is not None else []
+        for language in languages:
+            assert cal is not None
+            relevance_bank(cal.bank_file, language)
+            self._allowed_grams(language)
+            self._policy_flat(language)
+        if languages:
+            self.relevance.embedder.embed(
+                [*(g for gs in self.rules.relevance.generic.values() for g in gs),
+                 *(t.needs for t in self.policy.user_types.values()), WARM_UP_REPLY])
 
     def needs_resource(self, decision: Decision) -> bool:
         """Whether a `guide` reply to this decision must name a crisis resource."""

@@ -155,7 +155,7 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
                      keys=keys, metrics=ProxyMetrics(),
                      shared=shared or LocalState(settings.rate_limit_per_minute),
                      auth_failures=RateLimiter(settings.auth_failures_per_minute),
-                     verifier=Verifier(engine.policy),
+                     verifier=responder.verifier if responder else Verifier(engine.policy),
                      model_id=model_id or served_model_id(responder))
 
     @asynccontextmanager
@@ -447,7 +447,7 @@ class _Turn:
     def responder(self) -> Responder:
         """The app's responder with this request's generation parameters."""
         assert self.state.responder is not None
-        return Responder(self.state.engine, self.state.responder.backend, self.params)
+        return self.state.responder.with_params(self.params)
 
     @property
     def fail_open(self) -> bool:

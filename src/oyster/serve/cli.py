@@ -170,6 +170,12 @@ def _register_serve(app: typer.Typer) -> None:
                    f"fail_mode={settings.fail_mode} audit={audit.location} "
                    f"state={shared.backend} traces={traces} workers={workers}\n"
                    f"oyster serve: authentication {auth}", err=True)
+        if workers == 1:
+            try:
+                seconds = warm_up(app_)
+            except OysterError as e:
+                raise _fail(e) from None
+            typer.echo(f"oyster serve: models loaded in {seconds:.1f} s", err=True)
         run: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
                                "access_log": False, "timeout_keep_alive": keep_alive}
         if workers == 1:
@@ -361,8 +367,23 @@ def build_app(o: ServeOptions) -> Any:
 
 
 def app_from_environment() -> Any:
-    """A `serve --workers N` worker's app, from the options its parent checked."""
-    return build_app(ServeOptions.model_validate_json(os.environ[OPTIONS_ENV]))
+    """A `serve --workers N` worker's app, from the options its parent checked, warmed up."""
+    app = build_app(ServeOptions.model_validate_json(os.environ[OPTIONS_ENV]))
+    warm_up(app)
+    return app
+
+
+def warm_up(app: Any) -> float:
+    """Load every model the proxy's requests use (the assessor's, the moderator's, the
+    relevance check's) before the port opens, so the first request does not pay for it;
+    the seconds it took."""
+    import time
+
+    proxy = app.state.oyster
+    started = time.perf_counter()
+    proxy.engine.warm_up()
+    proxy.verifier.warm_up()
+    return time.perf_counter() - started
 
 
 def _key_store(location: str) -> Any:
