@@ -65,3 +65,22 @@ def test_the_proxy_warms_its_verifier(tmp_path):
     anchors = [g for gs in rules.generic.values() for g in gs]
     cache = embedder._cache  # type: ignore[attr-defined]
     assert all(embedder.clip(a) in cache for a in anchors)  # type: ignore[attr-defined]
+
+
+@needs_local
+def test_prefetch_leaves_the_relevance_anchors_cached():
+    """The proxy embeds the user's turns beside the decision; the reply's check then
+    encodes none of them again."""
+    from oyster.respond import Verifier
+    from oyster.types import Message
+
+    verifier = Verifier(Engine(assessor="lexicon").policy)
+    embedder = verifier.relevance.embedder
+    turns = [Message(role="user", content="Which wood is best for a first carving project?"),
+             Message(role="assistant", content="Basswood."),
+             Message(role="user", content="And which knife should I buy for it, roughly?")]
+    verifier.prefetch(turns)
+    cache = embedder._cache  # type: ignore[attr-defined]
+    assert all(embedder.clip(m.content) in cache  # type: ignore[attr-defined]
+               for m in turns if m.role == "user")
+    verifier.prefetch([])  # nothing to embed, and never raises

@@ -31,6 +31,7 @@ the policy) record which of these happened.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -381,8 +382,10 @@ class Responder:
             with self._generate_span(reply) as span:
                 completion = await self.backend.acomplete(prompt, self.params)
                 _annotate(span, completion)
-            reply.add(completion)
-        return reply.reply()
+            # the checks embed text (moderation, relevance): off the event loop, so other
+            # requests' I/O goes on meanwhile and two checks can use two cores
+            await asyncio.to_thread(reply.add, completion)
+        return await asyncio.to_thread(reply.reply)
 
     def _generate_span(self, reply: _ReplyInProgress) -> Any:
         return telemetry.span("oyster.generate", {

@@ -341,6 +341,20 @@ class Verifier:
                 [*(g for gs in self.rules.relevance.generic.values() for g in gs),
                  *(t.needs for t in self.policy.user_types.values()), WARM_UP_REPLY])
 
+    def prefetch(self, conversation: Sequence[Message]) -> None:
+        """Embed now what the relevance check of a reply to `conversation` compares with
+        (its last user turns), e.g. while the decision is being made on another core: the
+        check then finds them in the embedder's cache. Never raises (the check itself
+        would meet the same error and report it)."""
+        try:
+            if relevance_calibration(self.rules.relevance.calibration) is None:
+                return
+            anchors = [a for a in _said(conversation, None)[-3:] if a.strip()]
+            if anchors:
+                self.relevance.embedder.embed(anchors)
+        except Exception:
+            return
+
     def needs_resource(self, decision: Decision) -> bool:
         """Whether a `guide` reply to this decision must name a crisis resource."""
         if decision.strategy != "guide":

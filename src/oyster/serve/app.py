@@ -23,6 +23,7 @@ everything it needs is passed in, nothing is global.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -268,7 +269,13 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
         conversation = _read_messages(engine, body.messages, for_reply=True)
         params = body.generation_params(responder.params, settings.upstream_timeout_s)
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        decision, decide_s = await _decide(state, conversation, rid)
+        # the reply's relevance check embeds the user's turns: done beside the decision
+        prefetch = asyncio.ensure_future(
+            asyncio.to_thread(state.verifier.prefetch, conversation.messages))
+        try:
+            decision, decide_s = await _decide(state, conversation, rid)
+        finally:
+            await prefetch  # never raises; the check must not encode the same text again
         context = _Turn(state=state, caller=caller, rid=rid, arrived=arrived,
                         started=started, decide_s=decide_s, messages=conversation.messages,
                         decision=decision, params=params)
