@@ -29,7 +29,6 @@ is charged to the current request's `oyster.budget` (characters and time).
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import heapq
 import importlib.util
@@ -38,7 +37,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import pairwise
@@ -84,7 +83,6 @@ class EncodeGate:
     first come, first served)."""
 
     def __init__(self, slots: int) -> None:
-        self.slots = slots
         self._free = slots
         self._waiting: list[tuple[int, int]] = []
         self._order = itertools.count()
@@ -106,42 +104,6 @@ class EncodeGate:
             with self._cond:
                 self._free += 1
                 self._cond.notify_all()
-
-
-def _side_by_side(work: Callable[[int], None], items: list[int], threads: int) -> None:
-    """`work(item)` for every item, on `threads` threads (this one among them), each taking
-    the next item in order; the first error stops the others and is raised here. The
-    threads run in copies of this context (the request's work budget goes with them)."""
-    if threads <= 1:
-        for item in items:
-            work(item)
-        return
-    queue = iter(items)
-    take = threading.Lock()
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        while not errors:
-            with take:
-                item = next(queue, None)
-            if item is None:
-                return
-            try:
-                work(item)
-            except BaseException as e:  # carried to the caller
-                errors.append(e)
-                return
-
-    helpers = [threading.Thread(target=contextvars.copy_context().run, args=(worker,),
-                                daemon=True, name="oyster-encode")
-               for _ in range(threads - 1)]
-    for t in helpers:
-        t.start()
-    worker()
-    for t in helpers:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 class BaseEmbedder:
@@ -204,9 +166,7 @@ class BaseEmbedder:
                     missing.setdefault(t, []).append(i)
         todo = list(missing)
         model = self._model_once() if todo else None
-        starts = list(range(0, len(todo), self.sub_batch))
-
-        def encode(start: int) -> None:
+        for start in range(0, len(todo), self.sub_batch):
             check_deadline()
             batch = todo[start:start + self.sub_batch]
             with self._gate.slot(remaining=len(todo) - start):
@@ -221,8 +181,6 @@ class BaseEmbedder:
                     self._cache[t] = v
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-
-        _side_by_side(encode, starts, min(self._gate.slots, len(starts)))
         return out
 
     def preload(self, vectors: dict[str, np.ndarray]) -> None:
