@@ -88,3 +88,23 @@ def test_compare_runs_every_model_the_same_way_and_reports_side_by_side(
     again = runner.invoke(app, [*args, "--resume", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "comparison.json").read_text())["rows"] == comparison["rows"]
+
+
+def test_a_compare_run_from_before_the_registry_resumes(tmp_path: Path) -> None:
+    """`bench compare` wrote the starter sets as `package:constructive_starter` before the
+    Benchmark registry (`package:constructive_starter.jsonl` now): the same data, so a run
+    started then must resume (before the fix: "cannot resume: data differ"); other data
+    still refuses."""
+    from oyster.bench.records import RunDir, RunMeta
+
+    def meta(data: str) -> RunMeta:
+        return RunMeta(benchmark="constructive", label="old", data=data,
+                       backend="embedded:/m/x.gguf", systems=["bare"], judges="local")
+
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.start(meta("package:constructive_starter"), resume=False)
+    run_dir.start(meta("package:constructive_starter.jsonl"), resume=True)
+    assert RunDir(tmp_path / "run").meta().data == "package:constructive_starter.jsonl"
+    for other in ("package:over_refusal_starter.jsonl", "/data/constructive_starter.jsonl"):
+        with pytest.raises(InputError, match="data differ"):
+            run_dir.start(meta(other), resume=True)
