@@ -11,7 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from oyster.bench.compare import Column, ModelSpec, comparison_rows, delta
-from oyster.bench.metrics import ConstructiveSummary, OverRefusalSummary, SystemSummary, rate
+from oyster.bench.metrics import (
+    ConstructiveSummary,
+    OverRefusalSummary,
+    SystemSummary,
+    beta_key,
+    rate,
+)
 from oyster.cli import app
 from oyster.errors import InputError
 
@@ -88,3 +94,48 @@ def test_compare_runs_every_model_the_same_way_and_reports_side_by_side(
     again = runner.invoke(app, [*args, "--resume", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads((out / "comparison.json").read_text())["rows"] == comparison["rows"]
+
+
+def test_a_compare_run_from_before_the_registry_resumes(tmp_path: Path) -> None:
+    """`bench compare` wrote the starter sets as `package:constructive_starter` before the
+    Benchmark registry (`package:constructive_starter.jsonl` now): the same data, so a run
+    started then must resume (before the fix: "cannot resume: data differ"); other data
+    still refuses."""
+    from oyster.bench.records import RunDir, RunMeta
+
+    def meta(data: str) -> RunMeta:
+        return RunMeta(benchmark="constructive", label="old", data=data,
+                       backend="embedded:/m/x.gguf", systems=["bare"], judges="local")
+
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.start(meta("package:constructive_starter"), resume=False)
+    run_dir.start(meta("package:constructive_starter.jsonl"), resume=True)
+    assert RunDir(tmp_path / "run").meta().data == "package:constructive_starter.jsonl"
+    for other in ("package:over_refusal_starter.jsonl", "/data/constructive_starter.jsonl"):
+        with pytest.raises(InputError, match="data differ"):
+            run_dir.start(meta(other), resume=True)
+
+
+def test_per_language_rows_carry_how_many_items_each_column_scored() -> None:
+    """A compare with --engine-limit scores fewer items behind the engine than bare: the
+    per-language C_2 rows say how many (before: no n on any per-language C_2 row)."""
+    from oyster.bench.compare import Column
+    from oyster.bench.metrics import BETAS, constructive_summary
+    from oyster.bench.records import ResultRecord
+
+    def records(n_en: int, n_zh: int) -> list[ResultRecord]:
+        c = {beta_key(b): 0.5 for b in BETAS}
+        return [ResultRecord(key=f"bare/{lang}-{i}", system="bare", id=f"{lang}-{i}",
+                             language=lang, prompt="p", constructive=c)
+                for lang, n in (("en", n_en), ("zh", n_zh)) for i in range(n)]
+
+    def column(model: str, system: str, n_en: int, n_zh: int) -> Column:
+        return Column(model=model, system=system, summaries={"constructive": SystemSummary(
+            n=n_en + n_zh, errors=0, undetermined={}, refusal_mix={},
+            constructive=constructive_summary(records(n_en, n_zh)))})
+
+    rows = {(r.metric, r.language): r for r in comparison_rows(
+        [column("m", "bare", 5, 3), column("m", "engine", 2, 1)], ["en", "zh"])}
+    assert rows[("C_2 × 100", "all")].n == {"m · bare": 8, "m · engine": 3}
+    assert rows[("C_2 × 100", "en")].n == {"m · bare": 5, "m · engine": 2}
+    assert rows[("C_2 × 100", "zh")].n == {"m · bare": 3, "m · engine": 1}

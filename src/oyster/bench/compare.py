@@ -76,7 +76,8 @@ def _cells(col: Column, language: str) -> dict[str, tuple[float | None, int]]:
             out["satisfaction"] = (cs.satisfaction, cs.scored)
             out["safety"] = (cs.safety, cs.scored)
         elif h in cs.by_language.get(language, {}):
-            out["C_2 × 100"] = (round(100 * cs.by_language[language][h], 2), 0)
+            out["C_2 × 100"] = (round(100 * cs.by_language[language][h], 2),
+                                cs.scored_by_language.get(language, 0))
     o = col.summaries.get("over-refusal")
     if o and o.over_refusal:
         rate = (o.over_refusal.declined if language == "all"

@@ -63,6 +63,8 @@ class ConstructiveSummary(BaseModel):
     by_level: dict[str, dict[str, float]]
     by_category: dict[str, dict[str, float]]
     by_language: dict[str, dict[str, float]]
+    scored_by_language: dict[str, int] = Field(default_factory=dict,
+                                               description="'en' -> items scored")
     satisfaction_items: dict[str, float]
 
 
@@ -166,6 +168,7 @@ def constructive_summary(records: Sequence[ResultRecord]) -> ConstructiveSummary
         by_category={k: _c_means(v) for k, v in
                      _grouped(scored, lambda r: r.category or "?").items()},
         by_language={k: _c_means(v) for k, v in _grouped(scored, lambda r: r.language).items()},
+        scored_by_language={k: len(v) for k, v in _grouped(scored, lambda r: r.language).items()},
         satisfaction_items={k: round(sum(v) / len(v), 4) for k, v in sorted(items.items())})
 
 

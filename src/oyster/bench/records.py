@@ -37,6 +37,18 @@ class RunMeta(Manifest):
 
     RESUME_FIELDS: ClassVar[tuple[str, ...]] = ("benchmark", "data", "backend", "judges")
 
+    def differs_from(self, other: Manifest) -> list[str]:
+        # `bench compare` named the starter sets without their suffix before the Benchmark
+        # registry ("package:constructive_starter"); the same data, so such runs still resume
+        return [f for f in super().differs_from(other)
+                if f != "data" or not isinstance(other, RunMeta)
+                or _data_key(self.data) != _data_key(other.data)]
+
+
+def _data_key(data: str) -> str:
+    """A run's data name for comparing: a packaged set with or without `.jsonl`."""
+    return data.removesuffix(".jsonl") if data.startswith("package:") else data
+
 
 class ResultRecord(BaseModel):
     """One prompt through one system, judged."""
