@@ -381,7 +381,8 @@ def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
         preload_embedder(a.heads.embedder, [e.text for e in examples], data / "emb")
     prog, advance = _progress(len(examples), "first stage: reading the training texts")
     with prog:
-        stage = fit_first_stage(a, examples, progress=advance)
+        stage = fit_first_stage(a, examples, progress=advance,
+                                cache=data / "emb" if (data / "emb").exists() else None)
     prog, advance = _progress(2 * sum(len(s.examples) for s in sets),
                               "first stage: choosing where it settles (validation)")
     with prog:
@@ -404,7 +405,8 @@ def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
     console = Console(stderr=True)
     console.print(table)
     b = result["best"]
-    console.print(f"settles R0 from p >= {b['R0']}, R2 from p >= {b['R2']}: "
+    opened = ", ".join(f"{k} from p >= {v}" for k, v in b["settle_min"].items()) or "nothing"
+    console.print(f"settles {opened}: "
                   f"{b['settled']:.1%} of the validation rows, strategy as the encoder's "
                   f"on {b['strategy_agreement'] if b['strategy_agreement'] is not None else '-'}"
                   f"; saved {path}")

@@ -39,8 +39,8 @@ from oyster.assess.heads import attack_vector, shape_features
 from oyster.errors import AssessorError
 from oyster.types import LEVELS
 
-__all__ = ["FIRST_STAGE_FORMAT", "FirstStage", "fingerprint", "flagged", "ngram_counts",
-           "windows"]
+__all__ = ["FIRST_STAGE_FORMAT", "SETTLE_KEYS", "FirstStage", "fingerprint", "flagged", "ngram_counts",
+           "settle_key", "window_crops", "windows"]
 
 FIRST_STAGE_FORMAT = "oyster-first-stage/1"
 BUCKETS = 2**17
@@ -48,8 +48,13 @@ NGRAMS = (1, 2, 3, 4, 5)
 # a text longer than this is read in windows of WINDOW characters every STRIDE
 WINDOW = 200
 STRIDE = 100
-# an attack detector at this confidence or more sends the text to the encoder
+# an attack detector at this confidence or more flags a text: its readings are settled
+# under thresholds of their own (`settle_key`)
 FLAG_MIN = 0.3
+# the threshold keys (`settle_key`) that may open; any other never settles. A flagged
+# text settles only as R2: a wrapper read harmless or R1 by n-grams is where a cheap model
+# is likeliest to be fooled, so the encoder reads it
+SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2")
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _SALT = np.uint64(0xC2B2AE3D27D4EB4F)
 
@@ -90,8 +95,45 @@ def windows(text: str) -> list[str]:
 
 
 def flagged(hits: Sequence[Hit]) -> bool:
-    """Whether an attack detector says anything worth the encoder's time."""
+    """Whether an attack detector fires (at FLAG_MIN or more) on the text."""
     return any(h.confidence >= FLAG_MIN for h in hits)
+
+
+def settle_key(level: str, is_flagged: bool) -> str:
+    """The threshold a reading is settled under: its level, and `flagged:` before it when
+    an attack detector fires (a wrapper is judged under its own, stricter thresholds)."""
+    return f"flagged:{level}" if is_flagged else level
+
+
+def window_crops(texts: Sequence[str], levels: Sequence[int], *, seed: int = 0,
+                 per_text: int = 3, composites: int = 800) -> list[tuple[str, str]]:
+    """Extra distillation texts made from training texts only, shaped like what `predict`
+    reads of a long message: (window, the text it was cut from, whose detector hits it
+    carries). The first, the last and one random window of each long text; windows of
+    harmless texts (teacher level 0) strung together into a long one; and the last window
+    of such a string with a risky text (teacher level 2) appended, a request buried at the
+    end. The teacher labels every window, so the stage learns what a window of harmless
+    prose reads like instead of guessing from whole short prompts."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, str]] = []
+    for t in texts:
+        parts = windows(t)
+        if len(parts) > 1:
+            picks = {0, len(parts) - 1, int(rng.integers(0, len(parts)))}
+            out.extend((parts[i], t) for i in sorted(picks)[:per_text])
+    harmless = [t for t, lv in zip(texts, levels, strict=True) if lv == 0 and len(t) < WINDOW]
+    risky = [t for t, lv in zip(texts, levels, strict=True) if lv == 2 and len(t) < WINDOW]
+    if len(harmless) < 2:
+        return out
+    for k in range(composites):
+        sep = "\n" if k % 2 else " "
+        body = sep.join(harmless[int(i)] for i in rng.integers(0, len(harmless), 12))
+        parts = windows(body)
+        out.extend((parts[int(i)], body) for i in rng.integers(0, len(parts), 2))
+        if risky:
+            buried = body + sep + risky[int(rng.integers(0, len(risky)))]
+            out.append((windows(buried)[-1], buried))
+    return out
 
 
 def fingerprint(path: str | Path) -> str:
@@ -115,7 +157,8 @@ class FirstStage:
     W: np.ndarray  # (buckets + dense features, outputs)
     b: np.ndarray  # (outputs,)
     temperature: float = 1.0  # of the level head, fitted on validation
-    settle_min: dict[str, float] = field(default_factory=lambda: {"R0": 2.0, "R2": 2.0})
+    # the level confidence from which a reading settles, per `settle_key` (absent: never)
+    settle_min: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,15 +193,22 @@ class FirstStage:
         k = int(np.argmax(lv[:, 2] + 0.5 * lv[:, 1]))
         return {name: v[k] for name, v in P.items()}
 
-    def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
-        """The probabilities to judge `text` by, or None where the encoder must read it
-        (the caller has already left out conversations and de-obfuscated payloads)."""
-        if flagged(hits):
-            return None
+    def reading(self, text: str, hits: Sequence[Hit] = ()
+                ) -> tuple[str, float, dict[str, np.ndarray]]:
+        """The threshold key this text is settled under (`settle_key`), the stage's
+        confidence in its level, and its probabilities."""
         p = self.predict(text, hits)
         lv = p["level"]
-        level = LEVELS[int(np.argmax(lv))]
-        if level == "R1" or float(lv.max()) < self.settle_min.get(level, 2.0):
+        return settle_key(LEVELS[int(np.argmax(lv))], flagged(hits)), float(lv.max()), p
+
+    def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
+        """The probabilities to judge `text` by, or None where the encoder must read it
+        (the caller has already left out conversations and de-obfuscated payloads): the
+        level's confidence must reach the threshold of its key (level, and whether an
+        attack detector flags the text); a key without a threshold, or not among
+        SETTLE_KEYS, never settles."""
+        key, confidence, p = self.reading(text, hits)
+        if key not in SETTLE_KEYS or confidence < self.settle_min.get(key, 2.0):
             return None
         return p
 
