@@ -395,7 +395,8 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     detector flags the text) mixes the two readings; a coordinate search over the keys
     (each in turn over `grid`, the others held, `sweeps` passes) keeps the thresholds that
     settle the most examples while no check falls by more than `tolerance` (a share;
-    `answer == 0` may not rise by more); ties go to the higher threshold. A key read on
+    `answer == 0` may not rise by more), both with the other keys' thresholds and with
+    that key alone open; ties go to the higher threshold. A key read on
     fewer than `min_rows` rows stays closed. The thresholds are set on `stage`. Returns
     every point tried, the choice, and the checks before and after."""
     from oyster.assess.attacks import scan_text
@@ -451,11 +452,15 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
         return tried[point]
 
     read_as = Counter(c[0] for rows in reading.values() for c in rows if c is not None)
-    chosen = dict.fromkeys(SETTLE_KEYS, 2.0)
+    closed = dict.fromkeys(SETTLE_KEYS, 2.0)
+    chosen = dict(closed)
     for _ in range(sweeps):
         moved = False
         for key in (k for k in SETTLE_KEYS if read_as[k] >= min_rows):
-            options = [(mix({**chosen, key: v}), v) for v in grid]
+            # within both alone and with the others: a key's losses may not hide behind
+            # what another key's settling happens to gain on the same check
+            options = [(mix({**chosen, key: v}), v) for v in grid
+                       if mix({**closed, key: v})["within"]]
             ok = [(r["settled"], v) for r, v in options if r["within"]]
             if not ok:
                 continue
