@@ -8,16 +8,17 @@ sentence encoder.
 The stage predicts what the encoder path's heads would output for a text (level, user
 type, form, categories), so a settled text goes through the same rules, type evidence
 and game as any other. It only settles a clear case: a single-turn message with no
-payload from the de-obfuscation stage and no attack detector firing, read as R0 or R2
-with a calibrated confidence at or above the level's threshold, and never read harmless
-where a rule of the lexicon reads a harm or false-belief cue. R1 (distress, false
-beliefs, professional needs) always goes to the encoder. Long texts are read in windows
-and the riskiest window speaks for the text, so a request buried at the end of a long
-harmless text is never averaged away.
+payload from the de-obfuscation stage, whose level it reads with a calibrated confidence
+at or above the threshold of that reading's key (`settle_key`: R0, R1 or R2, and R2 of a
+text an attack detector flags; a flagged text read R0 or R1 always goes to the encoder),
+and never read harmless where a rule of the lexicon reads a harm or false-belief cue.
+Long texts are read in windows and the riskiest window speaks for the text, so a request
+buried at the end of a long harmless text is never averaged away.
 
 Training (`fit`) regresses the teacher's log-probabilities on the n-gram counts of the
-training split; the confidence temperature (how often the stage's level agrees with the
-encoder's) and the thresholds are fitted and chosen on the validation split
+training split and of windows cut from it (`window_crops`); the confidence temperature
+(how often the stage's level agrees with the encoder's) and the thresholds are fitted
+and chosen on the validation split
 (`oyster assess first-stage`, `docs/assessor.md`). The artefact records a fingerprint of
 the heads it was distilled from; the assessor refuses to use it with other heads.
 """
