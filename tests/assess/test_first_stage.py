@@ -21,7 +21,6 @@ from oyster.assess.first_stage import (
     FirstStage,
     fingerprint,
     ngram_counts,
-    window_crops,
     windows,
 )
 from oyster.assess.local import (
@@ -135,24 +134,6 @@ def test_a_flagged_text_read_harmless_never_settles() -> None:
     assert stage.reading("plain garden notes", WRAPPER_HIT)[0] == "flagged:R0"
     assert stage.settle("plain garden notes", WRAPPER_HIT) is None
     assert stage.settle("plain garden notes") is not None
-
-
-def test_window_crops_come_from_the_given_texts_and_bury_a_risky_one() -> None:
-    harmless = [f"How do I plant tomato seedling number {i} in spring?" for i in range(30)]
-    risky = ["exact steps to build a pipe bomb"]
-    long = "The garden committee met again on Thursday evening. " * 20
-    texts = [*harmless, *risky, long]
-    levels = [0] * 30 + [2, 0]
-    crops = window_crops(texts, levels, composites=20)
-    assert all(len(w) <= WINDOW for w, _ in crops)
-    assert all(w in src for w, src in crops)  # a window of the text it carries hits from
-    from_long = [w for w, src in crops if src == long]
-    assert from_long[0] == long[:WINDOW] and from_long[-1] == long[-WINDOW:]
-    buried = [(w, src) for w, src in crops if src.endswith(risky[0])]
-    assert len(buried) == 20 and all(w.endswith(risky[0]) for w, _ in buried)
-    # no risky text is ever cut into a harmless string
-    assert all(risky[0] not in src for _, src in crops if not src.endswith(risky[0]))
-    assert window_crops(texts, levels, composites=20) == crops  # seeded
 
 
 def test_a_window_reading_risky_speaks_for_a_long_text() -> None:
@@ -275,7 +256,7 @@ def test_a_confident_wrapped_harmful_request_settles_as_r2(
         if settled(a.assessment):
             n_settled += 1
             assert a.level == "R2" and a.strategy == b.strategy, text
-    assert n_settled >= 2  # the wrappers it is sure of do not wait for the encoder
+    assert n_settled >= 1  # a wrapper it is sure of does not wait for the encoder
 
 
 @needs_local

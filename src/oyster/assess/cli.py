@@ -381,8 +381,7 @@ def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
         preload_embedder(a.heads.embedder, [e.text for e in examples], data / "emb")
     prog, advance = _progress(len(examples), "first stage: reading the training texts")
     with prog:
-        stage = fit_first_stage(a, examples, progress=advance,
-                                cache=data / "emb" if (data / "emb").exists() else None)
+        stage = fit_first_stage(a, examples, progress=advance)
     prog, advance = _progress(2 * sum(len(s.examples) for s in sets),
                               "first stage: choosing where it settles (validation)")
     with prog:

@@ -371,13 +371,26 @@ class _MemoEngine:
         return self._memo[key]
 
 
+# a set's decision rates the first stage may not lower (the checks' and the reported sets')
+_SET_RATES = ("refuse_or_guide", "answer_or_safely", "correct_or_guide")
+
+
 def _within(before: dict[str, Any], after: dict[str, Any], tolerance: float) -> bool:
-    for name, c in before.items():
-        v = after[name]["value"]
+    """Whether no check of `after` (an `evaluate` result) is lower than in `before` by more
+    than `tolerance` (`answer == 0`: higher), nor any set's decision rate, reported sets
+    included (e.g. harmless requests in jailbreak-looking wrappers, which no check covers)."""
+    for name, c in before["checks"].items():
+        v = after["checks"][name]["value"]
         if name.endswith("answer == 0"):
             if v > c["value"] + tolerance + 1e-9:
                 return False
         elif v < c["value"] - tolerance - 1e-9:
+            return False
+    for name, m in before["sets"].items():
+        for rate in _SET_RATES:
+            if rate in m and after["sets"][name][rate] < m[rate] - tolerance - 1e-9:
+                return False
+        if "answer" in m and after["sets"][name]["answer"] > m["answer"] + tolerance + 1e-9:
             return False
     return True
 
@@ -394,10 +407,10 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     threshold per key (`first_stage.SETTLE_KEYS`: the level read, and whether an attack
     detector flags the text) mixes the two readings; a coordinate search over the keys
     (each in turn over `grid`, the others held, `sweeps` passes) keeps the thresholds that
-    settle the most examples while no check falls by more than `tolerance` (a share;
-    `answer == 0` may not rise by more), both with the other keys' thresholds and with
-    that key alone open; ties go to the higher threshold. A key read on
-    fewer than `min_rows` rows stays closed. The thresholds are set on `stage`. Returns
+    settle the most examples while no check, nor any set's decision rate, falls by more
+    than `tolerance` (a share; `answer == 0` may not rise by more), both with the other
+    keys' thresholds and with that key alone open; ties go to the higher threshold. A key
+    read on fewer than `min_rows` rows stays closed. The thresholds are set on `stage`. Returns
     every point tried, the choice, and the checks before and after."""
     from oyster.assess.attacks import scan_text
     from oyster.assess.first_stage import SETTLE_KEYS
@@ -447,7 +460,7 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
                         "settled_by": {k: round(v / max(1, total), 4)
                                        for k, v in by_key.items() if v},
                         "strategy_agreement": round(agree / settled, 4) if settled else None,
-                        "within": _within(before["checks"], r["checks"], tolerance),
+                        "within": _within(before, r, tolerance),
                         "checks": r["checks"]}
         return tried[point]
 

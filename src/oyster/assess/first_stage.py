@@ -16,7 +16,7 @@ Long texts are read in windows and the riskiest window speaks for the text, so a
 buried at the end of a long harmless text is never averaged away.
 
 Training (`fit`) regresses the teacher's log-probabilities on the n-gram counts of the
-training split and of windows cut from it (`window_crops`); the confidence temperature
+training split; the confidence temperature
 (how often the stage's level agrees with the encoder's) and the thresholds are fitted
 and chosen on the validation split
 (`oyster assess first-stage`, `docs/assessor.md`). The artefact records a fingerprint of
@@ -41,7 +41,7 @@ from oyster.errors import AssessorError
 from oyster.types import LEVELS
 
 __all__ = ["FIRST_STAGE_FORMAT", "SETTLE_KEYS", "FirstStage", "fingerprint", "flagged", "ngram_counts",
-           "settle_key", "window_crops", "windows"]
+           "settle_key", "windows"]
 
 FIRST_STAGE_FORMAT = "oyster-first-stage/1"
 BUCKETS = 2**17
@@ -104,37 +104,6 @@ def settle_key(level: str, is_flagged: bool) -> str:
     """The threshold a reading is settled under: its level, and `flagged:` before it when
     an attack detector fires (a wrapper is judged under its own, stricter thresholds)."""
     return f"flagged:{level}" if is_flagged else level
-
-
-def window_crops(texts: Sequence[str], levels: Sequence[int], *, seed: int = 0,
-                 per_text: int = 3, composites: int = 800) -> list[tuple[str, str]]:
-    """Extra distillation texts made from training texts only, shaped like what `predict`
-    reads of a long message: (window, the text it was cut from, whose detector hits it
-    carries). The first, the last and one random window of each long text; windows of
-    harmless texts (teacher level 0) strung together into a long one; and the last window
-    of such a string with a risky text (teacher level 2) appended, a request buried at the
-    end. The teacher labels every window, so the stage learns what a window of harmless
-    prose reads like instead of guessing from whole short prompts."""
-    rng = np.random.default_rng(seed)
-    out: list[tuple[str, str]] = []
-    for t in texts:
-        parts = windows(t)
-        if len(parts) > 1:
-            picks = {0, len(parts) - 1, int(rng.integers(0, len(parts)))}
-            out.extend((parts[i], t) for i in sorted(picks)[:per_text])
-    harmless = [t for t, lv in zip(texts, levels, strict=True) if lv == 0 and len(t) < WINDOW]
-    risky = [t for t, lv in zip(texts, levels, strict=True) if lv == 2 and len(t) < WINDOW]
-    if len(harmless) < 2:
-        return out
-    for k in range(composites):
-        sep = "\n" if k % 2 else " "
-        body = sep.join(harmless[int(i)] for i in rng.integers(0, len(harmless), 12))
-        parts = windows(body)
-        out.extend((parts[int(i)], body) for i in rng.integers(0, len(parts), 2))
-        if risky:
-            buried = body + sep + risky[int(rng.integers(0, len(risky)))]
-            out.append((windows(buried)[-1], buried))
-    return out
 
 
 def fingerprint(path: str | Path) -> str:

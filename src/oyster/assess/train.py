@@ -216,17 +216,16 @@ def level_metrics(pred_levels: Sequence[str], examples: Sequence[Example],
 
 
 def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
-                    cache: Path | None = None, progress: Progress | None = None) -> Any:
+                    progress: Progress | None = None) -> Any:
     """Distil the cascade's first stage (`assess.first_stage`) from `assessor` (a
-    `LocalAssessor`): linear maps fitted to what its heads read for the single-turn texts
-    of the training split and for windows cut from them (`first_stage.window_crops`;
-    their vectors go to the embedding `cache` when given), the confidence temperature
-    fitted on the validation split's texts without a payload (agreement with the heads'
-    level). Thresholds stay closed; `evaluate.choose_first_stage` opens them on
-    validation."""
+    `LocalAssessor`): linear maps fitted on the single-turn texts of the training split to
+    what its heads read for them, the confidence temperature fitted on the validation
+    split's texts without a payload (agreement with the heads' level; flagged texts
+    included, since a flagged R2 reading may settle). Thresholds stay closed;
+    `evaluate.choose_first_stage` opens them on validation."""
     from oyster.assess.attacks import scan_text
     from oyster.assess.deobfuscate import read
-    from oyster.assess.first_stage import fingerprint, fit, fit_temperature, window_crops
+    from oyster.assess.first_stage import fingerprint, fit, fit_temperature
 
     rows = [e for e in examples if "messages" not in e.meta and e.split in ("train", "valid")]
     texts = [e.text for e in rows]
@@ -237,22 +236,10 @@ def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
             progress(1)
     P = assessor.head_probs(texts, hits)
     train = [i for i, e in enumerate(rows) if e.split == "train"]
-    crops = window_crops([texts[i] for i in train], P["level"][train].argmax(axis=1))
-    source_hits = {t: hits[i] for i, t in enumerate(texts)}
-    for _, src in crops:  # a window carries the detector hits of the text it was cut from
-        if src not in source_hits:
-            source_hits[src] = scan_text(src)
-    crop_texts = [w for w, _ in crops]
-    crop_hits = [source_hits[src] for _, src in crops]
-    if cache is not None:
-        embed_cached(crop_texts, assessor.heads.embedder, cache=cache)
-        preload_embedder(assessor.heads.embedder, crop_texts, cache)
-    Pc = assessor.head_probs(crop_texts, crop_hits)
-    stage = fit([*(texts[i] for i in train), *crop_texts], [*(hits[i] for i in train), *crop_hits],
-                {k: np.concatenate([v[train], Pc[k]]) for k, v in P.items()},
-                fingerprint(assessor.heads_path),
+    stage = fit([texts[i] for i in train], [hits[i] for i in train],
+                {k: v[train] for k, v in P.items()}, fingerprint(assessor.heads_path),
                 meta={"teacher_heads": Path(assessor.heads_path).name,
-                      "embedder": assessor.heads.embedder, "n_crops": len(crops)})
+                      "embedder": assessor.heads.embedder})
     valid = [i for i, e in enumerate(rows) if e.split == "valid" and not read(texts[i]).payloads]
     stage.temperature = fit_temperature(stage, [texts[i] for i in valid],
                                         [hits[i] for i in valid],
