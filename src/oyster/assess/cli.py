@@ -404,7 +404,8 @@ def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
     console = Console(stderr=True)
     console.print(table)
     b = result["best"]
-    console.print(f"settles R0 from p >= {b['R0']}, R2 from p >= {b['R2']}: "
+    opened = ", ".join(f"{k} from p >= {v}" for k, v in b["settle_min"].items()) or "nothing"
+    console.print(f"settles {opened}: "
                   f"{b['settled']:.1%} of the validation rows, strategy as the encoder's "
                   f"on {b['strategy_agreement'] if b['strategy_agreement'] is not None else '-'}"
                   f"; saved {path}")

@@ -344,10 +344,14 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: Mapping[str, St
     return out
 
 
-# thresholds tried for settling R0 and R2 (above 1: never)
-SETTLE_GRID = (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 2.0)
+# thresholds tried for settling each key of the first stage (above 1: never)
+SETTLE_GRID = (0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 2.0)
 # how far any check may fall when the first stage settles what it is sure of
 SETTLE_TOLERANCE = 0.01
+# passes of the coordinate search over the keys' thresholds
+SETTLE_SWEEPS = 3
+# a key read on fewer validation rows stays closed: the checks could not see its errors
+SETTLE_MIN_ROWS = 30
 
 
 class _MemoEngine:
@@ -367,74 +371,121 @@ class _MemoEngine:
         return self._memo[key]
 
 
+# a set's decision rates the first stage may not lower (the checks' and the reported sets')
+_SET_RATES = ("refuse_or_guide", "answer_or_safely", "correct_or_guide")
+
+
 def _within(before: dict[str, Any], after: dict[str, Any], tolerance: float) -> bool:
-    for name, c in before.items():
-        v = after[name]["value"]
+    """Whether no check of `after` (an `evaluate` result) is lower than in `before` by more
+    than `tolerance` (`answer == 0`: higher), nor any set's decision rate, reported sets
+    included (e.g. harmless requests in jailbreak-looking wrappers, which no check covers)."""
+    for name, c in before["checks"].items():
+        v = after["checks"][name]["value"]
         if name.endswith("answer == 0"):
             if v > c["value"] + tolerance + 1e-9:
                 return False
         elif v < c["value"] - tolerance - 1e-9:
+            return False
+    for name, m in before["sets"].items():
+        for rate in _SET_RATES:
+            if rate in m and after["sets"][name][rate] < m[rate] - tolerance - 1e-9:
+                return False
+        if "answer" in m and after["sets"][name]["answer"] > m["answer"] + tolerance + 1e-9:
             return False
     return True
 
 
 def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engine: Any, *,
                        grid: Sequence[float] = SETTLE_GRID,
-                       tolerance: float = SETTLE_TOLERANCE,
+                       tolerance: float = SETTLE_TOLERANCE, sweeps: int = SETTLE_SWEEPS,
+                       min_rows: int = SETTLE_MIN_ROWS,
+                       encoder_only: dict[str, list[Assessment]] | None = None,
                        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Open the first stage's thresholds on `sets` (the validation split): the assessor
-    judges every example twice, with the encoder only and with the stage settling
-    everything it may settle; each (R0, R2) threshold pair mixes the two readings, and the
-    pair that settles the most examples while no check falls by more than `tolerance`
-    (a share; `answer == 0` may not rise by more) is kept on `stage` (ties: the higher
-    thresholds). Returns the grid, the chosen pair and the checks before and after."""
+    judges every example twice, with the encoder only (or `encoder_only`, those
+    assessments made before) and with the stage settling everything it may settle. Each
+    threshold per key (`first_stage.SETTLE_KEYS`: the level read, and whether an attack
+    detector flags the text) mixes the two readings; a coordinate search over the keys
+    (each in turn over `grid`, the others held, `sweeps` passes) keeps the thresholds that
+    settle the most examples while no check, nor any set's decision rate, falls by more
+    than `tolerance` (a share; `answer == 0` may not rise by more), both with the other
+    keys' thresholds and with that key alone open; ties go to the higher threshold. A key
+    read on fewer than `min_rows` rows stays closed. The thresholds are set on `stage`. Returns
+    every point tried, the choice, and the checks before and after."""
     from oyster.assess.attacks import scan_text
+    from oyster.assess.first_stage import SETTLE_KEYS
     from oyster.assess.local import SETTLED_NOTE
-    from oyster.types import LEVELS
 
     memo = _MemoEngine(engine)
     assessor.first_stage = False
-    full: dict[str, list[Assessment]] = {}
+    full: dict[str, list[Assessment]] = dict(encoder_only or {})
     before = evaluate(assessor, sets, engine=memo, progress=progress, assessed=full)
-    stage.settle_min = {"R0": 0.0, "R2": 0.0}
+    stage.settle_min = dict.fromkeys(SETTLE_KEYS, 0.0)
     assessor.first_stage = stage
     cheap: dict[str, list[Assessment]] = {}
     evaluate(assessor, sets, engine=memo, progress=progress, assessed=cheap)
-    conf: dict[str, list[tuple[str, float] | None]] = {}
+    reading: dict[str, list[tuple[str, float] | None]] = {}
     for es in sets:
-        conf[es.name] = []
+        reading[es.name] = []
         for e, a in zip(es.examples, cheap[es.name], strict=True):
             if any(n.startswith(SETTLED_NOTE) for n in a.notes):
-                p = stage.predict(e.text, scan_text(e.text))["level"]
-                conf[es.name].append((LEVELS[int(p.argmax())], float(p.max())))
+                key, confidence, _ = stage.reading(e.text, scan_text(e.text))
+                reading[es.name].append((key, confidence))
             else:
-                conf[es.name].append(None)
+                reading[es.name].append(None)
     total = sum(len(es.examples) for es in sets)
-    rows = []
-    for r0 in grid:
-        for r2 in grid:
-            mixed: dict[str, list[Assessment]] = {}
-            settled = agree = 0
-            for es in sets:
-                out = []
-                for c, a_full, a_cheap in zip(conf[es.name], full[es.name], cheap[es.name],
-                                              strict=True):
-                    use = c is not None and c[1] >= {"R0": r0, "R2": r2}[c[0]]
-                    out.append(a_cheap if use else a_full)
-                    if use:
-                        settled += 1
-                        agree += (memo.decide_assessed(a_cheap).strategy
-                                  == memo.decide_assessed(a_full).strategy)
-                mixed[es.name] = out
-            r = evaluate(assessor, sets, engine=memo, assessed=mixed)
-            rows.append({"R0": r0, "R2": r2, "settled": round(settled / max(1, total), 4),
-                         "strategy_agreement": round(agree / settled, 4) if settled else None,
-                         "within": _within(before["checks"], r["checks"], tolerance),
-                         "checks": r["checks"]})
-    ok = [r for r in rows if r["within"]]
-    best = max(ok, key=lambda r: (r["settled"], r["R0"] + r["R2"]))
-    stage.settle_min = {"R0": best["R0"], "R2": best["R2"]}
-    return {"rows": rows, "best": {k: best[k] for k in ("R0", "R2", "settled",
-                                                        "strategy_agreement")},
+    tried: dict[tuple[float, ...], dict[str, Any]] = {}
+
+    def mix(th: dict[str, float]) -> dict[str, Any]:
+        point = tuple(th[k] for k in SETTLE_KEYS)
+        if point in tried:
+            return tried[point]
+        mixed: dict[str, list[Assessment]] = {}
+        by_key = dict.fromkeys(SETTLE_KEYS, 0)
+        settled = agree = 0
+        for es in sets:
+            out = []
+            for c, a_full, a_cheap in zip(reading[es.name], full[es.name], cheap[es.name],
+                                          strict=True):
+                use = c is not None and c[1] >= th[c[0]]
+                out.append(a_cheap if use else a_full)
+                if use and c is not None:
+                    settled += 1
+                    by_key[c[0]] += 1
+                    agree += (memo.decide_assessed(a_cheap).strategy
+                              == memo.decide_assessed(a_full).strategy)
+            mixed[es.name] = out
+        r = evaluate(assessor, sets, engine=memo, assessed=mixed)
+        tried[point] = {"settle_min": dict(th), "settled": round(settled / max(1, total), 4),
+                        "settled_by": {k: round(v / max(1, total), 4)
+                                       for k, v in by_key.items() if v},
+                        "strategy_agreement": round(agree / settled, 4) if settled else None,
+                        "within": _within(before, r, tolerance),
+                        "checks": r["checks"]}
+        return tried[point]
+
+    read_as = Counter(c[0] for rows in reading.values() for c in rows if c is not None)
+    closed = dict.fromkeys(SETTLE_KEYS, 2.0)
+    chosen = dict(closed)
+    for _ in range(sweeps):
+        moved = False
+        for key in (k for k in SETTLE_KEYS if read_as[k] >= min_rows):
+            # within both alone and with the others: a key's losses may not hide behind
+            # what another key's settling happens to gain on the same check
+            options = [(mix({**chosen, key: v}), v) for v in grid
+                       if mix({**closed, key: v})["within"]]
+            ok = [(r["settled"], v) for r, v in options if r["within"]]
+            if not ok:
+                continue
+            _, v = max(ok)
+            moved |= v != chosen[key]
+            chosen[key] = v
+        if not moved:
+            break
+    best = mix(chosen)
+    stage.settle_min = {k: v for k, v in chosen.items() if v <= 1.0}
+    return {"rows": list(tried.values()),
+            "best": {k: best[k] for k in ("settle_min", "settled", "settled_by",
+                                          "strategy_agreement")},
             "checks_before": before["checks"], "checks_after": best["checks"],
-            "tolerance": tolerance}
+            "tolerance": tolerance, "grid": list(grid), "rows_read_as": dict(read_as)}

@@ -8,16 +8,17 @@ sentence encoder.
 The stage predicts what the encoder path's heads would output for a text (level, user
 type, form, categories), so a settled text goes through the same rules, type evidence
 and game as any other. It only settles a clear case: a single-turn message with no
-payload from the de-obfuscation stage and no attack detector firing, read as R0 or R2
-with a calibrated confidence at or above the level's threshold, and never read harmless
-where a rule of the lexicon reads a harm or false-belief cue. R1 (distress, false
-beliefs, professional needs) always goes to the encoder. Long texts are read in windows
-and the riskiest window speaks for the text, so a request buried at the end of a long
-harmless text is never averaged away.
+payload from the de-obfuscation stage, whose level it reads with a calibrated confidence
+at or above the threshold of that reading's key (`settle_key`: R0, R1 or R2, and R2 of a
+text an attack detector flags; a flagged text read R0 or R1 always goes to the encoder),
+and never read harmless where a rule of the lexicon reads a harm or false-belief cue.
+Long texts are read in windows and the riskiest window speaks for the text, so a request
+buried at the end of a long harmless text is never averaged away.
 
 Training (`fit`) regresses the teacher's log-probabilities on the n-gram counts of the
-training split; the confidence temperature (how often the stage's level agrees with the
-encoder's) and the thresholds are fitted and chosen on the validation split
+training split; the confidence temperature
+(how often the stage's level agrees with the encoder's) and the thresholds are fitted
+and chosen on the validation split
 (`oyster assess first-stage`, `docs/assessor.md`). The artefact records a fingerprint of
 the heads it was distilled from; the assessor refuses to use it with other heads.
 """
@@ -39,8 +40,8 @@ from oyster.assess.heads import attack_vector, shape_features
 from oyster.errors import AssessorError
 from oyster.types import LEVELS
 
-__all__ = ["FIRST_STAGE_FORMAT", "FirstStage", "fingerprint", "flagged", "ngram_counts",
-           "windows"]
+__all__ = ["FIRST_STAGE_FORMAT", "SETTLE_KEYS", "FirstStage", "fingerprint", "flagged", "ngram_counts",
+           "settle_key", "windows"]
 
 FIRST_STAGE_FORMAT = "oyster-first-stage/1"
 BUCKETS = 2**17
@@ -48,8 +49,13 @@ NGRAMS = (1, 2, 3, 4, 5)
 # a text longer than this is read in windows of WINDOW characters every STRIDE
 WINDOW = 200
 STRIDE = 100
-# an attack detector at this confidence or more sends the text to the encoder
+# an attack detector at this confidence or more flags a text: its readings are settled
+# under thresholds of their own (`settle_key`)
 FLAG_MIN = 0.3
+# the threshold keys (`settle_key`) that may open; any other never settles. A flagged
+# text settles only as R2: a wrapper read harmless or R1 by n-grams is where a cheap model
+# is likeliest to be fooled, so the encoder reads it
+SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2")
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _SALT = np.uint64(0xC2B2AE3D27D4EB4F)
 
@@ -90,8 +96,14 @@ def windows(text: str) -> list[str]:
 
 
 def flagged(hits: Sequence[Hit]) -> bool:
-    """Whether an attack detector says anything worth the encoder's time."""
+    """Whether an attack detector fires (at FLAG_MIN or more) on the text."""
     return any(h.confidence >= FLAG_MIN for h in hits)
+
+
+def settle_key(level: str, is_flagged: bool) -> str:
+    """The threshold a reading is settled under: its level, and `flagged:` before it when
+    an attack detector fires (a wrapper is judged under its own, stricter thresholds)."""
+    return f"flagged:{level}" if is_flagged else level
 
 
 def fingerprint(path: str | Path) -> str:
@@ -115,7 +127,8 @@ class FirstStage:
     W: np.ndarray  # (buckets + dense features, outputs)
     b: np.ndarray  # (outputs,)
     temperature: float = 1.0  # of the level head, fitted on validation
-    settle_min: dict[str, float] = field(default_factory=lambda: {"R0": 2.0, "R2": 2.0})
+    # the level confidence from which a reading settles, per `settle_key` (absent: never)
+    settle_min: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,15 +163,22 @@ class FirstStage:
         k = int(np.argmax(lv[:, 2] + 0.5 * lv[:, 1]))
         return {name: v[k] for name, v in P.items()}
 
-    def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
-        """The probabilities to judge `text` by, or None where the encoder must read it
-        (the caller has already left out conversations and de-obfuscated payloads)."""
-        if flagged(hits):
-            return None
+    def reading(self, text: str, hits: Sequence[Hit] = ()
+                ) -> tuple[str, float, dict[str, np.ndarray]]:
+        """The threshold key this text is settled under (`settle_key`), the stage's
+        confidence in its level, and its probabilities."""
         p = self.predict(text, hits)
         lv = p["level"]
-        level = LEVELS[int(np.argmax(lv))]
-        if level == "R1" or float(lv.max()) < self.settle_min.get(level, 2.0):
+        return settle_key(LEVELS[int(np.argmax(lv))], flagged(hits)), float(lv.max()), p
+
+    def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
+        """The probabilities to judge `text` by, or None where the encoder must read it
+        (the caller has already left out conversations and de-obfuscated payloads): the
+        level's confidence must reach the threshold of its key (level, and whether an
+        attack detector flags the text); a key without a threshold, or not among
+        SETTLE_KEYS, never settles."""
+        key, confidence, p = self.reading(text, hits)
+        if key not in SETTLE_KEYS or confidence < self.settle_min.get(key, 2.0):
             return None
         return p
 

@@ -312,9 +312,9 @@ class LocalAssessor(Assessor):
         probs: dict[str, dict[str, np.ndarray]] = {}
         stage = self.first_stage
         if stage is not None:
-            # the cascade: a clear single-turn message with nothing hidden and no attack
-            # detector firing is judged on the first stage's reading; the rest (and every
-            # text where it is unsure) goes to the encoder
+            # the cascade: a clear single-turn message with nothing hidden is judged on
+            # the first stage's reading where it is sure (`FirstStage.settle`: a flagged
+            # one only as R2); the rest goes to the encoder
             for t in unique:
                 if t in (settleable or ()) and not plans[t].payloads:
                     p = stage.settle(t, hits[t])

@@ -220,11 +220,12 @@ def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
     """Distil the cascade's first stage (`assess.first_stage`) from `assessor` (a
     `LocalAssessor`): linear maps fitted on the single-turn texts of the training split to
     what its heads read for them, the confidence temperature fitted on the validation
-    split's eligible texts (agreement with the heads' level). Thresholds stay closed;
+    split's texts without a payload (agreement with the heads' level; flagged texts
+    included, since a flagged R2 reading may settle). Thresholds stay closed;
     `evaluate.choose_first_stage` opens them on validation."""
     from oyster.assess.attacks import scan_text
     from oyster.assess.deobfuscate import read
-    from oyster.assess.first_stage import fingerprint, fit, fit_temperature, flagged
+    from oyster.assess.first_stage import fingerprint, fit, fit_temperature
 
     rows = [e for e in examples if "messages" not in e.meta and e.split in ("train", "valid")]
     texts = [e.text for e in rows]
@@ -239,8 +240,7 @@ def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
                 {k: v[train] for k, v in P.items()}, fingerprint(assessor.heads_path),
                 meta={"teacher_heads": Path(assessor.heads_path).name,
                       "embedder": assessor.heads.embedder})
-    valid = [i for i, e in enumerate(rows) if e.split == "valid" and not flagged(hits[i])
-             and not read(texts[i]).payloads]
+    valid = [i for i, e in enumerate(rows) if e.split == "valid" and not read(texts[i]).payloads]
     stage.temperature = fit_temperature(stage, [texts[i] for i in valid],
                                         [hits[i] for i in valid],
                                         P["level"][valid].argmax(axis=1))
