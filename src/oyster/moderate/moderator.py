@@ -159,10 +159,10 @@ class ReplyHead:
 
     def score(self, vectors: np.ndarray) -> np.ndarray:
         z = (np.atleast_2d(vectors) - self.mean) / self.scale
-        with one_blas_thread():
-            if self.hidden_weights is not None and self.hidden_bias is not None:
-                z = np.maximum(z @ self.hidden_weights + self.hidden_bias, 0.0)
-            logit = z @ self.weights + self.bias
+        one_blas_thread()
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            z = np.maximum(z @ self.hidden_weights + self.hidden_bias, 0.0)
+        logit = z @ self.weights + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(logit, -40, 40)))
 
     def with_thresholds(self, thresholds: dict[Strictness, float]) -> ReplyHead:

@@ -87,21 +87,21 @@ class RelevanceScorer:
         sentence_v = vectors[n_a + n_g:n_a + n_g + len(sentences)]
         base = np.zeros(len(texts), dtype=np.float32)
         spread = np.ones(len(texts), dtype=np.float32)
-        with one_blas_thread():
-            if bank is not None:
-                # only the judged rows (sentences, whole text) are compared with the bank: the
-                # anchors' rows were never used, and the larger product ran BLAS's thread pool
-                # against the encoder's OpenMP threads (ms per request in the proxy)
-                judged = slice(n_a + n_g, len(texts))
-                to_bank = vectors[judged] @ bank.T
-                base[judged] = to_bank.mean(axis=1)
-                if standardise:
-                    spread[judged] = np.maximum(to_bank.std(axis=1), 1e-3)
-            reply_sim = (float((np.max(vectors[-1] @ anchor_v.T) - base[-1]) / spread[-1])
-                         if whole else None)
-            pool = np.vstack([anchor_v, generic_v]) if n_g else anchor_v
-            at = slice(n_a + n_g, n_a + n_g + len(sentences))
-            sims = (((sentence_v @ pool.T).max(axis=1) - base[at]) / spread[at]
-                    if sentences else np.zeros(0))
+        one_blas_thread()
+        if bank is not None:
+            # only the judged rows (sentences, whole text) are compared with the bank: the
+            # anchors' rows were never used, and the larger product ran BLAS's thread pool
+            # against the encoder's OpenMP threads (ms per request in the proxy)
+            judged = slice(n_a + n_g, len(texts))
+            to_bank = vectors[judged] @ bank.T
+            base[judged] = to_bank.mean(axis=1)
+            if standardise:
+                spread[judged] = np.maximum(to_bank.std(axis=1), 1e-3)
+        reply_sim = (float((np.max(vectors[-1] @ anchor_v.T) - base[-1]) / spread[-1])
+                     if whole else None)
+        pool = np.vstack([anchor_v, generic_v]) if n_g else anchor_v
+        at = slice(n_a + n_g, n_a + n_g + len(sentences))
+        sims = (((sentence_v @ pool.T).max(axis=1) - base[at]) / spread[at]
+                if sentences else np.zeros(0))
         return Relevance(reply=reply_sim,
                          sentences=[(s, float(v)) for s, v in zip(sentences, sims, strict=True)])
