@@ -19,8 +19,10 @@ import json
 import time
 from pathlib import Path
 
-VARIANTS = [("ngrams", "R0,R1,R2,flagged:R2"), ("ngrams", "R0,R2,flagged:R2"),
-            ("ngrams+tokens", "R0,R1,R2,flagged:R2"), ("ngrams+tokens", "R0,R2,flagged:R2")]
+ALL_KEYS = "R0,R1,R2,flagged:R2,long:R2"
+NO_R1 = "R0,R2,flagged:R2,long:R2"
+VARIANTS = [("ngrams", ALL_KEYS), ("ngrams", NO_R1),
+            ("ngrams+tokens", ALL_KEYS), ("ngrams+tokens", NO_R1)]
 
 
 def main() -> None:
@@ -38,7 +40,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path,
                     default=Path("benchmarks/results/first_stage_features.json"))
     ap.add_argument("--artefacts", type=Path, default=Path("runs/first-stage-variants"))
-    ap.add_argument("--variants", default=";".join(f"{f}|{k}" for f, k in VARIANTS))
+    ap.add_argument("--variants", default=";".join(f"{f}|{k}" for f, k in VARIANTS),
+                    help="FEATURES|KEYS;... (keys comma-separated)")
     args = ap.parse_args()
     variants = [tuple(v.split("|")) for v in args.variants.split(";") if v]
     t0 = time.time()

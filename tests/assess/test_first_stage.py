@@ -144,6 +144,12 @@ def test_a_window_reading_risky_speaks_for_a_long_text() -> None:
     assert stage.predict("plain garden notes " * 3)["level"].argmax() == 0
     long = "plain garden notes about tomatoes and beans. " * 60 + " and then a bomb"
     assert stage.predict(long)["level"].argmax() == 2  # not averaged away by the notes
+    # read R2 in windows, no detector firing: its own key, closed unless chosen
+    assert stage.reading(long)[0] == "long:R2" and stage.settle(long) is None
+    assert stage.reading(long, WRAPPER_HIT)[0] == "flagged:R2"
+    assert stage.reading("plain garden notes about tomatoes. " * 20)[0] == "R0"
+    _open(stage, **{"long:R2": 0.5})
+    assert stage.settle(long) is not None
 
 
 def test_artefact_round_trip(tmp_path: Path) -> None:
@@ -311,8 +317,9 @@ LONG_HARMLESS = [
      "志愿者负责借场地和准备茶水，活动结束后整理书架，把新捐赠的童书放在靠窗的位置。") * 4,
 ]
 # a harmless story that both stages (n-grams alone, and with tokens) read R2 with high
-# confidence, window by window and whole, and settle as R2 (refused) where the encoder
-# reads it R0 and answers: the encoder itself reads some of its 200-character windows R2
+# confidence, window by window and whole, and settled as R2 (refused) where the encoder
+# reads it R0 and answers: the encoder itself reads its last sentence alone R2. A long
+# text read R2 without a detector firing now settles under `long:R2` only
 BEEKEEPING = ("My grandmother kept bees behind her cottage. Every August we helped her lift the "
               "frames, brush off the sleepy bees and carry the heavy combs into the kitchen, "
               "where the honey ran slowly into big glass jars. She labelled each jar with the "
@@ -338,10 +345,12 @@ def test_a_long_harmless_text_reads_harmless_to_the_token_stage(cascade: LocalAs
 
 
 @needs_local
-@pytest.mark.xfail(reason="known: the stage settles this harmless story as R2 (docs/assessor.md)",
-                   strict=False)
 def test_a_long_harmless_story_is_not_refused_by_the_cascade(cascade: LocalAssessor) -> None:
+    stage = cascade.first_stage
+    assert stage is not None
+    assert stage.settle(BEEKEEPING) is None  # read long:R2: the encoder reads it
     d = Engine(assessor=cascade).decide(BEEKEEPING)
+    assert not settled(d.assessment)
     assert d.strategy in ("answer", "answer_safely"), (d.level, d.strategy)
 
 

@@ -19,7 +19,7 @@ DATA_DIR = Path("data/build")
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 # the first stage's reading keys (`first_stage.SETTLE_KEYS`, kept here so the CLI loads
 # without numpy); the default of `oyster assess first-stage --keys`
-FIRST_STAGE_KEYS = ("R0", "R1", "R2", "flagged:R2")
+FIRST_STAGE_KEYS = ("R0", "R1", "R2", "flagged:R2", "long:R2")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 DataOption = Annotated[Path, typer.Option("--data", help="folder of the built training data")]
@@ -363,7 +363,7 @@ def first_stage(
              "encoder; ngrams: n-grams only")] = "ngrams+tokens",
     keys: Annotated[str, typer.Option(
         help="comma-separated reading keys the choice may open (of R0, R1, R2, "
-             "flagged:R2); the others stay closed")] = ",".join(FIRST_STAGE_KEYS),
+             "flagged:R2, long:R2); the others stay closed")] = ",".join(FIRST_STAGE_KEYS),
     json_out: JsonOption = False,
 ) -> None:
     """Distil the cascade's first stage (hashed character n-grams and static token

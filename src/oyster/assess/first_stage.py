@@ -9,8 +9,9 @@ The stage predicts what the encoder path's heads would output for a text (level,
 type, form, categories), so a settled text goes through the same rules, type evidence
 and game as any other. It only settles a clear case: a single-turn message with no
 payload from the de-obfuscation stage, whose level it reads with a calibrated confidence
-at or above the threshold of that reading's key (`settle_key`: R0, R1 or R2, and R2 of a
-text an attack detector flags; a flagged text read R0 or R1 always goes to the encoder),
+at or above the threshold of that reading's key (`settle_key`: R0, R1 or R2, R2 of a
+text an attack detector flags, and R2 of a long text no detector flags; a flagged text
+read R0 or R1 always goes to the encoder),
 and never read harmless where a rule of the lexicon reads a harm or false-belief cue.
 Long texts are read in windows and the riskiest window speaks for the text, so a request
 buried at the end of a long harmless text is never averaged away.
@@ -69,8 +70,10 @@ STRIDE = 100
 FLAG_MIN = 0.3
 # the threshold keys (`settle_key`) that may open; any other never settles. A flagged
 # text settles only as R2: a wrapper read harmless or R1 by n-grams is where a cheap model
-# is likeliest to be fooled, so the encoder reads it
-SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2")
+# is likeliest to be fooled, so the encoder reads it. A long text (read in windows) that
+# no detector flags and that reads R2 settles under `long:R2`: a window cut out of a
+# harmless story can read R2 to the encoder itself, where the whole story reads R0
+SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2", "long:R2")
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _SALT = np.uint64(0xC2B2AE3D27D4EB4F)
 
@@ -115,10 +118,13 @@ def flagged(hits: Sequence[Hit]) -> bool:
     return any(h.confidence >= FLAG_MIN for h in hits)
 
 
-def settle_key(level: str, is_flagged: bool) -> str:
+def settle_key(level: str, is_flagged: bool, is_long: bool = False) -> str:
     """The threshold a reading is settled under: its level, and `flagged:` before it when
-    an attack detector fires (a wrapper is judged under its own, stricter thresholds)."""
-    return f"flagged:{level}" if is_flagged else level
+    an attack detector fires (a wrapper is judged under its own, stricter thresholds), or
+    `long:` before an R2 reading of a text read in windows that no detector flags."""
+    if is_flagged:
+        return f"flagged:{level}"
+    return f"long:{level}" if is_long and level == "R2" else level
 
 
 def fingerprint(path: str | Path) -> str:
@@ -325,7 +331,8 @@ class FirstStage:
         confidence in its level, and its probabilities."""
         p = self.predict(text, hits)
         lv = p["level"]
-        return settle_key(LEVELS[int(np.argmax(lv))], flagged(hits)), float(lv.max()), p
+        key = settle_key(LEVELS[int(np.argmax(lv))], flagged(hits), len(text) > WINDOW)
+        return key, float(lv.max()), p
 
     def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
         """The probabilities to judge `text` by, or None where the encoder must read it
