@@ -17,6 +17,9 @@ from oyster.errors import OysterError
 
 DATA_DIR = Path("data/build")
 MODEL_DIR = Path(__file__).resolve().parent / "model"
+# the first stage's reading keys (`first_stage.SETTLE_KEYS`, kept here so the CLI loads
+# without numpy); the default of `oyster assess first-stage --keys`
+FIRST_STAGE_KEYS = ("R0", "R1", "R2", "flagged:R2", "long:R2")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 DataOption = Annotated[Path, typer.Option("--data", help="folder of the built training data")]
@@ -355,24 +358,38 @@ def first_stage(
              "is written beside them")] = "local",
     out: Annotated[Path, typer.Option(help="JSON report of the threshold grid")]
     = Path("runs/first-stage.json"),
+    features: Annotated[str, typer.Option(
+        help="ngrams+tokens: hashed n-grams and static token vectors distilled from the "
+             "encoder; ngrams: n-grams only")] = "ngrams+tokens",
+    keys: Annotated[str, typer.Option(
+        help="comma-separated reading keys the choice may open (of R0, R1, R2, "
+             "flagged:R2, long:R2); the others stay closed")] = ",".join(FIRST_STAGE_KEYS),
     json_out: JsonOption = False,
 ) -> None:
-    """Distil the cascade's first stage (hashed character n-grams, linear maps) from the
-    heads' readings of the training split, calibrate its confidence and choose where it
-    settles on the validation split (no check lower by more than a point), and save it
-    beside the heads."""
-    best = _first_stage(data, assessor, out)
+    """Distil the cascade's first stage (hashed character n-grams and static token
+    vectors, linear maps) from the heads' readings of the training split, calibrate its
+    confidence and choose where it settles on the validation split (no check lower by more
+    than a point), and save it beside the heads."""
+    best = _first_stage(data, assessor, out, features=features, keys=keys)
     if json_out:
         typer.echo(json.dumps(best, ensure_ascii=False))
 
 
-def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
+def _first_stage(data: Path, assessor: str, out: Path, *, features: str = "ngrams+tokens",
+                 keys: str = ",".join(FIRST_STAGE_KEYS)) -> dict[str, Any]:
     from oyster.assess.dataset import load_jsonl
     from oyster.assess.evaluate import choose_first_stage
+    from oyster.assess.first_stage import FEATURES, SETTLE_KEYS
     from oyster.assess.local import LocalAssessor, _load_first_stage, first_stage_path
     from oyster.assess.train import fit_first_stage, preload_embedder
     from oyster.engine import Engine
 
+    if features not in FEATURES:
+        raise _fail(f"--features {features!r}: expected one of {', '.join(FEATURES)}")
+    open_keys = [k.strip() for k in keys.split(",") if k.strip()]
+    unknown = [k for k in open_keys if k not in SETTLE_KEYS]
+    if unknown:
+        raise _fail(f"--keys: unknown {', '.join(unknown)} (expected of {', '.join(SETTLE_KEYS)})")
     policy, a, sets = _load_for_eval(data, assessor, "valid", False, 0)
     if not isinstance(a, LocalAssessor):
         raise _fail(f"the first stage is distilled from a local assessor, not {assessor!r}")
@@ -381,11 +398,13 @@ def _first_stage(data: Path, assessor: str, out: Path) -> dict[str, Any]:
         preload_embedder(a.heads.embedder, [e.text for e in examples], data / "emb")
     prog, advance = _progress(len(examples), "first stage: reading the training texts")
     with prog:
-        stage = fit_first_stage(a, examples, progress=advance)
+        stage = fit_first_stage(a, examples, progress=advance, features=features,
+                                cache=data / "emb" if (data / "emb").exists() else None)
     prog, advance = _progress(2 * sum(len(s.examples) for s in sets),
                               "first stage: choosing where it settles (validation)")
     with prog:
-        result = choose_first_stage(a, stage, sets, Engine(policy, a), progress=advance)
+        result = choose_first_stage(a, stage, sets, Engine(policy, a), keys=open_keys,
+                                    progress=advance)
     stage.meta["valid"] = result["best"]
     path = first_stage_path(a.heads_path)
     stage.save(path)

@@ -400,6 +400,7 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
                        tolerance: float = SETTLE_TOLERANCE, sweeps: int = SETTLE_SWEEPS,
                        min_rows: int = SETTLE_MIN_ROWS,
                        encoder_only: dict[str, list[Assessment]] | None = None,
+                       keys: Sequence[str] | None = None,
                        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Open the first stage's thresholds on `sets` (the validation split): the assessor
     judges every example twice, with the encoder only (or `encoder_only`, those
@@ -410,8 +411,9 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     settle the most examples while no check, nor any set's decision rate, falls by more
     than `tolerance` (a share; `answer == 0` may not rise by more), both with the other
     keys' thresholds and with that key alone open; ties go to the higher threshold. A key
-    read on fewer than `min_rows` rows stays closed. The thresholds are set on `stage`. Returns
-    every point tried, the choice, and the checks before and after."""
+    read on fewer than `min_rows` rows stays closed, and so does any key not in `keys`
+    (default: all of `first_stage.SETTLE_KEYS`). The thresholds are set on `stage`.
+    Returns every point tried, the choice, and the checks before and after."""
     from oyster.assess.attacks import scan_text
     from oyster.assess.first_stage import SETTLE_KEYS
     from oyster.assess.local import SETTLED_NOTE
@@ -465,11 +467,12 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
         return tried[point]
 
     read_as = Counter(c[0] for rows in reading.values() for c in rows if c is not None)
+    open_keys = [k for k in SETTLE_KEYS if keys is None or k in keys]
     closed = dict.fromkeys(SETTLE_KEYS, 2.0)
     chosen = dict(closed)
     for _ in range(sweeps):
         moved = False
-        for key in (k for k in SETTLE_KEYS if read_as[k] >= min_rows):
+        for key in (k for k in open_keys if read_as[k] >= min_rows):
             # within both alone and with the others: a key's losses may not hide behind
             # what another key's settling happens to gain on the same check
             options = [(mix({**chosen, key: v}), v) for v in grid
@@ -488,4 +491,5 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
             "best": {k: best[k] for k in ("settle_min", "settled", "settled_by",
                                           "strategy_agreement")},
             "checks_before": before["checks"], "checks_after": best["checks"],
-            "tolerance": tolerance, "grid": list(grid), "rows_read_as": dict(read_as)}
+            "tolerance": tolerance, "grid": list(grid), "rows_read_as": dict(read_as),
+            "keys": open_keys, "features": getattr(stage, "features", "ngrams")}

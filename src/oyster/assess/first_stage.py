@@ -9,14 +9,22 @@ The stage predicts what the encoder path's heads would output for a text (level,
 type, form, categories), so a settled text goes through the same rules, type evidence
 and game as any other. It only settles a clear case: a single-turn message with no
 payload from the de-obfuscation stage, whose level it reads with a calibrated confidence
-at or above the threshold of that reading's key (`settle_key`: R0, R1 or R2, and R2 of a
-text an attack detector flags; a flagged text read R0 or R1 always goes to the encoder),
+at or above the threshold of that reading's key (`settle_key`: R0, R1 or R2, R2 of a
+text an attack detector flags, and R2 of a long text no detector flags; a flagged text
+read R0 or R1 always goes to the encoder),
 and never read harmless where a rule of the lexicon reads a harm or false-belief cue.
 Long texts are read in windows and the riskiest window speaks for the text, so a request
 buried at the end of a long harmless text is never averaged away.
 
-Training (`fit`) regresses the teacher's log-probabilities on the n-gram counts of the
-training split; the confidence temperature
+Besides the n-grams, the stage may read static token vectors distilled from the encoder
+(`TokenTable`, model2vec-style: every SentencePiece piece of the encoder's vocabulary
+that occurs in the training split, embedded alone by the encoder, reduced by PCA and
+weighted by SIF, a / (a + frequency)); a text's token feature is the weighted mean of
+its pieces' vectors, per window like the n-grams (`features`: "ngrams+tokens", or
+"ngrams" alone as in format /1).
+
+Training (`fit`) regresses the teacher's log-probabilities on the n-gram counts (and the
+token features) of the training split; the confidence temperature
 (how often the stage's level agrees with the encoder's) and the thresholds are fitted
 and chosen on the validation split
 (`oyster assess first-stage`, `docs/assessor.md`). The artefact records a fingerprint of
@@ -28,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +48,18 @@ from oyster.assess.heads import attack_vector, shape_features
 from oyster.errors import AssessorError
 from oyster.types import LEVELS
 
-__all__ = ["FIRST_STAGE_FORMAT", "SETTLE_KEYS", "FirstStage", "fingerprint", "flagged", "ngram_counts",
-           "settle_key", "windows"]
+__all__ = ["FEATURES", "FIRST_STAGE_FORMAT", "SETTLE_KEYS", "FirstStage", "TokenTable",
+           "build_token_table", "fingerprint", "flagged", "ngram_counts", "settle_key",
+           "windows"]
 
-FIRST_STAGE_FORMAT = "oyster-first-stage/1"
+FIRST_STAGE_FORMAT = "oyster-first-stage/2"
+# format /1: n-grams only, no token table; still read
+FORMATS = ("oyster-first-stage/1", FIRST_STAGE_FORMAT)
+# what the stage reads: hashed n-grams, and the static token vectors (`TokenTable`)
+FEATURES = ("ngrams+tokens", "ngrams")
+TOKEN_DIM = 128
+SIF_A = 1e-3
+_META = "\u2581"  # SentencePiece's visible space
 BUCKETS = 2**17
 NGRAMS = (1, 2, 3, 4, 5)
 # a text longer than this is read in windows of WINDOW characters every STRIDE
@@ -54,8 +70,10 @@ STRIDE = 100
 FLAG_MIN = 0.3
 # the threshold keys (`settle_key`) that may open; any other never settles. A flagged
 # text settles only as R2: a wrapper read harmless or R1 by n-grams is where a cheap model
-# is likeliest to be fooled, so the encoder reads it
-SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2")
+# is likeliest to be fooled, so the encoder reads it. A long text (read in windows) that
+# no detector flags and that reads R2 settles under `long:R2`: a window cut out of a
+# harmless story can read R2 to the encoder itself, where the whole story reads R0
+SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2", "long:R2")
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _SALT = np.uint64(0xC2B2AE3D27D4EB4F)
 
@@ -100,10 +118,13 @@ def flagged(hits: Sequence[Hit]) -> bool:
     return any(h.confidence >= FLAG_MIN for h in hits)
 
 
-def settle_key(level: str, is_flagged: bool) -> str:
+def settle_key(level: str, is_flagged: bool, is_long: bool = False) -> str:
     """The threshold a reading is settled under: its level, and `flagged:` before it when
-    an attack detector fires (a wrapper is judged under its own, stricter thresholds)."""
-    return f"flagged:{level}" if is_flagged else level
+    an attack detector fires (a wrapper is judged under its own, stricter thresholds), or
+    `long:` before an R2 reading of a text read in windows that no detector flags."""
+    if is_flagged:
+        return f"flagged:{level}"
+    return f"long:{level}" if is_long and level == "R2" else level
 
 
 def fingerprint(path: str | Path) -> str:
@@ -117,10 +138,141 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+class TokenTable:
+    """Static token vectors distilled from the encoder, model2vec-style: the pieces of the
+    encoder's SentencePiece vocabulary seen in the training texts, each with its unigram
+    score (to segment as the encoder's tokenizer does, restricted to these pieces: a text
+    whose best segmentation uses only known pieces is cut exactly as the encoder cuts it),
+    its vector (the encoder's embedding of the piece alone, PCA-reduced) and its SIF
+    weight a / (a + frequency in the training texts)."""
+
+    def __init__(self, pieces: Sequence[str], scores: np.ndarray, vectors: np.ndarray,
+                 weights: np.ndarray) -> None:
+        self.pieces = list(pieces)
+        self.scores = np.asarray(scores, np.float32)
+        self.vectors = np.asarray(vectors, np.float32)
+        self.weights = np.asarray(weights, np.float32)
+        self._ids = {p: i for i, p in enumerate(self.pieces)}
+        self._score_list = self.scores.astype(np.float64).tolist()
+        self._longest = max((len(p) for p in self.pieces), default=1)
+        self._unk = (float(self.scores.min()) if len(self.scores) else 0.0) - 10.0
+        # weighted vectors: a text's feature is a sum of rows over a sum of weights
+        self._wv = self.vectors * self.weights[:, None]
+        self._words: dict[str, list[int]] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def _segment(self, word: str) -> list[int]:
+        """Viterbi over the known pieces (highest total score); a character no piece
+        covers is skipped (-1)."""
+        t = _META + word
+        n = len(t)
+        best = [-1e30] * (n + 1)
+        back = [0] * (n + 1)
+        piece = [-1] * (n + 1)
+        best[0] = 0.0
+        ids, scores, longest, unk = self._ids, self._score_list, self._longest, self._unk
+        for i in range(n):
+            bi = best[i]
+            if bi <= -1e29:
+                continue
+            for e in range(i + 1, min(n, i + longest) + 1):
+                idx = ids.get(t[i:e])
+                if idx is not None:
+                    s = bi + scores[idx]
+                    if s > best[e]:
+                        best[e], back[e], piece[e] = s, i, idx
+            if bi + unk > best[i + 1]:
+                best[i + 1], back[i + 1], piece[i + 1] = bi + unk, i, -1
+        out = []
+        i = n
+        while i > 0:
+            if piece[i] >= 0:
+                out.append(piece[i])
+            i = back[i]
+        return out[::-1]
+
+    def tokens(self, text: str) -> list[int]:
+        """The known pieces of `text` (NFKC, lower-cased, word by word as SentencePiece
+        splits on spaces); words are memoised."""
+        out: list[int] = []
+        words = self._words
+        for word in _normalise(text).split(" "):
+            if not word:
+                continue
+            ids = words.get(word)
+            if ids is None:
+                ids = self._segment(word)
+                if len(words) > 200_000:
+                    words.clear()
+                words[word] = ids
+            out.extend(ids)
+        return out
+
+    def feature(self, text: str) -> np.ndarray:
+        """The SIF-weighted mean of the text's piece vectors, L2-normalised (zeros for a
+        text with no known piece)."""
+        ids = self.tokens(text)
+        if not ids:
+            return np.zeros(self.dim, np.float32)
+        v = self._wv[ids].sum(axis=0) / max(float(self.weights[ids].sum()), 1e-9)
+        return (v / max(float(np.linalg.norm(v)), 1e-6)).astype(np.float32)
+
+
+def build_token_table(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], *,
+                      dim: int = TOKEN_DIM, sif_a: float = SIF_A, min_count: int = 1,
+                      progress: Callable[[int], None] | None = None) -> TokenTable:
+    """The token table of `texts` (the training split): cut every text with the encoder's
+    own tokenizer (`e5format.E5Tokenizer`, the full vocabulary), keep the pieces seen at
+    least `min_count` times, embed each piece alone with `embed` (the encoder the heads
+    read), centre and reduce by PCA to `dim`, and weight by SIF."""
+    from collections import Counter
+
+    from oyster.e5format import E5File, E5Tokenizer, packaged_model_path
+
+    f = E5File(packaged_model_path())
+    tok = E5Tokenizer(f)
+    memo: dict[str, list[int]] = {}
+    counts: Counter[int] = Counter()
+    for t in texts:
+        for word in _normalise(t).split(" "):
+            if not word:
+                continue
+            ids = memo.get(word)
+            if ids is None:
+                ids = memo[word] = [i for i in tok.pieces(word) if i != f.unk]
+            counts.update(ids)
+    kept = sorted(i for i, c in counts.items() if c >= min_count
+                  and f.pieces[i].replace(_META, "").strip())
+    pieces = [f.pieces[i] for i in kept]
+    shown = [p.replace(_META, " ").strip() for p in pieces]
+    E = []
+    for start in range(0, len(shown), 256):
+        E.append(np.asarray(embed(shown[start:start + 256]), np.float32))
+        if progress:
+            progress(len(shown[start:start + 256]))
+    X = np.concatenate(E).astype(np.float64)
+    X -= X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X, full_matrices=False)
+    V = X @ vt[:dim].T
+    V /= max(float(np.sqrt((V ** 2).sum(axis=1).mean())), 1e-9)  # mean row norm 1
+    total = float(sum(counts.values()))
+    freq = np.array([counts[i] / total for i in kept])
+    return TokenTable(pieces, f.scores[kept], V.astype(np.float32),
+                      (sif_a / (sif_a + freq)).astype(np.float32))
+
+
 @dataclass
 class FirstStage:
-    """Linear maps from hashed n-grams (and the detectors' confidences and the length)
-    to the teacher heads' outputs; `settle` decides or abstains."""
+    """Linear maps from hashed n-grams (and the static token vectors where `tokens` is
+    set, the detectors' confidences and the length) to the teacher heads' outputs;
+    `settle` decides or abstains. Rows of W: the n-gram buckets, then the token table's
+    dimensions (if any), then the dense features."""
 
     teacher: str  # fingerprint of the heads it was distilled from
     layout: dict[str, tuple[int, int]]  # head -> column slice of W
@@ -130,17 +282,27 @@ class FirstStage:
     # the level confidence from which a reading settles, per `settle_key` (absent: never)
     settle_min: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    tokens: TokenTable | None = None
 
     @property
     def buckets(self) -> int:
         return int(self.meta.get("buckets", BUCKETS))
+
+    @property
+    def features(self) -> str:
+        return "ngrams" if self.tokens is None else "ngrams+tokens"
 
     def _dense(self, text: str, hits: Sequence[Hit]) -> np.ndarray:
         return np.concatenate([attack_vector(hits), shape_features(text)])
 
     def _raw(self, text: str, hits: Sequence[Hit]) -> np.ndarray:
         idx, val = ngram_counts(text, self.buckets)
-        z = val @ self.W[idx] + self._dense(text, hits) @ self.W[self.buckets:] + self.b
+        start = self.buckets
+        z = val @ self.W[idx] + self.b
+        if self.tokens is not None:
+            start += self.tokens.dim
+            z = z + self.tokens.feature(text) @ self.W[self.buckets:start]
+        z = z + self._dense(text, hits) @ self.W[start:]
         return np.asarray(z, dtype=np.float32)
 
     def _probs(self, z: np.ndarray) -> dict[str, np.ndarray]:
@@ -169,7 +331,8 @@ class FirstStage:
         confidence in its level, and its probabilities."""
         p = self.predict(text, hits)
         lv = p["level"]
-        return settle_key(LEVELS[int(np.argmax(lv))], flagged(hits)), float(lv.max()), p
+        key = settle_key(LEVELS[int(np.argmax(lv))], flagged(hits), len(text) > WINDOW)
+        return key, float(lv.max()), p
 
     def settle(self, text: str, hits: Sequence[Hit] = ()) -> dict[str, np.ndarray] | None:
         """The probabilities to judge `text` by, or None where the encoder must read it
@@ -187,14 +350,27 @@ class FirstStage:
         header = {"format": FIRST_STAGE_FORMAT, "teacher": self.teacher,
                   "layout": {k: list(v) for k, v in self.layout.items()},
                   "temperature": self.temperature, "settle_min": self.settle_min,
-                  "meta": self.meta}
+                  "features": self.features, "meta": self.meta}
         path.parent.mkdir(parents=True, exist_ok=True)
         # int8 weights with a scale per output column: a quarter of float32, and the
         # rounding is far below the spread of the thresholds chosen on validation
         scale = np.maximum(np.abs(self.W).max(axis=0), 1e-8) / 127.0
         q = np.round(self.W / scale).astype(np.int8)
-        np.savez_compressed(path, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                            Wq=q, scale=scale.astype(np.float32), b=self.b.astype(np.float32))
+        arrays: dict[str, np.ndarray] = {
+            "__header__": np.frombuffer(json.dumps(header).encode(), np.uint8),
+            "Wq": q, "scale": scale.astype(np.float32), "b": self.b.astype(np.float32)}
+        if self.tokens is not None:
+            # the token vectors as int8 with a scale per dimension, the pieces as JSON
+            t = self.tokens
+            tscale = np.maximum(np.abs(t.vectors).max(axis=0), 1e-8) / 127.0
+            arrays |= {
+                "tok_pieces": np.frombuffer(json.dumps(t.pieces, ensure_ascii=False)
+                                            .encode("utf-8"), np.uint8),
+                "tok_scores": t.scores.astype(np.float32),
+                "tok_q": np.round(t.vectors / tscale).astype(np.int8),
+                "tok_scale": tscale.astype(np.float32),
+                "tok_weights": t.weights.astype(np.float32)}
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path) -> FirstStage:
@@ -203,18 +379,28 @@ class FirstStage:
                 header = json.loads(bytes(z["__header__"]).decode("utf-8"))
                 W = z["Wq"].astype(np.float32) * z["scale"]
                 b = np.asarray(z["b"], np.float32)
+                tokens = None
+                if header.get("features", "ngrams") == "ngrams+tokens":
+                    tokens = TokenTable(
+                        json.loads(bytes(z["tok_pieces"]).decode("utf-8")),
+                        np.asarray(z["tok_scores"], np.float32),
+                        z["tok_q"].astype(np.float32) * z["tok_scale"],
+                        np.asarray(z["tok_weights"], np.float32))
         except (OSError, KeyError, ValueError) as e:
             raise AssessorError(f"cannot read the first stage at {path}: {e}") from e
-        if header.get("format") != FIRST_STAGE_FORMAT:
+        if header.get("format") not in FORMATS:
             raise AssessorError(f"{path}: not a first-stage artefact ({header.get('format')})")
+        if header.get("features", "ngrams") not in FEATURES:
+            raise AssessorError(f"{path}: unknown first-stage features {header.get('features')!r}")
         return cls(teacher=header["teacher"],
                    layout={k: (int(v[0]), int(v[1])) for k, v in header["layout"].items()},
                    W=W, b=b, temperature=float(header["temperature"]),
                    settle_min={k: float(v) for k, v in header["settle_min"].items()},
-                   meta=header.get("meta", {}))
+                   meta=header.get("meta", {}), tokens=tokens)
 
 
-def _design(texts: Sequence[str], hits: Sequence[Sequence[Hit]], buckets: int) -> Any:
+def _design(texts: Sequence[str], hits: Sequence[Sequence[Hit]], buckets: int,
+            tokens: TokenTable | None = None) -> Any:
     from scipy import sparse
 
     rows, cols, vals = [], [], []
@@ -224,7 +410,8 @@ def _design(texts: Sequence[str], hits: Sequence[Sequence[Hit]], buckets: int) -
         rows.append(np.full(len(idx), i))
         cols.append(idx)
         vals.append(val)
-        dense.append(np.concatenate([attack_vector(hits[i]), shape_features(t)]))
+        tok = [tokens.feature(t)] if tokens is not None else []
+        dense.append(np.concatenate([*tok, attack_vector(hits[i]), shape_features(t)]))
     X = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                           shape=(len(texts), buckets))
     return sparse.hstack([X, sparse.csr_matrix(np.stack(dense))], format="csr")
@@ -247,9 +434,10 @@ def teacher_targets(P: dict[str, np.ndarray], layout: dict[str, tuple[int, int]]
 
 def fit(texts: Sequence[str], hits: Sequence[Sequence[Hit]], P: dict[str, np.ndarray],
         teacher: str, *, alpha: float = 1.0, buckets: int = BUCKETS,
-        meta: dict[str, Any] | None = None) -> FirstStage:
-    """Ridge regressions from the n-gram design to the teacher's outputs `P` (one row per
-    text); thresholds start closed (nothing settles until `choose` opens them)."""
+        meta: dict[str, Any] | None = None, tokens: TokenTable | None = None) -> FirstStage:
+    """Ridge regressions from the n-gram design (and the token features of `tokens`, when
+    given) to the teacher's outputs `P` (one row per text); thresholds start closed
+    (nothing settles until `choose` opens them)."""
     from sklearn.linear_model import Ridge
 
     layout: dict[str, tuple[int, int]] = {}
@@ -258,16 +446,18 @@ def fit(texts: Sequence[str], hits: Sequence[Sequence[Hit]], P: dict[str, np.nda
         width = int(np.asarray(P[name]).shape[1])
         layout[name] = (pos, pos + width)
         pos += width
-    X = _design(texts, hits, buckets)
+    X = _design(texts, hits, buckets, tokens)
     Y = teacher_targets(P, layout)
     model = Ridge(alpha=alpha, solver="sparse_cg", fit_intercept=True, tol=1e-4)
     model.fit(X, Y)
     W = np.asarray(model.coef_, np.float32).T
     b = np.asarray(model.intercept_, np.float32)
-    return FirstStage(teacher=teacher, layout=layout, W=W, b=b,
+    token_meta = ({"token_dim": tokens.dim, "token_pieces": len(tokens), "sif_a": SIF_A}
+                  if tokens is not None else {})
+    return FirstStage(teacher=teacher, layout=layout, W=W, b=b, tokens=tokens,
                       meta={"buckets": buckets, "alpha": alpha, "ngrams": list(NGRAMS),
                             "window": WINDOW, "stride": STRIDE, "n_train": len(texts),
-                            **(meta or {})})
+                            **token_meta, **(meta or {})})
 
 
 def fit_temperature(stage: FirstStage, texts: Sequence[str], hits: Sequence[Sequence[Hit]],

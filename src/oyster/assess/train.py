@@ -216,16 +216,33 @@ def level_metrics(pred_levels: Sequence[str], examples: Sequence[Example],
 
 
 def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
-                    progress: Progress | None = None) -> Any:
+                    progress: Progress | None = None, features: str = "ngrams+tokens",
+                    cache: Path | None = None, probs: dict[str, np.ndarray] | None = None,
+                    tokens: Any = None) -> Any:
     """Distil the cascade's first stage (`assess.first_stage`) from `assessor` (a
     `LocalAssessor`): linear maps fitted on the single-turn texts of the training split to
     what its heads read for them, the confidence temperature fitted on the validation
     split's texts without a payload (agreement with the heads' level; flagged texts
     included, since a flagged R2 reading may settle). Thresholds stay closed;
-    `evaluate.choose_first_stage` opens them on validation."""
+    `evaluate.choose_first_stage` opens them on validation.
+
+    `features`: "ngrams+tokens" also builds the static token table from the training
+    texts (`first_stage.build_token_table`, the pieces embedded alone by the heads'
+    encoder, cached in `cache`), "ngrams" reads n-grams only. `probs` (the heads' readings
+    of the train and valid single-turn rows, in order) and `tokens` (a table) reuse what
+    an earlier fit computed."""
     from oyster.assess.attacks import scan_text
     from oyster.assess.deobfuscate import read
-    from oyster.assess.first_stage import fingerprint, fit, fit_temperature
+    from oyster.assess.first_stage import (
+        FEATURES,
+        build_token_table,
+        fingerprint,
+        fit,
+        fit_temperature,
+    )
+
+    if features not in FEATURES:
+        raise ValueError(f"first-stage features {features!r}: expected one of {FEATURES}")
 
     rows = [e for e in examples if "messages" not in e.meta and e.split in ("train", "valid")]
     texts = [e.text for e in rows]
@@ -234,12 +251,24 @@ def fit_first_stage(assessor: Any, examples: Sequence[Example], *,
         hits.append(scan_text(t))
         if progress:
             progress(1)
-    P = assessor.head_probs(texts, hits)
+    if probs is None:
+        if cache is not None:  # embed once, into the cache other runs reuse
+            embed_cached(texts, assessor.heads.embedder, cache=cache)
+            preload_embedder(assessor.heads.embedder, texts, cache)
+        probs = assessor.head_probs(texts, hits)
+    P = probs
     train = [i for i, e in enumerate(rows) if e.split == "train"]
+    if features == "ngrams+tokens" and tokens is None:
+        spec = assessor.heads.embedder
+        tokens = build_token_table(
+            [texts[i] for i in train],
+            lambda xs: embed_cached(xs, spec, cache=cache) if cache is not None
+            else from_spec(spec).embed(xs))
     stage = fit([texts[i] for i in train], [hits[i] for i in train],
                 {k: v[train] for k, v in P.items()}, fingerprint(assessor.heads_path),
                 meta={"teacher_heads": Path(assessor.heads_path).name,
-                      "embedder": assessor.heads.embedder})
+                      "embedder": assessor.heads.embedder},
+                tokens=tokens if features == "ngrams+tokens" else None)
     valid = [i for i, e in enumerate(rows) if e.split == "valid" and not read(texts[i]).payloads]
     stage.temperature = fit_temperature(stage, [texts[i] for i in valid],
                                         [hits[i] for i in valid],
