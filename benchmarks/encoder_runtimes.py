@@ -18,7 +18,6 @@ JSON (default: benchmarks/results/encoder_runtimes.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import report
 from decide_throughput import LONG_PROMPTS, PROMPTS, _last_text
 
 from oyster.e5format import E5File
@@ -121,21 +121,9 @@ def main() -> None:
         row["cos_to_c_min"] = round(float(cos.min()), 5)
         row["cos_to_c_mean"] = round(float(cos.mean()), 5)
         rows.append(row)
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"encoder runtimes, {args.spec} ({platform.machine()}, "
-                        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
-    for col in rows[0]:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"spec": args.spec, "rounds": args.rounds, "n": args.n,
-                                    "load_avg": round(os.getloadavg()[0], 2), "rows": rows},
-                                   indent=2))
-    print(f"wrote {args.out}")
+    report(f"encoder runtimes, {args.spec} ({platform.machine()}, {os.cpu_count()} CPUs, "
+           f"load {os.getloadavg()[0]:.1f})", rows, args.out, spec=args.spec,
+           rounds=args.rounds, n=args.n, load_avg=round(os.getloadavg()[0], 2))
 
 
 if __name__ == "__main__":
