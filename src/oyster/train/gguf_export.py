@@ -287,25 +287,29 @@ def run_converter(converter: Converter, run_dir: Path, out: Path, out_type: str)
                           f"(exit {proc.returncode}):\n{tail}")
 
 
-def smoke_load(path: Path) -> None:
-    """Load the file with llama.cpp and run one short prompt: the logits must be finite."""
+def smoke_load(path: Path) -> list[float]:
+    """Load the file with llama.cpp and run one short prompt: the last token's logits (which
+    it returns) must all be finite."""
     from llama_cpp import Llama
 
     with _quiet_fd(2) as log:
         try:
+            # logits_all: llama-cpp-python writes `scores` only then; without it the array
+            # is never filled, and this check read uninitialised memory (a flaky failure)
             llm = Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False,
-                        logits_all=False)
+                        logits_all=True)
             tokens = llm.tokenize(b"Hello", add_bos=True, special=False)
             llm.eval(tokens)
-            scores = llm.scores[llm.n_tokens - 1]
+            scores = [float(x) for x in llm.scores[llm.n_tokens - 1]]
             llm.close()
         except (ValueError, RuntimeError) as exc:
             tail = "\n".join(log.read_text("utf-8", "replace").splitlines()[-6:])
             raise ExportError(f"{path.name} was written but llama.cpp cannot run it "
                               f"({exc}):\n{tail}") from None
     log.unlink(missing_ok=True)
-    if not all(math.isfinite(float(x)) for x in scores[:256]):
+    if not all(math.isfinite(x) for x in scores):
         raise ExportError(f"{path.name}: llama.cpp produced non-finite logits")
+    return scores
 
 
 def _sha256(path: Path) -> str:
