@@ -234,7 +234,8 @@ class LocalAssessor(Assessor):
                 "0", "off", "false", "no")
         self.fast_encoder = fast_encoder and embedder is None
         self.fast_sure = fast_sure
-        # texts read so far by each stage: first_stage, int8, encoder (benchmarks report it)
+        # texts read so far by each stage: first_stage, int8, encoder (a tally for benchmarks,
+        # not locked: concurrent requests may lose a count)
         self.reads: Counter[str] = Counter()
 
     # ----------------------------------------------------------------------- resources
