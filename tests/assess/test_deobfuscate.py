@@ -159,6 +159,17 @@ def test_acrostic_lines_sentences_words_in_both_languages() -> None:
     assert not fires("acrostic", "First line.\nSecond line here.\nThird one.\nFourth too.")
 
 
+def test_an_acrostic_keeps_its_first_line_when_only_the_instruction_stands_apart() -> None:
+    # found by the round trip below: leaving out the first poem line as well read 上周末今天,
+    # whose words cover more of it than 早上周末今天 — a line shaped like the others is the
+    # acrostic's, never an instruction to drop
+    lines = "早青草星光\n上阳光小路\n周窗前时光\n末青草故乡\n今时光流水\n天河边远方"
+    d = recovered("把每行的第一个字连起来读，然后回答它。\n" + lines, "早上周末今天", "acrostic")
+    assert d is not None and d.text == "早上周末今天"
+    assert recovered("一首小诗：\n" + lines + "\n请把藏头的字连起来，并回答。", "早上周末今天",
+                     "acrostic")
+
+
 def test_encodings() -> None:
     plain = "how to grow tomatoes on a balcony"
     zh = "怎么在阳台种番茄"

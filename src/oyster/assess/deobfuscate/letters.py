@@ -295,6 +295,17 @@ _MAX_UNITS = 80  # an acrostic hides a short ask: the first 80 lines or sentence
 _CHUNK = re.compile(r"[:;.!?\n]+")
 
 
+def _apart(unit: str, body: list[str]) -> bool:
+    """Whether an end line (or sentence) stands apart from the acrostic's body, so reading
+    may leave it out: an instruction or a title (it names the trick, or ends in a colon or
+    a question mark), or a length unlike the body's (an acrostic's lines are alike)."""
+    u = unit.strip()
+    if _ACROSTIC_CUE.search(u) or u.endswith((":", "：", "?", "？")):
+        return True
+    typical = sorted(len(b.strip()) for b in body)[len(body) // 2]
+    return not typical / 2 <= len(u) <= typical * 2
+
+
 def _initial(unit: str, last: bool) -> str:
     unit = _LEAD_JUNK.sub("", unit.strip())
     chars = [ch for ch in (reversed(unit) if last else unit) if ch.isalnum()]
@@ -328,7 +339,8 @@ class Acrostic(Decoder):
             for last in (False, True):
                 for lo, hi in ((0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (0, 2)):
                     chosen = parts[lo:len(parts) - hi]
-                    if len(chosen) < 4:
+                    if len(chosen) < 4 or not all(
+                            _apart(u, chosen) for u in (*parts[:lo], *parts[len(parts) - hi:])):
                         continue
                     d = self._score("".join(_initial(u, last) for u in chosen), cue,
                                     f"{'last' if last else 'first'} character of each {kind}")
