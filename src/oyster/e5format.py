@@ -25,12 +25,13 @@ import os
 import struct
 import tempfile
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from oyster._memo import memo_by_text
 from oyster.errors import AssessorError
 
 __all__ = ["PATCH_FORMAT", "QK", "E5File", "E5Tokenizer", "EncoderPatch", "dequantize_q4_0",
@@ -242,11 +243,11 @@ class E5Tokenizer:
         self._unk_score = float(f.scores.min()) - 10.0
         self._longest = max(len(p) for p in f.pieces)
         # the embedder counts a text's tokens to clip it, then encodes the same text
-        self._cached = lru_cache(maxsize=512)(self._segment)
+        self._segments = memo_by_text(self._segment, maxsize=512)
 
     def pieces(self, text: str) -> list[int]:
         """Content piece ids of `text` (no special tokens, no prefix)."""
-        return list(self._cached(text) if len(text) <= 20_000 else self._segment(text))
+        return list(self._segments(text))
 
     def _segment(self, text: str) -> tuple[int, ...]:
         t = text.translate(self._norm)

@@ -274,7 +274,7 @@ def smoothing_factors(f: E5File, ranges: Mapping[str, np.ndarray],
     """SmoothQuant's per-channel factors: a^α / w^(1-α), with a an input channel's
     activation range and w the largest weight that channel meets; α moves that much of
     the spread from the activations into the weights (chosen on training texts:
-    `benchmarks/encoder_runtimes.py`)."""
+    `benchmarks/int8_smoothing.py`)."""
     out = {}
     for p, a in ranges.items():
         w = np.abs(_weights(f, p)[0]).max(axis=0)  # (out, in): per input channel

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
+from oyster._memo import memo_by_text
 from oyster.assess.base import AttackFinding
 from oyster.types import ATTACK_TECHNIQUES, Message
 
@@ -784,24 +785,16 @@ assert {d.technique for d in DETECTORS} <= set(ATTACK_TECHNIQUES)
 
 def scan_text(text: str, *, min_confidence: float = 0.3) -> list[Hit]:
     """All single-text techniques found in `text`, strongest first."""
-    found = _scan_cached(text) if len(text) <= _CACHED_CHARS else _scan(text)
-    return [h for h in found if h.confidence >= min_confidence]
+    return [h for h in _scan(text) if h.confidence >= min_confidence]
 
 
-# one decision scans the same turn several times (the assessor's reading, the attack
-# findings); texts up to this long keep their result for the next scan
-_CACHED_CHARS = 20_000
-
-
+@memo_by_text  # one decision scans the same turn for the reading and the attack findings
 def _scan(text: str) -> tuple[Hit, ...]:
     hits = []
     for detector in DETECTORS:
         conf, evidence = detector.detect(detector.reads(text))
         hits.append(Hit(detector.technique, conf, _excerpt(evidence)))
     return tuple(sorted(hits, key=lambda h: h.confidence, reverse=True))
-
-
-_scan_cached = lru_cache(maxsize=256)(_scan)
 
 
 _FOLLOW_UP = _rx(r"\b(more (?:detail|details|specific|precise|concrete)|be more specific|"

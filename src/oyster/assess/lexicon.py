@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache, lru_cache
+from functools import cache
 from typing import ClassVar
 
+from oyster._memo import memo_by_text
 from oyster._packaged import packaged_data
 from oyster.assess.attacks import detect_attacks
 from oyster.assess.base import (
@@ -109,7 +110,7 @@ class LexiconAssessor(Assessor):
         self._cue_categories = {cue: cid for cue, cid in cue_categories.items()
                                 if policy.has_category(cid)}
         self._cats = {cid: p for cid, p in cats.items() if policy.has_category(cid)}
-        self._harm_cues = lru_cache(maxsize=256)(self._harm_cue)
+        self._harm_cues = memo_by_text(self._harm_cue)  # one decision asks several times
         # Chinese terms whose characters alone, in any order, still name a harmful ask
         self._scrambled_terms = [t for t in [
             *self._cues["harmful_intent"].zh,
@@ -123,8 +124,7 @@ class LexiconAssessor(Assessor):
         """What marks this text as an ask to cause harm, by rule: "intent" (a stated harmful
         aim, e.g. "without getting caught"), "operational" (an instruction on an operational
         category with no distress, false-belief, professional or benign-context cue), or ""."""
-        # one decision asks this of the same turn several times
-        return self._harm_cues(text) if len(text) <= 20_000 else self._harm_cue(text)
+        return self._harm_cues(text)
 
     def _harm_cue(self, text: str) -> str:
         lowered = text.lower()
