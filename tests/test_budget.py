@@ -102,3 +102,48 @@ def test_the_gate_serves_the_smallest_remaining_job_first():
     for t in [first, *waiters]:
         t.join(5)
     assert order == ["small", "big"]
+
+
+def test_a_wide_slot_takes_every_slot_only_when_all_are_free():
+    gate = EncodeGate(2)
+    with gate.slot(remaining=1, wide=True) as held:
+        assert held == 2
+        got: list[int] = []
+        other = threading.Thread(target=lambda: got.append(_held(gate, wide=False)))
+        other.start()
+        other.join(0.2)
+        assert other.is_alive()  # both slots are taken: it waits
+    other.join(5)
+    assert got == [1]
+    with gate.slot(remaining=1) as held:
+        assert held == 1
+        assert _held(gate, wide=True) == 1  # one slot is busy: a wide request gets one
+
+
+def _held(gate: EncodeGate, wide: bool) -> int:
+    with gate.slot(remaining=1, wide=wide) as held:
+        return held
+
+
+def test_only_a_lone_long_encode_is_given_every_core(monkeypatch):
+    threads_seen: list[tuple[int, int]] = []
+
+    class Wide(BaseEmbedder):
+        wide_threads = 2
+        wide_min_tokens = 48
+
+        def _load(self):
+            return None
+
+        def _encode(self, model, texts, threads=1):
+            threads_seen.append((len(texts), threads))
+            return np.ones((len(texts), 8), dtype=np.float32)
+
+    emb = Wide("wide", 8, concurrent=True, sub_batch=4)
+    monkeypatch.setattr(emb, "_gate", EncodeGate(2))
+    long_text = "a sentence of about twelve tokens, give or take a few. " * 5
+    emb.embed([long_text])
+    emb.embed(["a short question?"])
+    emb.embed([f"{long_text} {i}" for i in range(8)])  # two sub-batches: one slot each
+    assert threads_seen[:2] == [(1, 2), (1, 1)]
+    assert [t for _, t in threads_seen[2:]] == [1, 1]

@@ -96,6 +96,14 @@ def test_the_int8_build_stays_near_float32_and_a_text_reads_the_same_in_any_batc
     assert np.array_equal(int8_model.query(TEXTS[::-1])[::-1], alone)
 
 
+def test_a_call_on_two_threads_gives_the_one_thread_vectors(
+        e5_file: E5File, int8_model: E5Onnx) -> None:
+    for model in (E5Onnx(e5_file), int8_model):
+        one = model.query(TEXTS)
+        two = model.query(TEXTS, threads=2)
+        assert np.abs(one - two).max() < 1e-5
+
+
 def test_smoothing_moves_the_outlier_channels_into_the_weights(
         e5_file: E5File, int8_model: E5Onnx) -> None:
     ranges = activation_ranges(e5_file, TEXTS)

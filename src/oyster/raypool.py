@@ -21,9 +21,11 @@ Every node needs the same Oyster installed (and its packaged models): workers im
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from oyster.embeddings import ENCODER_THREADS_ENV
 from oyster.errors import InputError, OysterError
 
 T = TypeVar("T")
@@ -61,6 +63,8 @@ def connect(address: str, workers: int | None = None) -> int:
 
 class _Actor:
     def __init__(self, factory: Callable[[], Worker]) -> None:
+        # an actor holds one CPU: its encodes never spread over the machine's other cores
+        os.environ[ENCODER_THREADS_ENV] = "1"
         self.worker = factory()
 
     def run(self, chunk: list[Any]) -> list[Any]:

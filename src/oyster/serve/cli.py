@@ -131,6 +131,7 @@ def _register_serve(app: typer.Typer) -> None:
         import uvicorn
 
         from oyster import telemetry
+        from oyster.embeddings import worker_encoder_env
 
         if traces not in telemetry.EXPORTERS:
             raise _fail(f"--traces {traces!r}: choose {', '.join(telemetry.EXPORTERS)}")
@@ -189,6 +190,7 @@ def _register_serve(app: typer.Typer) -> None:
             proxy.responder.backend.close()
         del app_, proxy, settings, keys, audit, shared  # each worker builds its own
         os.environ[OPTIONS_ENV] = options.model_dump_json()
+        os.environ.update(worker_encoder_env(workers))  # the workers share the cores
         uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **run)
 
     keys_app = typer.Typer(help="Manage the proxy's API keys (stored hashed).",
