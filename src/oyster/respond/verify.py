@@ -53,7 +53,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -245,6 +245,13 @@ def copy_grams(text: str, words_n: int, chars_n: int) -> set[tuple[str, ...]]:
     tokens = words(text)
     grams = {g for g in ngrams(tokens, words_n) if not any(_is_cjk(t) for t in g)}
     return grams | {g for g in ngrams(tokens, chars_n) if all(_is_cjk(t) for t in g)}
+
+
+@lru_cache(maxsize=2048)
+def _policy_copy_grams(text: str, words_n: int, chars_n: int) -> frozenset[tuple[str, ...]]:
+    """`copy_grams` of a policy's own text (a guideline, a strategy, a reply contract): the
+    same few hundred texts on every reply, so computed once each."""
+    return frozenset(copy_grams(text, words_n, chars_n))
 
 
 _LABEL = re.compile(r"^\s*-?\s*([^:：\n]{3,80})[:：]", re.M)
@@ -596,12 +603,15 @@ class Verifier:
         if (hit := self.rules.chain_terms.first_match(text)) is not None:
             return repr(hit)
         chain = decision.chain
-        texts = [*(private if private is not None else default_private(decision, self.policy)),
-                 chain.user_needs, chain.risk_intent, *chain.guidelines,
+        rendered = private if private is not None else default_private(decision, self.policy)
+        fixed = [chain.user_needs, chain.risk_intent, *chain.guidelines,
                  *chain.safety_strategies, *chain.usefulness_strategies,
                  *self.policy.strategies[decision.strategy].reply_contract]
+        texts = [*rendered, *fixed]
         w, c = self.rules.chain_copy_words, self.rules.chain_copy_chars
-        secret: set[tuple[str, ...]] = set().union(*(copy_grams(t, w, c) for t in texts))
+        secret: set[tuple[str, ...]] = set().union(
+            *(copy_grams(t, w, c) for t in rendered),
+            *(_policy_copy_grams(t, w, c) for t in fixed))
         allowed = self._allowed_grams(decision.language).union(
             *(copy_grams(t, w, c) for t in said))
         copied = (copy_grams(text, w, c) & secret) - allowed
