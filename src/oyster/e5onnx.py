@@ -185,7 +185,7 @@ class E5Onnx:
         if not available():
             raise AssessorError("the ONNX Runtime encoder needs onnxruntime and onnx: "
                                 "pip install onnxruntime onnx")
-        self.tokenizer = E5Tokenizer(f)
+        self.tokenizer = E5Tokenizer.of(f)
         cfg = f.config()
         self.hidden, self.eps = int(cfg["hidden"]), float(cfg["eps"])
         self._word = np.frombuffer(f.raw("emb.word"), dtype=np.uint8).reshape(f.vocab, -1)
