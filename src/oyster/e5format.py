@@ -42,6 +42,7 @@ QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + QK // 2
 PATCH_FORMAT = 1
 _META = "\u2581"  # SentencePiece's visible space
+WORD_MEMO_SIZE = 100_000  # words whose pieces a tokenizer keeps (then it starts afresh)
 
 
 def packaged_model_path(variant: str = "original") -> Path:
@@ -248,6 +249,13 @@ class E5Tokenizer:
         self._longest = max(len(p) for p in f.pieces)
         # the embedder counts a text's tokens to clip it, then encodes the same text
         self._segments = memo_by_text(self._segment, maxsize=512)
+        # No piece has the word mark but as its first character, so a boundary falls before
+        # every mark and each word segments alone to the pieces the whole text's Viterbi
+        # gives it (the scores are float32s, whose sums float64 holds exactly: no tie
+        # breaks another way). A word seen before is then not segmented again: most words
+        # of a new text, and a long text costs its new words only.
+        self._by_word = not any(_META in p[1:] for p in self._ids)
+        self._words: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def of(cls, f: E5File) -> E5Tokenizer:
@@ -271,8 +279,24 @@ class E5Tokenizer:
             t = t.replace("  ", " ")
         if not t.startswith(" "):
             t = " " + t
-        return tuple(best_segmentation(t.replace(" ", _META), self._ids, self._scores,
-                                       self._longest, self._unk_score, self.unk))
+        t = t.replace(" ", _META)
+        if not self._by_word:
+            return self._segment_word(t)
+        words = self._words
+        out: list[int] = []
+        for word in t.split(_META)[1:]:
+            ids = words.get(word)
+            if ids is None:
+                ids = self._segment_word(_META + word)
+                if len(words) >= WORD_MEMO_SIZE:
+                    words.clear()
+                words[word] = ids
+            out.extend(ids)
+        return tuple(out)
+
+    def _segment_word(self, t: str) -> tuple[int, ...]:
+        return tuple(best_segmentation(t, self._ids, self._scores, self._longest,
+                                       self._unk_score, self.unk))
 
     def encode(self, text: str, *, query: bool = True, max_content: int = 510) -> list[int]:
         """Ids for one text as the engine embeds it (`query: ` prefix), head-truncated to

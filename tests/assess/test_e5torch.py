@@ -58,6 +58,24 @@ def test_tokenizer_feeds_the_engine_as_many_tokens_as_the_c_tokenizer(e5_file: E
     assert [e5_file.pieces[i] for i in tok.pieces("kill a process")] == ["▁kill", "▁a", "▁process"]
 
 
+def test_a_text_segments_word_by_word_to_the_whole_texts_pieces(
+        e5_file: E5File, monkeypatch: pytest.MonkeyPatch) -> None:
+    import oyster.e5format as e5format
+
+    by_word, whole = E5Tokenizer(e5_file), E5Tokenizer(e5_file)
+    whole._by_word = False  # one Viterbi over the whole text, as before words were kept
+    texts = [*TEXTS, "a \u2581 mark typed alone, and in\u2581side a word",
+             "ends with a space ", "   starts with three", "reread reread rereading"]
+    for text in texts:
+        assert by_word.pieces(text) == whole.pieces(text), text
+    calls: list[str] = []
+    segment = e5format.best_segmentation
+    monkeypatch.setattr(e5format, "best_segmentation",
+                        lambda t, *a: calls.append(t) or segment(t, *a))
+    by_word.pieces("kill a process gently")
+    assert calls == ["\u2581gently"]  # "kill", "a" and "process" were segmented before
+
+
 def test_torch_encoder_agrees_with_the_c_engine(e5_file: E5File, engine: object) -> None:
     torch = pytest.importorskip("torch")
     from oyster.assess.e5torch import E5Encoder, pad_batch

@@ -199,6 +199,12 @@ class _ReplyInProgress:
                                      verification=self._check(text, self._current),
                                      corrections=self._corrections, completion=completion))
 
+    def step(self, completion: Completion) -> list[Message] | Reply:
+        """Check a generation; then the prompt to generate next, or the finished reply."""
+        self.add(completion)
+        prompt = self.next_prompt()
+        return self.reply() if prompt is None else prompt
+
     def reply(self) -> Reply:
         reply = self._final()
         language = self.decision.language
@@ -369,23 +375,28 @@ class Responder:
 
     def _respond_to(self, decision: Decision, conversation: list[Message]) -> Reply:
         reply = _ReplyInProgress(self, decision, conversation)
-        while (prompt := reply.next_prompt()) is not None:
+        step: list[Message] | Reply = reply.next_prompt() or reply.reply()
+        while not isinstance(step, Reply):
             with self._generate_span(reply) as span:
-                completion = self.backend.complete(prompt, self.params)
+                completion = self.backend.complete(step, self.params)
                 _annotate(span, completion)
-            reply.add(completion)
-        return reply.reply()
+            step = reply.step(completion)
+        return step
 
     async def _arespond_to(self, decision: Decision, conversation: Sequence[Message]) -> Reply:
         reply = _ReplyInProgress(self, decision, list(conversation))
-        while (prompt := reply.next_prompt()) is not None:
+        # the checks embed text (moderation, relevance): off the event loop, so other
+        # requests' I/O goes on meanwhile and two checks can use two cores; one hop per
+        # generation (a thread hop costs a few tenths of a ms on a busy machine)
+        step: list[Message] | Reply | None = reply.next_prompt()
+        if step is None:
+            step = await asyncio.to_thread(reply.reply)
+        while not isinstance(step, Reply):
             with self._generate_span(reply) as span:
-                completion = await self.backend.acomplete(prompt, self.params)
+                completion = await self.backend.acomplete(step, self.params)
                 _annotate(span, completion)
-            # the checks embed text (moderation, relevance): off the event loop, so other
-            # requests' I/O goes on meanwhile and two checks can use two cores
-            await asyncio.to_thread(reply.add, completion)
-        return await asyncio.to_thread(reply.reply)
+            step = await asyncio.to_thread(reply.step, completion)
+        return step
 
     def _generate_span(self, reply: _ReplyInProgress) -> Any:
         return telemetry.span("oyster.generate", {

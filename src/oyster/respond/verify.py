@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from functools import cache, lru_cache
+from itertools import accumulate
 from typing import Literal
 
 import numpy as np
@@ -230,7 +231,7 @@ def resource_markers(policy: Policy, language: str) -> set[str]:
     return markers
 
 
-def has_resource(text: str, markers: set[str]) -> bool:
+def has_resource(text: str, markers: Set[str]) -> bool:
     lowered = text.lower()
     return bool(_digits(text) & markers) or any(m in lowered for m in markers if not m.isdigit())
 
@@ -243,8 +244,12 @@ def copy_grams(text: str, words_n: int, chars_n: int) -> set[tuple[str, ...]]:
     """The runs a copy check compares: `words_n` words with no Chinese in them, and
     `chars_n` Chinese characters."""
     tokens = words(text)
-    grams = {g for g in ngrams(tokens, words_n) if not any(_is_cjk(t) for t in g)}
-    return grams | {g for g in ngrams(tokens, chars_n) if all(_is_cjk(t) for t in g)}
+    # Chinese characters up to each position: a run's count is a difference of two
+    cjk = [0, *accumulate(_is_cjk(t) for t in tokens)]
+    grams = {tuple(tokens[i:i + words_n]) for i in range(len(tokens) - words_n + 1)
+             if cjk[i + words_n] == cjk[i]}
+    return grams | {tuple(tokens[i:i + chars_n]) for i in range(len(tokens) - chars_n + 1)
+                    if cjk[i + chars_n] - cjk[i] == chars_n}
 
 
 @lru_cache(maxsize=2048)
@@ -310,6 +315,7 @@ class Verifier:
             min_reply_words=r.min_reply_words)
         self._allowed: dict[str, set[tuple[str, ...]]] = {}
         self._flat: dict[str, str] = {}
+        self._markers: dict[str, frozenset[str]] = {}
 
     def check(self, text: str, decision: Decision, final: bool = True,
               request: str | None = None, *, private: Sequence[str] | None = None,
@@ -410,7 +416,7 @@ class Verifier:
                                                                               said)):
             yield "off_topic", hit
         if final and self.needs_resource(decision) and not has_resource(
-                text, resource_markers(self.policy, decision.language)):
+                text, self.markers(decision.language)):
             yield "missing_resource", "no crisis resource from the policy is named"
         if strategy == "correct" and (first := split_sentences(text)[:1]) and (
                 hit := rules.affirms_premise.first_match(first[0])) is not None:
@@ -439,7 +445,7 @@ class Verifier:
             return repr(hit)
         for pattern_hit in rules.refers_above.matches(text):
             before = text[:text.find(pattern_hit)] if pattern_hit in text else text
-            markers = resource_markers(self.policy, decision.language)
+            markers = self.markers(decision.language)
             if not self._list_item.search(before) and not has_resource(before, markers):
                 return f"{pattern_hit!r} with nothing above it in the reply"
         return None
@@ -498,7 +504,7 @@ class Verifier:
             if not text.strip():
                 return None
         anchors = said[-3:]
-        skip = sorted(resource_markers(self.policy, language))
+        skip = sorted(self.markers(language))
         generic = [decision.chain.user_needs,
                    *(g for gs in self.rules.relevance.generic.values() for g in gs)]
         text = self._without_policy_text(text, language)
@@ -529,7 +535,7 @@ class Verifier:
     def unknown_contact(self, text: str, decision: Decision, said: Sequence[str] = ()
                         ) -> str | None:
         """A phone-like number that is neither the policy's nor the person's, or None."""
-        markers = resource_markers(self.policy, decision.language)
+        markers = self.markers(decision.language)
         given = re.sub(r"\D", "", " ".join(said))
         for number in _PHONE_LIKE.findall(text):
             digits = re.sub(r"\D", "", number)
@@ -581,6 +587,13 @@ class Verifier:
         from oyster.respond.fallback import policy_reply_texts
 
         return policy_reply_texts(self.policy, language)
+
+    def markers(self, language: str) -> frozenset[str]:
+        """`resource_markers` of this verifier's policy, computed once per language (several
+        checks of every reply read them)."""
+        if language not in self._markers:
+            self._markers[language] = frozenset(resource_markers(self.policy, language))
+        return self._markers[language]
 
     def _policy_flat(self, language: str) -> str:
         """The policy's own reply texts as lower-cased word sequences, for phrase lookups."""

@@ -271,7 +271,8 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         # the reply's relevance check embeds the user's turns: begun now, beside the decision
         # and the upstream's generation (the check waits for that encode if it is still on)
-        _in_background(asyncio.to_thread(state.verifier.prefetch, conversation.messages))
+        _in_background(asyncio.get_running_loop().run_in_executor(
+            None, state.verifier.prefetch, conversation.messages))
         decision, decide_s = await _decide(state, conversation, rid)
         context = _Turn(state=state, caller=caller, rid=rid, arrived=arrived,
                         started=started, decide_s=decide_s, messages=conversation.messages,
