@@ -34,9 +34,13 @@ script starts (`oyster.serve.localservices`).
 
 Clients are closed-loop (send, wait for the reply, send again), so with many clients the
 latency is mostly queueing: it shows what the proxy costs at its throughput limit on this
-machine. Prompts are ordinary questions whose fake reply passes verification, so each proxy
-request makes exactly one upstream call and the difference to the baseline is the proxy's
-own work (auth, limits, decision, steering, verification, audit write, HTTP hop).
+machine. Prompts are ordinary questions, meant to be ones whose fake reply passes
+verification, so that each proxy request makes one upstream call and the difference to
+the baseline is the proxy's own work (auth, limits, decision, steering, verification, audit
+write, HTTP hop). The fake reply answers none of them, though, and the relevance check
+rejects it for one (so that request is regenerated and ends in the fallback, two upstream
+calls): `+p50 passed` is the added p50 of the requests that passed at the first try (their
+count in brackets), beside `+p50` of all of them.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class PhaseResult:
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     mean_ms: float = 0.0
+    passed: int = 0  # requests whose reply passed verification at the first try
+    p50_passed_ms: float = 0.0
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
@@ -113,6 +119,7 @@ class Samples:
     """What the clients saw, accumulated over one or more phases against one target."""
 
     latencies: list[float] = field(default_factory=list)
+    passed: list[float] = field(default_factory=list)  # latencies with outcome "passed"
     errors: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
@@ -127,7 +134,9 @@ class Samples:
                            outcomes=dict(self.outcomes),
                            rps=round(len(self.latencies) / max(self.elapsed, 1e-9), 1),
                            p50_ms=p50, p95_ms=p95, p99_ms=p99,
-                           mean_ms=round(float(ms.mean()), 2))
+                           mean_ms=round(float(ms.mean()), 2), passed=len(self.passed),
+                           p50_passed_ms=round(float(np.percentile(self.passed, 50)) * 1000, 2)
+                           if self.passed else 0.0)
 
 
 _sent = [0]  # prompts sent so far (--distinct numbers them)
@@ -178,6 +187,8 @@ async def _drive(url: str, headers: dict[str, str], clients: int, seconds: float
                     errors[f"HTTP {status}"] += 1
                 if outcome:
                     outcomes[outcome] += 1
+                if outcome == "passed":
+                    samples.passed.append(latencies[-1])
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client(k) for k in range(clients)))
@@ -342,6 +353,7 @@ def _run(args: argparse.Namespace, levels: list[int], audits: list[str], workdir
                     "audit": audit, "direct": asdict(direct), "proxy": asdict(proxied),
                     "added_p50_ms": round(proxied.p50_ms - direct.p50_ms, 2),
                     "added_p95_ms": round(proxied.p95_ms - direct.p95_ms, 2),
+                    "added_p50_passed_ms": round(proxied.p50_passed_ms - direct.p50_ms, 2),
                     "audit_rows": rows_written, "responses": responded,
                     "audit_rows_match": rows_written == responded,
                 })
@@ -367,7 +379,7 @@ def _print_table(rows: list[dict[str, object]]) -> None:
 
     table = Table(title="oyster serve under load (closed-loop clients, 127.0.0.1)")
     for col in ("clients", "target", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-                "+p50 ms", "+p95 ms", "audit rows"):
+                "+p50 ms", "+p95 ms", "+p50 passed", "audit rows"):
         table.add_column(col, justify="right")
     shown_direct: set[int] = set()
     for r in rows:
@@ -376,10 +388,12 @@ def _print_table(rows: list[dict[str, object]]) -> None:
         if r["clients"] not in shown_direct:
             shown_direct.add(r["clients"])
             table.add_row(str(r["clients"]), "direct", str(d["rps"]), str(d["p50_ms"]),
-                          str(d["p95_ms"]), str(d["p99_ms"]), str(d["errors"]), "", "", "")
+                          str(d["p95_ms"]), str(d["p99_ms"]), str(d["errors"]), "", "", "",
+                          "")
         table.add_row("", f"proxy, audit {r['audit']}", str(p["rps"]), str(p["p50_ms"]),
                       str(p["p95_ms"]), str(p["p99_ms"]), str(p["errors"]),
                       str(r["added_p50_ms"]), str(r["added_p95_ms"]),
+                      f"{r['added_p50_passed_ms']} ({p['passed']})",
                       f"{r['audit_rows']} " + ("=" if r["audit_rows_match"] else "!=")
                       + f" {r['responses']}")
     Console(width=150).print(table)

@@ -308,8 +308,7 @@ def _apart(unit: str, body: list[str]) -> bool:
 
 def _initial(unit: str, last: bool) -> str:
     unit = _LEAD_JUNK.sub("", unit.strip())
-    chars = [ch for ch in (reversed(unit) if last else unit) if ch.isalnum()]
-    return chars[0] if chars else ""
+    return next((ch for ch in (reversed(unit) if last else unit) if ch.isalnum()), "")
 
 
 @register
