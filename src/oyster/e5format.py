@@ -35,14 +35,13 @@ import numpy as np
 from oyster._memo import memo_by_text
 from oyster.errors import AssessorError
 
-__all__ = ["PATCH_FORMAT", "QK", "E5File", "E5Tokenizer", "EncoderPatch", "dequantize_q4_0",
-           "packaged_model_path", "patched_model", "quantize_q4_0"]
+__all__ = ["PATCH_FORMAT", "QK", "E5File", "E5Tokenizer", "EncoderPatch", "WordMemo",
+           "dequantize_q4_0", "packaged_model_path", "patched_model", "quantize_q4_0"]
 
 QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + QK // 2
 PATCH_FORMAT = 1
 _META = "\u2581"  # SentencePiece's visible space
-WORD_MEMO_SIZE = 100_000  # words whose pieces a tokenizer keeps (then it starts afresh)
 
 
 def packaged_model_path(variant: str = "original") -> Path:
@@ -201,6 +200,29 @@ def _sha256_file(path: Path) -> str:
 
 
 # -------------------------------------------------------------------------- tokenizer
+class WordMemo:
+    """Words and their pieces, bounded by the characters of the words kept (a Chinese
+    paragraph is one word): when full, it starts afresh."""
+
+    def __init__(self, max_chars: int = 2_000_000) -> None:
+        self.max_chars = max_chars
+        self._pieces: dict[str, tuple[int, ...]] = {}
+        self._chars = 0
+
+    def get(self, word: str) -> tuple[int, ...] | None:
+        return self._pieces.get(word)
+
+    def put(self, word: str, pieces: tuple[int, ...]) -> None:
+        if self._chars + len(word) > self.max_chars:
+            self._pieces.clear()
+            self._chars = 0
+        self._pieces[word] = pieces
+        self._chars += len(word)
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+
 def best_segmentation(t: str, ids: dict[str, int], scores: list[float], longest: int,
                       unk_score: float, unk: int) -> list[int]:
     """The piece ids of `t` with the highest total score (SentencePiece unigram, Viterbi):
@@ -255,7 +277,7 @@ class E5Tokenizer:
         # breaks another way). A word seen before is then not segmented again: most words
         # of a new text, and a long text costs its new words only.
         self._by_word = not any(_META in p[1:] for p in self._ids)
-        self._words: dict[str, tuple[int, ...]] = {}
+        self._words = WordMemo()
 
     @classmethod
     def of(cls, f: E5File) -> E5Tokenizer:
@@ -288,9 +310,7 @@ class E5Tokenizer:
             ids = words.get(word)
             if ids is None:
                 ids = self._segment_word(_META + word)
-                if len(words) >= WORD_MEMO_SIZE:
-                    words.clear()
-                words[word] = ids
+                words.put(word, ids)
             out.extend(ids)
         return tuple(out)
 

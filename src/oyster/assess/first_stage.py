@@ -45,7 +45,7 @@ import numpy as np
 
 from oyster.assess.attacks import Hit
 from oyster.assess.heads import attack_vector, shape_features
-from oyster.e5format import best_segmentation
+from oyster.e5format import WordMemo, best_segmentation
 from oyster.errors import AssessorError
 from oyster.types import LEVELS
 
@@ -159,7 +159,7 @@ class TokenTable:
         self._unk = (float(self.scores.min()) if len(self.scores) else 0.0) - 10.0
         # weighted vectors: a text's feature is a sum of rows over a sum of weights
         self._wv = self.vectors * self.weights[:, None]
-        self._words: dict[str, list[int]] = {}
+        self._words = WordMemo()
 
     @property
     def dim(self) -> int:
@@ -168,11 +168,11 @@ class TokenTable:
     def __len__(self) -> int:
         return len(self.pieces)
 
-    def _segment(self, word: str) -> list[int]:
+    def _segment(self, word: str) -> tuple[int, ...]:
         """The encoder tokenizer's segmentation over the known pieces (highest total
         score); a character no piece covers is skipped."""
-        return [i for i in best_segmentation(_META + word, self._ids, self._score_list,
-                                             self._longest, self._unk, -1) if i >= 0]
+        return tuple(i for i in best_segmentation(_META + word, self._ids, self._score_list,
+                                                  self._longest, self._unk, -1) if i >= 0)
 
     def tokens(self, text: str) -> list[int]:
         """The known pieces of `text` (NFKC, lower-cased, word by word as SentencePiece
@@ -185,9 +185,7 @@ class TokenTable:
             ids = words.get(word)
             if ids is None:
                 ids = self._segment(word)
-                if len(words) > 200_000:
-                    words.clear()
-                words[word] = ids
+                words.put(word, ids)
             out.extend(ids)
         return out
 
