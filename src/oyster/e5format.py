@@ -271,11 +271,12 @@ class E5Tokenizer:
         self._longest = max(len(p) for p in f.pieces)
         # the embedder counts a text's tokens to clip it, then encodes the same text
         self._segments = memo_by_text(self._segment, maxsize=512)
-        # No piece has the word mark but as its first character, so a boundary falls before
-        # every mark and each word segments alone to the pieces the whole text's Viterbi
-        # gives it (the scores are float32s, whose sums float64 holds exactly: no tie
-        # breaks another way). A word seen before is then not segmented again: most words
-        # of a new text, and a long text costs its new words only.
+        # Where no piece has the word mark but as its first character (XLM-R's vocabulary;
+        # checked here), a boundary falls before every mark and each word segments alone
+        # to the pieces the whole text's Viterbi gives it (the scores are float32s, whose
+        # sums float64 holds exactly: no tie breaks another way). A word seen before is
+        # then not segmented again: most words of a new text, and a long text costs its
+        # new words only.
         self._by_word = not any(_META in p[1:] for p in self._ids)
         self._words = WordMemo()
 
