@@ -1,10 +1,10 @@
 """`oyster._memo.memo_by_text`: a text's result is computed once while it stays in the
 cache, and a text over the size bound is computed every time (never held); the
-tokenizers' word memo (`oyster.e5format.WordMemo`) is bounded by the characters it keeps."""
+tokenizers' word memo (`WordMemo`) is bounded by the characters it keeps."""
 
 from __future__ import annotations
 
-from oyster._memo import MEMO_TEXT_CHARS, memo_by_text
+from oyster._memo import MEMO_TEXT_CHARS, WordMemo, memo_by_text
 
 
 def test_a_text_is_computed_once_and_a_huge_one_every_time() -> None:
@@ -26,8 +26,6 @@ def test_a_text_is_computed_once_and_a_huge_one_every_time() -> None:
 
 
 def test_the_word_memo_is_bounded_by_the_characters_it_keeps() -> None:
-    from oyster.e5format import WordMemo
-
     memo = WordMemo(max_chars=10)
     memo.put("abcd", (1, 2))
     memo.put("efgh", (3,))

@@ -7,6 +7,9 @@ the argument objects alive with the result so their ids stay unique.
 `memo_by_text`: a function of one text, whose result one decision asks for several times
 (a turn's attack scan, harm cue, encoder pieces); texts over `MEMO_TEXT_CHARS` are computed
 each time, so the cache never holds a huge input.
+
+`WordMemo`: the tokenizers' words and their pieces, bounded by the characters of the words
+it keeps rather than by their number (a Chinese paragraph is one word).
 """
 
 from __future__ import annotations
@@ -49,3 +52,26 @@ def memo_by_text(fn: Callable[[str], R], maxsize: int = 256) -> Callable[[str], 
         return cached(text) if len(text) <= MEMO_TEXT_CHARS else fn(text)
 
     return wrapper
+
+
+class WordMemo:
+    """Words and their pieces, bounded by the characters of the words kept (a Chinese
+    paragraph is one word): when full, it starts afresh."""
+
+    def __init__(self, max_chars: int = 2_000_000) -> None:
+        self.max_chars = max_chars
+        self._pieces: dict[str, tuple[int, ...]] = {}
+        self._chars = 0
+
+    def get(self, word: str) -> tuple[int, ...] | None:
+        return self._pieces.get(word)
+
+    def put(self, word: str, pieces: tuple[int, ...]) -> None:
+        if self._chars + len(word) > self.max_chars:
+            self._pieces.clear()
+            self._chars = 0
+        self._pieces[word] = pieces
+        self._chars += len(word)
+
+    def __len__(self) -> int:
+        return len(self._pieces)

@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from oyster._memo import memo_by_text
+from oyster._memo import WordMemo, memo_by_text
 from oyster.errors import AssessorError
 
-__all__ = ["PATCH_FORMAT", "QK", "E5File", "E5Tokenizer", "EncoderPatch", "WordMemo",
-           "dequantize_q4_0", "packaged_model_path", "patched_model", "quantize_q4_0"]
+__all__ = ["PATCH_FORMAT", "QK", "E5File", "E5Tokenizer", "EncoderPatch", "dequantize_q4_0",
+           "packaged_model_path", "patched_model", "quantize_q4_0"]
 
 QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + QK // 2
@@ -200,29 +200,6 @@ def _sha256_file(path: Path) -> str:
 
 
 # -------------------------------------------------------------------------- tokenizer
-class WordMemo:
-    """Words and their pieces, bounded by the characters of the words kept (a Chinese
-    paragraph is one word): when full, it starts afresh."""
-
-    def __init__(self, max_chars: int = 2_000_000) -> None:
-        self.max_chars = max_chars
-        self._pieces: dict[str, tuple[int, ...]] = {}
-        self._chars = 0
-
-    def get(self, word: str) -> tuple[int, ...] | None:
-        return self._pieces.get(word)
-
-    def put(self, word: str, pieces: tuple[int, ...]) -> None:
-        if self._chars + len(word) > self.max_chars:
-            self._pieces.clear()
-            self._chars = 0
-        self._pieces[word] = pieces
-        self._chars += len(word)
-
-    def __len__(self) -> int:
-        return len(self._pieces)
-
-
 def best_segmentation(t: str, ids: dict[str, int], scores: list[float], longest: int,
                       unk_score: float, unk: int) -> list[int]:
     """The piece ids of `t` with the highest total score (SentencePiece unigram, Viterbi):

@@ -292,6 +292,8 @@ class BaseEmbedder:
                 batch = todo[start:start + self.sub_batch]
                 with self._gate.slot(remaining=len(todo) - start, wide=wide) as held:
                     threads = min(held, self.wide_threads)
+                    # `threads` only when above one: an embedder that never goes wide may
+                    # keep a two-argument `_encode`
                     vecs = l2_normalise(self._encode(model, batch, threads) if threads > 1
                                         else self._encode(model, batch))
                 if vecs.shape != (len(batch), self._dim):

@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from oyster._memo import WordMemo
 from oyster.assess.attacks import Hit
 from oyster.assess.heads import attack_vector, shape_features
-from oyster.e5format import WordMemo, best_segmentation
+from oyster.e5format import best_segmentation
 from oyster.errors import AssessorError
 from oyster.types import LEVELS
 

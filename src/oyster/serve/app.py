@@ -28,7 +28,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -269,10 +269,11 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
         conversation = _read_messages(engine, body.messages, for_reply=True)
         params = body.generation_params(responder.params, settings.upstream_timeout_s)
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        # the reply's relevance check embeds the user's turns: begun now, beside the decision
-        # and the upstream's generation (the check waits for that encode if it is still on)
-        _in_background(asyncio.get_running_loop().run_in_executor(
-            None, state.verifier.prefetch, conversation.messages))
+        # the reply's relevance check embeds the user's turns: handed to a worker now, beside
+        # the decision and the upstream's generation (the check waits for that encode if it
+        # is still on); the executor holds the work until it ends, and it never raises
+        asyncio.get_running_loop().run_in_executor(
+            None, state.verifier.prefetch, conversation.messages)
         decision, decide_s = await _decide(state, conversation, rid)
         context = _Turn(state=state, caller=caller, rid=rid, arrived=arrived,
                         started=started, decide_s=decide_s, messages=conversation.messages,
@@ -282,17 +283,6 @@ def create_app(settings: ServeSettings, engine: Engine, responder: Responder | N
         return await _complete_reply(context)
 
     return app
-
-
-_BACKGROUND: set[asyncio.Future[None]] = set()
-
-
-def _in_background(work: Awaitable[None]) -> None:
-    """Run `work` without waiting for it (it must not raise); held here until it ends, as
-    the event loop keeps only a weak reference to a task."""
-    task = asyncio.ensure_future(work)
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
 
 
 # -- admission: auth, rate limit, size and shape ---------------------------------------------
