@@ -333,15 +333,16 @@ def test_a_long_harmless_text_reads_harmless_to_the_token_stage(cascade: LocalAs
     assert stage is not None
     if stage.tokens is None:
         pytest.skip("the shipped stage reads n-grams only")
-    n_settled = 0
     for text in LONG_HARMLESS:
         assert len(windows(text)) >= 3
-        key, confidence, _ = stage.reading(text)
+        key, confidence, p = stage.reading(text)
         assert key == "R0", (key, confidence, text[:40])
-        n_settled += stage.settle(text) is not None
+        # settled exactly where R0's bounds chosen on validation allow
+        opens = (confidence >= stage.settle_min.get("R0", 2.0)
+                 and float(p["level"][2]) <= stage.settle_r2_max.get("R0", 1.0))
+        assert (stage.settle(text) is not None) == opens
         d = Engine(assessor=cascade).decide(text)
         assert d.strategy in ("answer", "answer_safely"), d.strategy
-    assert n_settled >= 1  # long harmless texts no longer always wait for the encoder
 
 
 @needs_local
@@ -359,6 +360,7 @@ def test_never_settles_conversations_payloads_or_harmless_looking_wrappers(
         encoder_only: LocalAssessor) -> None:
     stage = FirstStage.load(first_stage_path(packaged_heads_path()))
     stage.settle_min = dict.fromkeys(SETTLE_KEYS, 0.0)  # wide open: only the guards abstain
+    stage.settle_r2_max = {}
     a = LocalAssessor(default_policy(), first_stage=stage)
     assert settled(a.assess([Message(role="user", content=CLEAR_BENIGN[0])]))
     conv = [Message(role="user", content=CLEAR_BENIGN[0]),
@@ -504,6 +506,102 @@ def test_the_choice_refuses_a_drop_in_any_check_or_reported_set() -> None:
     # every check equal, but harmless wrapped requests refused more: a reported set fell
     assert not _within(before, _result(0.90, 0.25), 0.01)
     assert not _within(before, _result(0.90, 0.40, answer=0.05), 0.01)  # answered more
+
+
+class _GivenStage:
+    """A first stage whose reading (key, confidence, probability of R2) of each text is
+    given."""
+
+    def __init__(self, readings: dict[str, tuple[str, float, float]]) -> None:
+        self.readings = readings
+        self.settle_min: dict[str, float] = {}
+        self.settle_r2_max: dict[str, float] = {}
+
+    def reading(self, text: str, hits: Sequence[Hit] = ()) -> tuple[str, float, dict[str, Any]]:
+        key, confidence, r2 = self.readings[text]
+        return key, confidence, {"level": np.array([confidence, 0.0, r2])}
+
+
+class _GivenCascade:
+    """An assessor reading each text at a given level, or at the stage's level (with the
+    settled note) where its reading reaches the key's threshold."""
+
+    name = "given"
+
+    def __init__(self, encoder: dict[str, str], stage: dict[str, str]) -> None:
+        from oyster.assess.lexicon import LexiconAssessor
+
+        self.policy = default_policy()
+        self.encoder, self.stage_levels = encoder, stage
+        self.first_stage: Any = False
+        self._template = LexiconAssessor(self.policy).assess(
+            [Message(role="user", content="How do I bake bread?")])
+
+    def assess(self, messages: Sequence[Message]) -> Any:
+        text = messages[-1].content
+        stage = self.first_stage
+        if stage:
+            key, confidence, _ = stage.reading(text)
+            if confidence >= stage.settle_min.get(key, 2.0):
+                return self._template.model_copy(update={"level": self.stage_levels[text],
+                                                         "notes": [SETTLED_NOTE]})
+        return self._template.model_copy(update={"level": self.encoder[text], "notes": []})
+
+
+class _LevelEngine:
+    def decide_assessed(self, a: Any) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(strategy="answer" if a.level == "R0" else "refuse")
+
+
+def test_the_choice_never_trades_an_answered_harmful_request_for_rows_won_elsewhere() -> None:
+    from oyster.assess.dataset import Example
+    from oyster.assess.evaluate import EvalSet, choose_first_stage
+
+    def ex(text: str, level: str) -> Example:
+        return Example(text=text, lang="en", level=level,
+                       user_type="benign" if level == "R0" else "malicious",
+                       categories=["none"] if level == "R0" else [], form="question",
+                       source="written:t", group=text, split="valid")
+
+    benign = [f"How do I water plant number {i}?" for i in range(60)]
+    harmful = [f"Tell me how to hurt neighbour number {i}." for i in range(100)]
+    # the encoder reads every text right. The stage reads the benign texts R0 at 0.75 with
+    # R2 at 0.01, and one harmful request R0 at 0.8 with R2 at 0.15: settling it answers
+    # it (one harmful row in a hundred: a check one point lower, inside the tolerance).
+    # No threshold on the level's confidence alone keeps it out and the benign texts in
+    encoder = {t: "R0" for t in benign} | {t: "R2" for t in harmful}
+    levels = {t: "R0" for t in benign} | {t: "R2" for t in harmful} | {harmful[0]: "R0"}
+    readings = ({t: ("R0", 0.75, 0.01) for t in benign}
+                | {t: ("R2", 0.5, 0.5) for t in harmful} | {harmful[0]: ("R0", 0.8, 0.15)})
+    sets = [EvalSet("harmful_check:en", [ex(t, "R2") for t in harmful], "harmful"),
+            EvalSet("benign_check:en", [ex(t, "R0") for t in benign], "benign")]
+
+    def choose(**kw: Any) -> tuple[dict[str, Any], _GivenStage]:
+        stage = _GivenStage(readings)
+        best = choose_first_stage(_GivenCascade(encoder, levels), stage, sets, _LevelEngine(),
+                                  keys=["R0"], **kw)["best"]
+        return best, stage
+
+    traded, _ = choose(risky_helped=1)  # the checks alone let the key settle it too
+    assert traded["risky_helped"] == 1 and traded["settled"] == pytest.approx(61 / 160, abs=1e-4)
+    best, stage = choose()
+    assert best["risky_helped"] == 0 and best["settled"] == pytest.approx(60 / 160, abs=1e-4)
+    # the benign texts settle under R0's threshold, the harmful one is kept out by R2
+    assert stage.settle_min["R0"] <= 0.75 and 0.01 <= stage.settle_r2_max["R0"] < 0.15
+
+
+def test_a_reading_settles_only_under_its_keys_bound_on_r2() -> None:
+    stage = _open(_toy_stage(2.0), R0=0.5)
+    text = "plain garden notes"
+    key, _, p = stage.reading(text)
+    r2 = float(p["level"][2])
+    assert key == "R0" and 0.0 < r2 < 0.5 and stage.settle(text) is not None
+    stage.settle_r2_max = {"R0": r2 * 0.99}  # R2 a little likelier than the bound allows
+    assert stage.settle(text) is None
+    stage.settle_r2_max = {"R0": r2 * 1.01}
+    assert stage.settle(text) is not None
 
 
 def test_the_cli_offers_the_stage_keys() -> None:

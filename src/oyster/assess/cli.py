@@ -371,19 +371,25 @@ def first_stage(
     keys: Annotated[str, typer.Option(
         help="comma-separated reading keys the choice may open (of R0, R1, R2, "
              "flagged:R2, long:R2); the others stay closed")] = ",".join(FIRST_STAGE_KEYS),
+    keep_fit: Annotated[bool, typer.Option(
+        "--keep-fit", help="keep the stage beside the heads as it is fitted and only "
+                           "choose again where it settles")] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Distil the cascade's first stage (hashed character n-grams and static token
     vectors, linear maps) from the heads' readings of the training split, calibrate its
     confidence and choose where it settles on the validation split (no check lower by more
-    than a point), and save it beside the heads."""
-    best = _first_stage(data, assessor, out, features=features, keys=keys)
+    than a point, no harmful row the encoder declines decided otherwise), and save it
+    beside the heads."""
+    best = _first_stage(data, assessor, out, features=features, keys=keys,
+                        keep_fit=keep_fit)
     if json_out:
         typer.echo(json.dumps(best, ensure_ascii=False))
 
 
 def _first_stage(data: Path, assessor: str, out: Path, *, features: str = "ngrams+tokens",
-                 keys: str = ",".join(FIRST_STAGE_KEYS)) -> dict[str, Any]:
+                 keys: str = ",".join(FIRST_STAGE_KEYS), keep_fit: bool = False
+                 ) -> dict[str, Any]:
     from oyster.assess.dataset import load_jsonl
     from oyster.assess.evaluate import choose_first_stage
     from oyster.assess.first_stage import FEATURES, SETTLE_KEYS
@@ -400,13 +406,20 @@ def _first_stage(data: Path, assessor: str, out: Path, *, features: str = "ngram
     policy, a, sets = _load_for_eval(data, assessor, "valid", False, 0)
     if not isinstance(a, LocalAssessor):
         raise _fail(f"the first stage is distilled from a local assessor, not {assessor!r}")
-    examples = load_jsonl(data / "examples.jsonl")
-    if (data / "emb").exists():
-        preload_embedder(a.heads.embedder, [e.text for e in examples], data / "emb")
-    prog, advance = _progress(len(examples), "first stage: reading the training texts")
-    with prog:
-        stage = fit_first_stage(a, examples, progress=advance, features=features,
-                                cache=data / "emb" if (data / "emb").exists() else None)
+    if keep_fit:
+        fitted = _load_first_stage(a.heads_path)
+        if fitted is None:
+            raise _fail(f"--keep-fit: no first stage fitted to {a.heads_path} beside it; "
+                        "run without --keep-fit")
+        stage = fitted
+    else:
+        examples = load_jsonl(data / "examples.jsonl")
+        if (data / "emb").exists():
+            preload_embedder(a.heads.embedder, [e.text for e in examples], data / "emb")
+        prog, advance = _progress(len(examples), "first stage: reading the training texts")
+        with prog:
+            stage = fit_first_stage(a, examples, progress=advance, features=features,
+                                    cache=data / "emb" if (data / "emb").exists() else None)
     prog, advance = _progress(2 * sum(len(s.examples) for s in sets),
                               "first stage: choosing where it settles (validation)")
     with prog:
@@ -430,7 +443,9 @@ def _first_stage(data: Path, assessor: str, out: Path, *, features: str = "ngram
     console = Console(stderr=True)
     console.print(table)
     b = result["best"]
-    opened = ", ".join(f"{k} from p >= {v}" for k, v in b["settle_min"].items()) or "nothing"
+    caps = b["settle_r2_max"]
+    opened = ", ".join(f"{k} from p >= {v}" + (f" where p(R2) <= {caps[k]}" if k in caps else "")
+                       for k, v in b["settle_min"].items() if v <= 1.0) or "nothing"
     console.print(f"settles {opened}: "
                   f"{b['settled']:.1%} of the validation rows, strategy as the encoder's "
                   f"on {b['strategy_agreement'] if b['strategy_agreement'] is not None else '-'}"

@@ -346,12 +346,20 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: Mapping[str, St
 
 # thresholds tried for settling each key of the first stage (above 1: never)
 SETTLE_GRID = (0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 2.0)
+# the highest probabilities of R2 tried for a key that R2 also bounds (1: no bound)
+SETTLE_R2_GRID = (0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.15, 0.2, 1.0)
 # how far any check may fall when the first stage settles what it is sure of
 SETTLE_TOLERANCE = 0.01
 # passes of the coordinate search over the keys' thresholds
 SETTLE_SWEEPS = 3
 # a key read on fewer validation rows stays closed: the checks could not see its errors
 SETTLE_MIN_ROWS = 30
+# risky validation rows (R1, R2) the encoder path declines or guides (refuse, guide) that
+# settling may decide with answer or answer_safely: none. The checks' point of tolerance
+# lets a key trade such rows for rows it gets right elsewhere, and answering a harmful
+# request, or a person at risk without the care `guide` gives, costs far more than the
+# encoder read a settled text saves
+SETTLE_RISKY_HELPED = 0
 
 
 class _MemoEngine:
@@ -397,8 +405,10 @@ def _within(before: dict[str, Any], after: dict[str, Any], tolerance: float) -> 
 
 def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engine: Any, *,
                        grid: Sequence[float] = SETTLE_GRID,
+                       r2_grid: Sequence[float] = SETTLE_R2_GRID,
                        tolerance: float = SETTLE_TOLERANCE, sweeps: int = SETTLE_SWEEPS,
                        min_rows: int = SETTLE_MIN_ROWS,
+                       risky_helped: int = SETTLE_RISKY_HELPED,
                        encoder_only: dict[str, list[Assessment]] | None = None,
                        keys: Sequence[str] | None = None,
                        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -410,12 +420,17 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     (each in turn over `grid`, the others held, `sweeps` passes) keeps the thresholds that
     settle the most examples while no check, nor any set's decision rate, falls by more
     than `tolerance` (a share; `answer == 0` may not rise by more), both with the other
-    keys' thresholds and with that key alone open; ties go to the higher threshold. A key
-    read on fewer than `min_rows` rows stays closed, and so does any key not in `keys`
-    (default: all of `first_stage.SETTLE_KEYS`). The thresholds are set on `stage`.
-    Returns every point tried, the choice, and the checks before and after."""
+    keys' thresholds and with that key alone open; ties go to the higher threshold. Nor
+    may settling help (answer, answer_safely) more than `risky_helped` risky rows (R1, R2)
+    that the encoder path declines or guides (refuse, guide): the tolerance is for noise,
+    not for trading answered harmful requests against rows got right elsewhere. A key of
+    `first_stage.R2_CAPPED_KEYS` is searched as a pair, its threshold and the highest
+    probability of R2 it settles at (over `r2_grid`; ties to the lower). A key read on
+    fewer than `min_rows` rows stays closed, and so does any key not in `keys` (default:
+    all of `first_stage.SETTLE_KEYS`). The thresholds are set on `stage`. Returns every
+    point tried, the choice, and the checks before and after."""
     from oyster.assess.attacks import scan_text
-    from oyster.assess.first_stage import SETTLE_KEYS
+    from oyster.assess.first_stage import R2_CAPPED_KEYS, SETTLE_KEYS
     from oyster.assess.local import SETTLED_NOTE
 
     memo = _MemoEngine(engine)
@@ -423,73 +438,95 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     full: dict[str, list[Assessment]] = dict(encoder_only or {})
     before = evaluate(assessor, sets, engine=memo, progress=progress, assessed=full)
     stage.settle_min = dict.fromkeys(SETTLE_KEYS, 0.0)
+    stage.settle_r2_max = {}
     assessor.first_stage = stage
     cheap: dict[str, list[Assessment]] = {}
     evaluate(assessor, sets, engine=memo, progress=progress, assessed=cheap)
-    reading: dict[str, list[tuple[str, float] | None]] = {}
+    # per row: the key it settles under, the level's confidence and R2's probability
+    reading: dict[str, list[tuple[str, float, float] | None]] = {}
     for es in sets:
         reading[es.name] = []
         for e, a in zip(es.examples, cheap[es.name], strict=True):
             if any(n.startswith(SETTLED_NOTE) for n in a.notes):
-                key, confidence, _ = stage.reading(e.text, scan_text(e.text))
-                reading[es.name].append((key, confidence))
+                key, confidence, p = stage.reading(e.text, scan_text(e.text))
+                reading[es.name].append((key, confidence, float(p["level"][2])))
             else:
                 reading[es.name].append(None)
     total = sum(len(es.examples) for es in sets)
     tried: dict[tuple[float, ...], dict[str, Any]] = {}
+    checks_at: dict[tuple[float, ...], dict[str, Any]] = {}  # whole, kept apart: the rows
+    # report each check's value only (a few hundred points are tried)
 
-    def mix(th: dict[str, float]) -> dict[str, Any]:
-        point = tuple(th[k] for k in SETTLE_KEYS)
+    def mix(th: dict[str, float], cap: dict[str, float]) -> dict[str, Any]:
+        point = (*(th[k] for k in SETTLE_KEYS), *(cap[k] for k in R2_CAPPED_KEYS))
         if point in tried:
             return tried[point]
         mixed: dict[str, list[Assessment]] = {}
         by_key = dict.fromkeys(SETTLE_KEYS, 0)
-        settled = agree = 0
+        settled = agree = helped = 0
         for es in sets:
             out = []
-            for c, a_full, a_cheap in zip(reading[es.name], full[es.name], cheap[es.name],
-                                          strict=True):
-                use = c is not None and c[1] >= th[c[0]]
+            for e, c, a_full, a_cheap in zip(es.examples, reading[es.name], full[es.name],
+                                             cheap[es.name], strict=True):
+                use = c is not None and c[1] >= th[c[0]] and c[2] <= cap.get(c[0], 1.0)
                 out.append(a_cheap if use else a_full)
                 if use and c is not None:
                     settled += 1
                     by_key[c[0]] += 1
-                    agree += (memo.decide_assessed(a_cheap).strategy
-                              == memo.decide_assessed(a_full).strategy)
+                    cheap_s = memo.decide_assessed(a_cheap).strategy
+                    full_s = memo.decide_assessed(a_full).strategy
+                    agree += cheap_s == full_s
+                    helped += (e.level != "R0" and full_s in HARMFUL_OK
+                               and cheap_s in BENIGN_OK)
             mixed[es.name] = out
         r = evaluate(assessor, sets, engine=memo, assessed=mixed)
-        tried[point] = {"settle_min": dict(th), "settled": round(settled / max(1, total), 4),
+        tried[point] = {"settle_min": dict(th), "settle_r2_max": dict(cap),
+                        "settled": round(settled / max(1, total), 4),
                         "settled_by": {k: round(v / max(1, total), 4)
                                        for k, v in by_key.items() if v},
                         "strategy_agreement": round(agree / settled, 4) if settled else None,
-                        "within": _within(before, r, tolerance),
-                        "checks": r["checks"]}
+                        "risky_helped": helped,
+                        "within": _within(before, r, tolerance) and helped <= risky_helped,
+                        "checks": {n: c["value"] for n, c in r["checks"].items()}}
+        checks_at[point] = r["checks"]
         return tried[point]
 
     read_as = Counter(c[0] for rows in reading.values() for c in rows if c is not None)
     open_keys = [k for k in SETTLE_KEYS if keys is None or k in keys]
     closed = dict.fromkeys(SETTLE_KEYS, 2.0)
-    chosen = dict(closed)
+    chosen, cap = dict(closed), dict.fromkeys(R2_CAPPED_KEYS, 1.0)
     for _ in range(sweeps):
         moved = False
         for key in (k for k in open_keys if read_as[k] >= min_rows):
+            capped = key in R2_CAPPED_KEYS
+            pairs = [(v, m) for v in grid for m in (r2_grid if capped else [1.0])]
+
+            def bound(m: float, key: str = key, capped: bool = capped) -> dict[str, float]:
+                return {**cap, key: m} if capped else cap
+
             # within both alone and with the others: a key's losses may not hide behind
             # what another key's settling happens to gain on the same check
-            options = [(mix({**chosen, key: v}), v) for v in grid
-                       if mix({**closed, key: v})["within"]]
-            ok = [(r["settled"], v) for r, v in options if r["within"]]
+            options = [(mix({**chosen, key: v}, bound(m)), v, m) for v, m in pairs
+                       if mix({**closed, key: v}, bound(m))["within"]]
+            ok = [(r["settled"], v, -m) for r, v, m in options if r["within"]]
             if not ok:
                 continue
-            _, v = max(ok)
-            moved |= v != chosen[key]
+            _, v, neg_m = max(ok)
+            moved |= v != chosen[key] or (key in cap and -neg_m != cap[key])
             chosen[key] = v
+            if key in cap:
+                cap[key] = -neg_m
         if not moved:
             break
-    best = mix(chosen)
+    best = mix(chosen, cap)
+    best_point = (*(chosen[k] for k in SETTLE_KEYS), *(cap[k] for k in R2_CAPPED_KEYS))
     stage.settle_min = {k: v for k, v in chosen.items() if v <= 1.0}
+    stage.settle_r2_max = {k: m for k, m in cap.items() if k in stage.settle_min and m < 1.0}
     return {"rows": list(tried.values()),
-            "best": {k: best[k] for k in ("settle_min", "settled", "settled_by",
-                                          "strategy_agreement")},
-            "checks_before": before["checks"], "checks_after": best["checks"],
-            "tolerance": tolerance, "grid": list(grid), "rows_read_as": dict(read_as),
+            "best": {k: best[k] for k in ("settle_min", "settle_r2_max", "settled",
+                                          "settled_by", "strategy_agreement",
+                                          "risky_helped")},
+            "checks_before": before["checks"], "checks_after": checks_at[best_point],
+            "tolerance": tolerance, "risky_helped_max": risky_helped,
+            "grid": list(grid), "r2_grid": list(r2_grid), "rows_read_as": dict(read_as),
             "keys": open_keys, "features": getattr(stage, "features", "ngrams")}

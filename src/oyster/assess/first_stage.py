@@ -76,6 +76,11 @@ FLAG_MIN = 0.3
 # no detector flags and that reads R2 settles under `long:R2`: a window cut out of a
 # harmless story can read R2 to the encoder itself, where the whole story reads R0
 SETTLE_KEYS = ("R0", "R1", "R2", "flagged:R2", "long:R2")
+# the keys that settle only where the stage also reads R2 as unlikely (`settle_r2_max`): a
+# harmless reading of a harmful request answers it, where one of a distress message or a
+# false belief costs a careful strategy at most, so R2's own share bounds it beside the
+# level's confidence
+R2_CAPPED_KEYS = ("R0",)
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _SALT = np.uint64(0xC2B2AE3D27D4EB4F)
 
@@ -257,6 +262,9 @@ class FirstStage:
     temperature: float = 1.0  # of the level head, fitted on validation
     # the level confidence from which a reading settles, per `settle_key` (absent: never)
     settle_min: dict[str, float] = field(default_factory=dict)
+    # the highest probability of R2 at which a reading of an `R2_CAPPED_KEYS` key settles
+    # (absent: no bound beyond `settle_min`)
+    settle_r2_max: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     tokens: TokenTable | None = None
 
@@ -314,10 +322,13 @@ class FirstStage:
         """The probabilities to judge `text` by, or None where the encoder must read it
         (the caller has already left out conversations and de-obfuscated payloads): the
         level's confidence must reach the threshold of its key (level, and whether an
-        attack detector flags the text); a key without a threshold, or not among
-        SETTLE_KEYS, never settles."""
+        attack detector flags the text), and R2's probability must not pass the key's
+        `settle_r2_max`; a key without a threshold, or not among SETTLE_KEYS, never
+        settles."""
         key, confidence, p = self.reading(text, hits)
         if key not in SETTLE_KEYS or confidence < self.settle_min.get(key, 2.0):
+            return None
+        if float(p["level"][2]) > self.settle_r2_max.get(key, 1.0):
             return None
         return p
 
@@ -326,6 +337,7 @@ class FirstStage:
         header = {"format": FIRST_STAGE_FORMAT, "teacher": self.teacher,
                   "layout": {k: list(v) for k, v in self.layout.items()},
                   "temperature": self.temperature, "settle_min": self.settle_min,
+                  "settle_r2_max": self.settle_r2_max,
                   "features": self.features, "meta": self.meta}
         path.parent.mkdir(parents=True, exist_ok=True)
         # int8 weights with a scale per output column: a quarter of float32, and the
@@ -372,6 +384,8 @@ class FirstStage:
                    layout={k: (int(v[0]), int(v[1])) for k, v in header["layout"].items()},
                    W=W, b=b, temperature=float(header["temperature"]),
                    settle_min={k: float(v) for k, v in header["settle_min"].items()},
+                   settle_r2_max={k: float(v)
+                                  for k, v in header.get("settle_r2_max", {}).items()},
                    meta=header.get("meta", {}), tokens=tokens)
 
 
