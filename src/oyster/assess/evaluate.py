@@ -454,8 +454,8 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
                 reading[es.name].append(None)
     total = sum(len(es.examples) for es in sets)
     tried: dict[tuple[float, ...], dict[str, Any]] = {}
-    checks_at: dict[tuple[float, ...], dict[str, Any]] = {}  # whole, kept apart: the rows
-    # report each check's value only (a few hundred points are tried)
+    # each point's checks whole; its row reports only their values (hundreds are tried)
+    checks_at: dict[tuple[float, ...], dict[str, Any]] = {}
 
     def mix(th: dict[str, float], cap: dict[str, float]) -> dict[str, Any]:
         point = (*(th[k] for k in SETTLE_KEYS), *(cap[k] for k in R2_CAPPED_KEYS))
