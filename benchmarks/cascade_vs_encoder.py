@@ -26,10 +26,9 @@ from typing import Any
 from _report import report
 from paired_decisions import sign_test
 
+from oyster.assess.local import SETTLED_NOTE
 from oyster.bench.decision_report import HARMFUL, HELPFUL, Case, load_cases
 from oyster.engine import Engine
-
-SETTLED = "settled by the first stage"  # the local assessor's note
 
 
 def decide(engine: Engine, cases: list[Case], batch: int = 32) -> list[tuple[str, bool]]:
@@ -38,7 +37,7 @@ def decide(engine: Engine, cases: list[Case], batch: int = 32) -> list[tuple[str
     for start in range(0, len(cases), batch):
         chunk = cases[start:start + batch]
         for d in engine.decide_many([c.messages for c in chunk]):
-            out.append((d.strategy, any(n.startswith(SETTLED) for n in d.assessment.notes)))
+            out.append((d.strategy, any(n.startswith(SETTLED_NOTE) for n in d.assessment.notes)))
     return out
 
 

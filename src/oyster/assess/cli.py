@@ -379,7 +379,7 @@ def first_stage(
     """Distil the cascade's first stage (hashed character n-grams and static token
     vectors, linear maps) from the heads' readings of the training split, calibrate its
     confidence and choose where it settles on the validation split (no check lower by more
-    than a point, no harmful row the encoder declines decided otherwise), and save it
+    than a point, no risky row the encoder path declines or guides answered), and save it
     beside the heads."""
     best = _first_stage(data, assessor, out, features=features, keys=keys,
                         keep_fit=keep_fit)

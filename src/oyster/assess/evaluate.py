@@ -457,8 +457,11 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     # each point's checks whole; its row reports only their values (hundreds are tried)
     checks_at: dict[tuple[float, ...], dict[str, Any]] = {}
 
+    def at(th: dict[str, float], cap: dict[str, float]) -> tuple[float, ...]:
+        return (*(th[k] for k in SETTLE_KEYS), *(cap[k] for k in R2_CAPPED_KEYS))
+
     def mix(th: dict[str, float], cap: dict[str, float]) -> dict[str, Any]:
-        point = (*(th[k] for k in SETTLE_KEYS), *(cap[k] for k in R2_CAPPED_KEYS))
+        point = at(th, cap)
         if point in tried:
             return tried[point]
         mixed: dict[str, list[Assessment]] = {}
@@ -512,21 +515,20 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
             if not ok:
                 continue
             _, v, neg_m = max(ok)
-            moved |= v != chosen[key] or (key in cap and -neg_m != cap[key])
+            moved |= v != chosen[key] or (capped and -neg_m != cap[key])
             chosen[key] = v
-            if key in cap:
+            if capped:
                 cap[key] = -neg_m
         if not moved:
             break
     best = mix(chosen, cap)
-    best_point = (*(chosen[k] for k in SETTLE_KEYS), *(cap[k] for k in R2_CAPPED_KEYS))
     stage.settle_min = {k: v for k, v in chosen.items() if v <= 1.0}
     stage.settle_r2_max = {k: m for k, m in cap.items() if k in stage.settle_min and m < 1.0}
     return {"rows": list(tried.values()),
             "best": {k: best[k] for k in ("settle_min", "settle_r2_max", "settled",
                                           "settled_by", "strategy_agreement",
                                           "risky_helped")},
-            "checks_before": before["checks"], "checks_after": checks_at[best_point],
+            "checks_before": before["checks"], "checks_after": checks_at[at(chosen, cap)],
             "tolerance": tolerance, "risky_helped_max": risky_helped,
             "grid": list(grid), "r2_grid": list(r2_grid), "rows_read_as": dict(read_as),
             "keys": open_keys, "features": getattr(stage, "features", "ngrams")}
