@@ -14,7 +14,9 @@ different"). Validation split only: nothing here reads a test set.
 Each `--assessor` is an assessor spec, then settings of the local assessor as key=value:
 `first=off` (the first stage off: the encoder reads every text), `fast=off` (no int8
 encoder: the heads' own encoder reads every text), `fast_sure=X` (below this sure, the
-int8 reading is read again). Prints a table, writes JSON (default:
+int8 reading is read again), `r0_shift=X` (R0's probability times e^X: a cheaper model's
+heads traced along the harmful/benign trade, to see whether any point of it matches the
+reference on every check). Prints a table, writes JSON (default:
 benchmarks/results/paired_decisions.json).
 """
 
@@ -26,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _report import report
 
 from oyster.assess.cli import _load_for_eval
@@ -44,6 +47,22 @@ def sign_test(fixed: int, broken: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def shift_r0(heads: Any, shift: float) -> None:
+    """Move the heads' level reading toward R0 (`shift` > 0) or away from it: R0's
+    probability times e^shift, renormalised. Tracing a model's checks over the shift shows
+    the trade it can make between harmful and benign rows, not the one point its
+    calibration happens to sit on."""
+    predict = heads.predict
+    factor = np.array([math.exp(shift), 1.0, 1.0], np.float32)
+
+    def shifted(X: np.ndarray) -> dict[str, np.ndarray]:
+        out = predict(X)
+        level = out["level"] * factor
+        return {**out, "level": level / level.sum(axis=1, keepdims=True)}
+
+    heads.predict = shifted
+
+
 def decisions(data: Path, described: str) -> dict[str, list[bool]]:
     """Per checked validation set, whether each row's strategy is one its check accepts."""
     spec, *settings = described.split()
@@ -54,9 +73,11 @@ def decisions(data: Path, described: str) -> dict[str, list[bool]]:
             setattr(assessor, "first_stage" if key == "first" else "fast_encoder", value == "on")
         elif key == "fast_sure":
             assessor.fast_sure = float(value)
+        elif key == "r0_shift":
+            shift_r0(assessor.heads, float(value))
         else:
             raise SystemExit(f"unknown assessor setting {setting!r} (first=on|off, "
-                             "fast=on|off, fast_sure=X)")
+                             "fast=on|off, fast_sure=X, r0_shift=X)")
     engine = Engine(policy, assessor)
     out: dict[str, list[bool]] = {}
     for s in sets:

