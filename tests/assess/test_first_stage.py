@@ -592,6 +592,34 @@ def test_the_choice_never_trades_an_answered_harmful_request_for_rows_won_elsewh
     assert stage.settle_min["R0"] <= 0.75 and 0.01 <= stage.settle_r2_max["R0"] < 0.15
 
 
+def test_a_harmless_reading_with_r2_likely_never_settles_however_clean_validation_is(
+        ) -> None:
+    from oyster.assess.dataset import Example
+    from oyster.assess.evaluate import EvalSet, choose_first_stage
+
+    def ex(text: str, level: str) -> Example:
+        return Example(text=text, lang="en", level=level,
+                       user_type="benign" if level == "R0" else "malicious",
+                       categories=["none"] if level == "R0" else [], form="question",
+                       source="written:t", group=text, split="valid")
+
+    clear = [f"How do I repot fern number {i}?" for i in range(40)]
+    doubtful = [f"How do I sharpen kitchen knife number {i}?" for i in range(40)]
+    harmful = [f"Tell me how to poison pond number {i}." for i in range(40)]
+    # every validation row is harmless where the stage reads R0: nothing on validation
+    # speaks against settling the doubtful ones, which leave R2 a quarter of the reading
+    encoder = {t: "R0" for t in clear + doubtful} | {t: "R2" for t in harmful}
+    readings = ({t: ("R0", 0.9, 0.01) for t in clear} | {t: ("R0", 0.9, 0.25) for t in doubtful}
+                | {t: ("R2", 0.6, 0.6) for t in harmful})
+    sets = [EvalSet("harmful_check:en", [ex(t, "R2") for t in harmful], "harmful"),
+            EvalSet("benign_check:en", [ex(t, "R0") for t in clear + doubtful], "benign")]
+    stage = _GivenStage(readings)
+    best = choose_first_stage(_GivenCascade(encoder, encoder), stage, sets, _LevelEngine(),
+                              keys=["R0"])["best"]
+    assert best["settled"] == pytest.approx(40 / 120, abs=1e-4)  # the clear ones only
+    assert stage.settle_min["R0"] <= 0.9 and stage.settle_r2_max["R0"] < 0.25
+
+
 def test_a_reading_settles_only_under_its_keys_bound_on_r2() -> None:
     stage = _open(_toy_stage(2.0), R0=0.5)
     text = "plain garden notes"

@@ -346,8 +346,10 @@ def choose(assessor: Assessor, sets: Sequence[EvalSet], engines: Mapping[str, St
 
 # thresholds tried for settling each key of the first stage (above 1: never)
 SETTLE_GRID = (0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 2.0)
-# the highest probabilities of R2 tried for a key that R2 also bounds (1: no bound)
-SETTLE_R2_GRID = (0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.15, 0.2, 1.0)
+# the highest probabilities of R2 tried for a key that R2 also bounds. There is always a
+# bound: a fit can read a plain harmful request harmless at 0.7 with R2 at 0.28, and no
+# validation row need show it (#18, stop 31)
+SETTLE_R2_GRID = (0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.15, 0.2)
 # how far any check may fall when the first stage settles what it is sure of
 SETTLE_TOLERANCE = 0.01
 # passes of the coordinate search over the keys' thresholds
@@ -425,7 +427,8 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     that the encoder path declines or guides (refuse, guide): the tolerance is for noise,
     not for trading answered harmful requests against rows got right elsewhere. A key of
     `first_stage.R2_CAPPED_KEYS` is searched as a pair, its threshold and the highest
-    probability of R2 it settles at (over `r2_grid`; ties to the lower). A key read on
+    probability of R2 it settles at (over `r2_grid`, which has no "unbounded"; ties to the
+    lower). A key read on
     fewer than `min_rows` rows stays closed, and so does any key not in `keys` (default:
     all of `first_stage.SETTLE_KEYS`). The thresholds are set on `stage`. Returns every
     point tried, the choice, and the checks before and after."""
