@@ -74,7 +74,8 @@ def main() -> None:
              "sign test p": round(sign_test(c["fixed"], c["broken"]), 3)}
             for name, c in per_set.items()]
     report("test sets: the cascade against the encoder alone", rows, args.out,
-           settle_min=stage.settle_min, load_avg=round(os.getloadavg()[0], 2))
+           settle_min=stage.settle_min, settle_r2_max=stage.settle_r2_max,
+           load_avg=round(os.getloadavg()[0], 2))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ different"). Validation split only: nothing here reads a test set.
 Each `--assessor` is an assessor spec, then settings of the local assessor as key=value:
 `first=off` (the first stage off: the encoder reads every text), `fast=off` (no int8
 encoder: the heads' own encoder reads every text), `fast_sure=X` (below this sure, the
-int8 reading is read again), `r0_shift=X` (R0's probability times e^X: a cheaper model's
-heads traced along the harmful/benign trade, to see whether any point of it matches the
-reference on every check). Prints a table, writes JSON (default:
+int8 reading is read again), `r0_shift=X` (R0's probability times e^X in the heads'
+reading: a cheaper model traced along its harmful/benign trade, to see whether any point
+of it matches the reference on every check; with `first=off`, since a text the first stage
+settles never reaches the heads). Prints a table, writes JSON (default:
 benchmarks/results/paired_decisions.json).
 """
 

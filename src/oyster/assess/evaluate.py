@@ -429,8 +429,8 @@ def choose_first_stage(assessor: Any, stage: Any, sets: Sequence[EvalSet], engin
     `first_stage.R2_CAPPED_KEYS` is searched as a pair, its threshold and the highest
     probability of R2 it settles at (over `r2_grid`, which has no "unbounded"; ties to the
     lower). A key read on fewer than `min_rows` rows stays closed, and so does any key not
-    in `keys` (default: all of `first_stage.SETTLE_KEYS`). The thresholds are set on `stage`. Returns every
-    point tried, the choice, and the checks before and after."""
+    in `keys` (default: all of `first_stage.SETTLE_KEYS`). The thresholds are set on
+    `stage`. Returns every point tried, the choice, and the checks before and after."""
     from oyster.assess.attacks import scan_text
     from oyster.assess.first_stage import R2_CAPPED_KEYS, SETTLE_KEYS
     from oyster.assess.local import SETTLED_NOTE
