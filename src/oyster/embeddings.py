@@ -78,8 +78,8 @@ __all__ = ["EMBEDDERS", "ENCODER_THREADS_ENV", "TOKEN_CEILING", "BaseEmbedder", 
 TOKEN_CEILING = 256
 # per precision, the fewest (estimated) tokens for which a lone encode takes every free
 # core (`benchmarks/encoder_threads.py`, 2 cores): float32 saves a third from 12 tokens up;
-# int8 nothing below 48 tokens, a fifth to a third from there
-WIDE_MIN_TOKENS = {"float32": 0, "int8": 48}
+# int8 6 % at 12 tokens, 9-11 % from 16 to 32, a fifth to a third from 48
+WIDE_MIN_TOKENS = {"float32": 0, "int8": 16}
 
 
 @runtime_checkable
