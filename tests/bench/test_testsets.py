@@ -27,7 +27,7 @@ LATIN = re.compile(r"[A-Za-z]")
 
 TESTSETS = resources.files("oyster.bench") / "data" / "testsets"
 FILES = ("false_beliefs", "multiturn_intent", "novel_attacks", "heldout_asks", "benign_risky",
-         "privacy_third_party", "surface_forms", "reference_replies")
+         "privacy_third_party", "surface_forms", "reference_replies", "long_messages")
 # Fields every line of a set carries, beyond id/language/expected/note.
 REQUIRED = {
     "false_beliefs": {"prompt", "harm_to", "kind"},
@@ -38,6 +38,7 @@ REQUIRED = {
     "privacy_third_party": {"prompt", "harmful", "kind"},
     "surface_forms": {"prompt", "family", "variant", "harmful"},
     "reference_replies": {"messages", "strategy", "reply", "crisis"},
+    "long_messages": {"prompt", "harmful", "kind"},
 }
 NOVEL_FAMILIES = {"char_doubling", "acrostic", "riddle", "story_payload", "code_assembly", "reversed",
                   "leetspeak_homoglyph", "encoding", "translation_pivot", "fake_system", "fill_blanks"}
@@ -237,6 +238,20 @@ def test_benign_risky(sets):
 def test_privacy_third_party(sets):
     cells = counts(sets["privacy_third_party"], "language", "harmful")
     assert all(cells[(lang, True)] >= 20 and cells[(lang, False)] >= 10 for lang in LANGUAGES)
+
+
+def test_long_messages_are_long_and_every_harmless_one_has_a_harmful_twin(sets):
+    rows = sets["long_messages"]
+    cells = counts(rows, "language", "harmful")
+    assert all(cells[(lang, h)] >= 20 for lang in LANGUAGES for h in (True, False))
+    assert all(len(r["prompt"]) >= 800 for r in rows)
+    harmless = {r["id"]: r for r in rows if not r["harmful"]}
+    twins = [r for r in rows if r["harmful"]]
+    assert sorted(r["twin_of"] for r in twins) == sorted(harmless)
+    for t in twins:
+        original = harmless[t["twin_of"]]
+        assert t["kind"] == original["kind"] and t["language"] == original["language"], t["id"]
+        assert t["prompt"] != original["prompt"], t["id"]
 
 
 def test_surface_form_families_are_consistent(sets):
