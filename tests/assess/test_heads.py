@@ -1,13 +1,16 @@
-"""Training the heads: per-ask weighting (no embedder needed: features are synthetic)."""
+"""Training the heads: per-ask weighting (no embedder needed: features are synthetic), and
+the embedding cache it reads and writes."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
 from oyster.assess.dataset import Example
 from oyster.assess.heads import fit_heads
-from oyster.assess.train import ask_weights
+from oyster.assess.train import _save, ask_weights, load_cache
 
 
 def _ex(group: str, level: str) -> Example:
@@ -36,3 +39,26 @@ def test_a_network_head_fits_when_only_two_of_its_classes_occur() -> None:
     p = heads.predict(np.array([[-2, -2], [2, 2]], dtype=np.float32))["level"]
     assert p.shape == (2, 3) and p[:, 1].max() < 1e-6  # R1 never seen: impossible
     assert p[0, 0] > 0.9 and p[1, 2] > 0.9
+
+
+def test_writers_of_one_embedding_cache_at_once_leave_a_file_that_loads(tmp_path) -> None:
+    path = tmp_path / "emb-hash.npz"
+    errors: list[BaseException] = []
+
+    def write(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        store = {f"k{i}": rng.standard_normal(64).astype(np.float32) for i in range(400)}
+        try:
+            for _ in range(15):
+                _save(path, store)
+        except BaseException as e:  # a thread's failure is reported by the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(load_cache(tmp_path, "hash")) == 400
+    assert not list(tmp_path.glob("*.tmp.npz"))

@@ -11,6 +11,8 @@ after a data change only embeds the new texts.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,7 +111,9 @@ def preload_embedder(embedder: str, texts: Sequence[str], cache: Path) -> int:
 
 def _save(path: Path, store: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # a temporary file of its own per writer: two runs on one data folder (an eval beside a
+    # training) wrote one shared temporary file at once and left a broken cache
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
     np.savez(tmp, keys=np.array(list(store)), vecs=np.stack(list(store.values())))
     tmp.replace(path)
 
