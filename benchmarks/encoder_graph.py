@@ -48,17 +48,15 @@ def _module(src: Path) -> ModuleType:
     return mod
 
 
-def _fused(model: Any) -> Any:
-    """This checkout's model on a session with every fusion on (the default options)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    model._sessions = {1: ort.InferenceSession(model._model, so,
-                                               providers=["CPUExecutionProvider"])}
-    return model
+def _fused(f: E5File, precision: str, model: bytes) -> Any:
+    """This checkout's model with every ONNX Runtime fusion on (its sessions are built at
+    construction, while `DISABLED_FUSIONS` is emptied)."""
+    kept = e5onnx.DISABLED_FUSIONS
+    e5onnx.DISABLED_FUSIONS = ()
+    try:
+        return e5onnx.E5Onnx(f, precision=precision, model=model)
+    finally:
+        e5onnx.DISABLED_FUSIONS = kept
 
 
 def main() -> None:
@@ -79,8 +77,8 @@ def main() -> None:
     for precision in ("float32", "int8"):
         variants[("before", precision)] = before.E5Onnx(f, precision=precision)
         variants[("after", precision)] = e5onnx.E5Onnx(f, precision=precision)
-        variants[("after, fused", precision)] = _fused(e5onnx.E5Onnx(
-            f, precision=precision, model=variants[("after", precision)]._model))
+        variants[("after, fused", precision)] = _fused(f, precision,
+                                                       variants[("after", precision)]._model)
     kinds = {"short": [emb.clip(_last_text(p)) for p in PROMPTS],
              "long": [emb.clip(_last_text(p)) for p in LONG_PROMPTS
                       if len(_last_text(p)) >= 1000]}

@@ -39,13 +39,18 @@ import numpy as np
 from oyster.e5format import E5File, E5Tokenizer, dequantize_q4_0
 from oyster.errors import AssessorError
 
-__all__ = ["INT8_BUILD", "PRECISIONS", "E5Onnx", "activation_ranges", "available", "build_graph",
-           "calibration_texts", "linear_inputs", "smoothing_factors"]
+__all__ = ["DISABLED_FUSIONS", "INT8_BUILD", "PRECISIONS", "E5Onnx", "activation_ranges",
+           "available", "build_graph", "calibration_texts", "linear_inputs", "smoothing_factors"]
 
 PRECISIONS = ("float32", "int8")
 SMOOTHING_ALPHA = 0.8
 # names the int8 build's arithmetic in vector caches: bump it when the build changes
 INT8_BUILD = "v3"
+# ONNX Runtime fusions left off: each residual Add and LayerNormalization stay two kernels,
+# which ran 16 % faster in int8 and 7 % in float32 on a 150-token text than the fused
+# SkipLayerNormalization (`benchmarks/encoder_graph.py`), with int8 vectors as close to
+# float32's (1 - mean cosine 7.76e-4 against 7.77e-4 fused, 400 training texts)
+DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 
 
 def available() -> bool:
@@ -197,12 +202,8 @@ class E5Onnx:
         # threads that spin between operators take the core from whatever runs next
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # each residual Add and LayerNormalization stay two kernels: fused into one
-        # (SkipLayerNormalization) they ran 15 % slower in int8 and 7 % in float32 on a
-        # 150-token text here (`benchmarks/encoder_graph.py`), with vectors as close to
-        # float32's (int8: 1 - mean cosine 7.88e-4 against 7.86e-4 on 400 training texts)
         return ort.InferenceSession(self._model, so, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=["SkipLayerNormFusion"])
+                                    disabled_optimizers=list(DISABLED_FUSIONS))
 
     def _session(self, threads: int) -> Any:
         """The session that runs on `threads` threads (built on first use)."""
