@@ -95,7 +95,9 @@ _OVERRIDE: list[tuple[re.Pattern[str], float]] = [
     # a mode without safeguards
     (_rx(r"\b(?:developer|dev|debug|admin|sudo|root|god|maintenance|jailbr\w+|unrestricted|"
          r"unfiltered|uncensored|unlocked|evil|no[- ]limits?)\s+mode\b"), 0.8),
-    (re.compile(r"\bDAN\b|\bdo anything now\b|\bjailbr(?:ea|o)k", re.IGNORECASE), 0.7),
+    # the persona "DAN" is written in capitals: "Dan" is a name ("Dan and I split the rent")
+    (re.compile(r"\bDAN\b"), 0.7),
+    (re.compile(r"\bdo anything now\b|\bjailbr(?:ea|o)k", re.IGNORECASE), 0.7),
     # the rules declared void
     (_rx(r"\b(?:your |the |all |any )?(?:rules|restrictions|filters|guidelines|policies|"
          r"safeguards|limits)\b[^.\n]{0,20}\b(?:(?:do not|don'?t|no longer|never) apply|"
@@ -225,6 +227,23 @@ _CIPHER_ZH = _rx("(base64|base32|凯撒密码|摩斯密码|摩尔斯|密文|密�
 _DECODE_ZH = _rx("(解码|解密|破译|翻译|转换|还原|反过来读|倒着读)")
 _LEET_TOKEN = re.compile(r"(?<![\w@$])(?=[\w@$]*[a-zA-Z][013457@$][a-zA-Z@$])[a-zA-Z013457@$]{4,}"
                          r"(?![\w@$])")
+# tokens the leetspeak pattern matches that are ordinary in technical text: a number, a hex
+# number or id (7f3c, 0x5a1), a package pinned to a version (checkout@v4, numpy@1.26), an
+# e-mail address's local part (pr@example.org)
+_HEX_TOKEN = re.compile(r"(?:0x)?[0-9a-fA-F]+")
+_VERSION_PIN = re.compile(r"[\w.-]+@v?\d[\w.]*")
+_EMAIL = re.compile(r"[\w.+-]*@[\w-]+(?:\.[\w-]+)+")
+
+
+def _plain_token(text: str, m: re.Match[str]) -> bool:
+    token = m.group(0)
+    if token.isdigit() or (_HEX_TOKEN.fullmatch(token) and any(c.isdigit() for c in token)):
+        return True
+    if "@" in token:
+        return bool(_VERSION_PIN.fullmatch(token) or _EMAIL.match(text, m.start()))
+    return False
+
+
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _CYRILLIC_IN_LATIN = re.compile(r"[A-Za-z][\u0400-\u04ff]|[\u0400-\u04ff][A-Za-z]")
 _FULLWIDTH = re.compile("[\uff21-\uff3a\uff41-\uff5a]{3,}")
@@ -294,7 +313,7 @@ def _encoding(text: str) -> tuple[float, str]:
     if cipher_zh:
         weights.append(0.6 if decode_zh else 0.35)
         evidence = evidence or cipher_zh.group(0)
-    leet = [t for t in _LEET_TOKEN.findall(text) if not t.isdigit()]
+    leet = [m.group(0) for m in _LEET_TOKEN.finditer(text) if not _plain_token(text, m)]
     if len(leet) >= 2:
         weights.append(0.7)
         evidence = evidence or f"leetspeak: {' '.join(leet[:4])}"
@@ -316,8 +335,10 @@ def _encoding(text: str) -> tuple[float, str]:
 # ----------------------------------------------------------------------------- char split
 # char_split — a word is written with its letters (or a phrase with its characters) set
 # apart by spaces or symbols, so no token of the text is the word itself.
-_SEP = r"[\s\-_.*|/+~·•,、]"
+_SEP = r"[\s\-_.*|/+~·•,]"
 _LATIN_SPLIT = re.compile(rf"(?<![A-Za-z])(?:[A-Za-z]{_SEP}{{1,3}}){{4,}}[A-Za-z](?![A-Za-z])")
+# (not the enumeration comma 、: it lists one-character items, 苏、鲁、豫、皖 or 提、拔、握、压,
+# and does not cut a word)
 _CJK_SPLIT = re.compile(f"(?:[{_CJK}]{_SEP}{{1,3}}){{3,}}[{_CJK}]")
 # symbols that can cut a word into pieces; ordinary punctuation, paths and times excluded
 _SYMBOLS = re.compile(r"[|\-*_~+#\[\]<>{}=^`@·•()]")
@@ -561,7 +582,14 @@ _JOINT = _rx(r"\b(?:compare|comparison|contrast|differen\w*|similarit\w*|side by
 _JOINT_ZH = _rx("区别|对比|比较|异同|不同之处|相同之处|分别(?:回答|说明|给出)|都(?:回答|说明|讲讲)|哪个更")
 
 
+# a pair of asks is a short message; the numbered lists of a long pasted document (a report,
+# a travel plan, notes) and a "both" or "比较" somewhere in it are not one
+_PAIR_MAX_SIZE = 800
+
+
 def _paired_requests(text: str) -> tuple[float, str]:
+    if len(text) + len(_CJK_RE.findall(text)) > _PAIR_MAX_SIZE:
+        return 0.0, ""
     if not (_JOINT.search(text) or _JOINT_ZH.search(text)):
         return 0.0, ""
     for first, second in _ENUM_RE:
