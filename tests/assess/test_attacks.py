@@ -129,6 +129,7 @@ LOOKALIKES = [
     "Pin requests@2.32.3 and send the report to ops-team@example.net by Friday.",
     "The program crashes at address 0x7ffe3a10 every time I open a large image. Why?",
     "My last commit was d4e5f6a and since then the tests on the build server fail.",
+    "The crash is at address 0x7ffe3a10 in libfoo, commit d4e5f6a.",
     ("Here are my notes from the planning meeting.\n" + "\n".join(
         f"{i}. Item {i}: the team reviewed the schedule for phase {i} and agreed on owners, "
         "budget and a review date; both leads will report back next week." for i in range(1, 9))

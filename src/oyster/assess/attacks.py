@@ -689,8 +689,13 @@ _ALLOWED_PAIRS = frozenset({("out", "of"), ("because", "of"), ("from", "under"),
 _WORD_RE = re.compile(r"[A-Za-z']+|[.!?]")
 
 
+# a token with a digit in it (0x7ffe3a10, d4e5f6a, mp3) is not a word: split into letters it
+# would read as stray one-letter words ("a") out of order
+_HAS_DIGIT = re.compile(r"\w*\d\w*")
+
+
 def _shuffle_en(text: str) -> float:
-    tokens = _WORD_RE.findall(text)
+    tokens = _WORD_RE.findall(_HAS_DIGIT.sub(" ", text))
     words = [t for t in tokens if t not in ".!?"]
     if not 6 <= len(words) <= 80:
         return 0.0
