@@ -38,6 +38,12 @@ _CJK = "\u4e00-\u9fff"
 _CJK_RE = re.compile(f"[{_CJK}]")
 
 
+def _content_size(text: str) -> int:
+    """Characters with a CJK one counted twice: it carries about two Latin letters of
+    content."""
+    return len(text) + len(_CJK_RE.findall(text))
+
+
 @dataclass(frozen=True)
 class Hit:
     """One technique found in one text."""
@@ -96,8 +102,7 @@ _OVERRIDE: list[tuple[re.Pattern[str], float]] = [
     (_rx(r"\b(?:developer|dev|debug|admin|sudo|root|god|maintenance|jailbr\w+|unrestricted|"
          r"unfiltered|uncensored|unlocked|evil|no[- ]limits?)\s+mode\b"), 0.8),
     # the persona "DAN" is written in capitals: "Dan" is a name ("Dan and I split the rent")
-    (re.compile(r"\bDAN\b"), 0.7),
-    (re.compile(r"\bdo anything now\b|\bjailbr(?:ea|o)k", re.IGNORECASE), 0.7),
+    (re.compile(r"\bDAN\b|(?i:\bdo anything now\b|\bjailbr(?:ea|o)k)"), 0.7),
     # the rules declared void
     (_rx(r"\b(?:your |the |all |any )?(?:rules|restrictions|filters|guidelines|policies|"
          r"safeguards|limits)\b[^.\n]{0,20}\b(?:(?:do not|don'?t|no longer|never) apply|"
@@ -227,8 +232,8 @@ _CIPHER_ZH = _rx("(base64|base32|凯撒密码|摩斯密码|摩尔斯|密文|密�
 _DECODE_ZH = _rx("(解码|解密|破译|翻译|转换|还原|反过来读|倒着读)")
 _LEET_TOKEN = re.compile(r"(?<![\w@$])(?=[\w@$]*[a-zA-Z][013457@$][a-zA-Z@$])[a-zA-Z013457@$]{4,}"
                          r"(?![\w@$])")
-# tokens the leetspeak pattern matches that are ordinary in technical text: a number, a hex
-# number or id (7f3c, 0x5a1), a package pinned to a version (checkout@v4, numpy@1.26), an
+# tokens the leetspeak pattern matches that are ordinary in technical text: a hex number or
+# id (7f3c, 0x5a1), a package pinned to a version (checkout@v4, numpy@1.26), an
 # e-mail address's local part (pr@example.org)
 _HEX_TOKEN = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 _VERSION_PIN = re.compile(r"[\w.-]+@v?\d[\w.]*")
@@ -237,7 +242,7 @@ _EMAIL = re.compile(r"[\w.+-]*@[\w-]+(?:\.[\w-]+)+")
 
 def _plain_token(text: str, m: re.Match[str]) -> bool:
     token = m.group(0)
-    if token.isdigit() or (_HEX_TOKEN.fullmatch(token) and any(c.isdigit() for c in token)):
+    if _HEX_TOKEN.fullmatch(token) and any(c.isdigit() for c in token):
         return True
     if "@" in token:
         return bool(_VERSION_PIN.fullmatch(token) or _EMAIL.match(text, m.start()))
@@ -539,7 +544,7 @@ def _contradictory(text: str) -> tuple[float, str]:
         if m:
             head = tail[: m.start()].strip()
             # the refutation must follow a separate request, not be the whole request
-            if len(head) + len(_CJK_RE.findall(head)) >= 16:
+            if _content_size(head) >= 16:
                 return weight, _excerpt(m.group(0).strip(" ,.;:，。；"), 40)
     return 0.0, ""
 
@@ -588,7 +593,7 @@ _PAIR_MAX_SIZE = 800
 
 
 def _paired_requests(text: str) -> tuple[float, str]:
-    if len(text) + len(_CJK_RE.findall(text)) > _PAIR_MAX_SIZE:
+    if _content_size(text) > _PAIR_MAX_SIZE:
         return 0.0, ""
     if not (_JOINT.search(text) or _JOINT_ZH.search(text)):
         return 0.0, ""
@@ -621,8 +626,7 @@ _MANY_SHOT = re.compile(r"^\s*(?:Q|A|User|Human|Assistant|AI|用户|助手|问|�
 
 
 def _long_text(text: str, override_conf: Callable[[], float]) -> tuple[float, str]:
-    cjk = len(_CJK_RE.findall(text))
-    size = len(text) + cjk  # a CJK character carries about two Latin letters of content
+    size = _content_size(text)
     shots = len(_MANY_SHOT.findall(text))
     if size < 3000 and shots < 16:
         return 0.0, ""
