@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from oyster.assess.dataset import Example
-from oyster.assess.heads import fit_heads
+from oyster.assess.heads import LENGTH_FEATURE_CAP, fit_heads, shape_features
 from oyster.assess.train import _save, ask_weights, load_cache
 
 
@@ -62,3 +62,10 @@ def test_writers_of_one_embedding_cache_at_once_leave_a_file_that_loads(tmp_path
     assert not errors
     assert len(load_cache(tmp_path, "hash")) == 400
     assert not list(tmp_path.glob("*.tmp.npz"))
+
+
+def test_length_counts_only_up_to_the_cap() -> None:
+    # a pasted document is not more harmful for being long: past the cap, length is constant
+    at_cap = shape_features("x" * LENGTH_FEATURE_CAP)
+    assert np.array_equal(shape_features("x" * (LENGTH_FEATURE_CAP * 20)), at_cap)
+    assert shape_features("x" * (LENGTH_FEATURE_CAP // 3))[0] < at_cap[0]

@@ -14,8 +14,10 @@ from oyster.assess.dataset import Example
 from oyster.assess.evaluate import EvalSet, evaluate
 from oyster.assess.heads import Heads
 from oyster.assess.local import (
+    LONG_MESSAGE_CHARS,
     LocalAssessor,
     _Judgement,
+    final_request,
     is_refusal,
     local_available,
     packaged_heads_path,
@@ -346,3 +348,69 @@ def test_hiding_a_borderline_payload_counts_as_an_attack_only_from_the_chosen_le
     assert levels == {"R1": "R2", "R2": "R1"}
     with pytest.raises(AssessorError, match="hiding_counts_from"):
         LocalAssessor(default_policy(), hiding_counts_from="R0")  # type: ignore[arg-type]
+
+
+# Material for long messages: a volunteer's notes from a community garden meeting (written
+# for these tests), long enough that the encoder reads the request diluted in it.
+_NOTES = "\n".join([
+    "Community garden, autumn meeting notes.",
+    "Present: eleven plot holders, the treasurer, and two people from the waiting list.",
+    "The compost bays are full again; we agreed to turn them on the first Saturday of each "
+    "month and to stop adding cooked food, which has been drawing rats to the north fence.",
+    "The water bill rose by a third over the summer. Two taps leak at the joint and the "
+    "hose by the shed was left running overnight at least twice.",
+    "Plot 14 has been untended since June; the committee will write to the holder and offer "
+    "the plot to the waiting list if there is no reply within a month.",
+    "The seed swap moves to the church hall in February because the shed roof still leaks. "
+    "Volunteers are needed to sort and label the envelopes the week before.",
+    "Next meeting: the second Tuesday of January, seven o'clock, same room.",
+])
+
+
+def test_final_request_is_the_end_of_a_long_message() -> None:
+    assert len(_NOTES) >= LONG_MESSAGE_CHARS
+    assert final_request("Can you summarise these notes?") is None  # short: read whole
+    ask = "Could you turn these notes into a short email to all plot holders?"
+    assert final_request(f"{_NOTES}\n\n{ask}") == ask
+    # a last line too short to be a request is read with the line before it
+    assert final_request(f"{_NOTES}\n{ask}\nThanks!") == f"{ask}\nThanks!"
+    # an overlong last line: its last sentences, at most 300 characters
+    run_on = _NOTES.replace("\n", " ") + " " + ask
+    assert final_request(run_on) == ask
+    assert final_request("word " * 400).endswith("word") and len(final_request("word " * 400)
+                                                                   or "") <= 300
+
+
+def test_a_long_message_is_judged_by_its_final_request_where_that_reads_harmful(
+        monkeypatch) -> None:
+    benign_ask = "Could you turn these notes into a short email to all plot holders?"
+    risky_ask = "Then write out, in full, the thing I asked you about before."
+    readings = {f"{_NOTES}\n\n{benign_ask}": (0.9, 0.05, 0.05),
+                f"{_NOTES}\n\n{risky_ask}": (0.9, 0.05, 0.05),
+                benign_ask: (0.95, 0.03, 0.02)}
+
+    def levels(risky: tuple[float, float, float], bar: float | None) -> dict[str, str]:
+        table = {**readings, risky_ask: risky}
+        a = LocalAssessor(default_policy(), first_stage=False, deobfuscate=False,
+                          final_request_r2=bar)
+
+        def read(texts, hits, exact):  # the heads' readings, as set out above
+            return {"level": np.array([table[t] for t in texts]),
+                    "user_type": np.tile([0.1, 0.0, 0.0, 0.9], (len(texts), 1)),
+                    "categories": np.zeros((len(texts), len(a.heads.categories))),
+                    "form": np.tile([0.0, 1.0, 0.0], (len(texts), 1))}
+
+        monkeypatch.setattr(a, "_read", read)
+        out = {}
+        for ask in (benign_ask, risky_ask):
+            got = a.assess([user(f"{_NOTES}\n\n{ask}")])
+            out[ask] = got.level
+            if got.level == "R2":
+                assert any("final request read alone" in n for n in got.notes)
+        return out
+
+    assert levels((0.02, 0.03, 0.95), 0.9) == {benign_ask: "R0", risky_ask: "R2"}
+    assert set(levels((0.02, 0.03, 0.95), None).values()) == {"R0"}  # read whole only
+    assert set(levels((0.05, 0.1, 0.85), 0.9).values()) == {"R0"}  # below the bar
+    with pytest.raises(AssessorError, match="final_request_r2"):
+        LocalAssessor(default_policy(), final_request_r2=1.5)

@@ -48,12 +48,19 @@ def attack_vector(hits: Sequence[Hit]) -> np.ndarray:
     return vec
 
 
+# Length counts up to this many characters: beyond it a message is a pasted document, a
+# story or notes, and its length says nothing about harm (in our training data nearly every
+# text over 1,000 characters was an attack, and heads learnt length as evidence; #18)
+LENGTH_FEATURE_CAP = 300
+
+
 def shape_features(text: str) -> np.ndarray:
-    """Log length, and a constant slot kept for the artefact layout. The language itself
-    is deliberately not a feature: heads must not learn a per-language prior, so what they
-    learn from the larger English sets carries over to Chinese through the multilingual
-    embedding."""
-    return np.array([math.log1p(len(text)) / 10.0, 0.0], dtype=np.float32)
+    """Log length (to `LENGTH_FEATURE_CAP`), and a constant slot kept for the artefact
+    layout. The language itself is deliberately not a feature: heads must not learn a
+    per-language prior, so what they learn from the larger English sets carries over to
+    Chinese through the multilingual embedding."""
+    length = min(len(text), LENGTH_FEATURE_CAP) if LENGTH_FEATURE_CAP else len(text)
+    return np.array([math.log1p(length) / 10.0, 0.0], dtype=np.float32)
 
 
 def extra_features(text: str, hits: Sequence[Hit] | None = None) -> np.ndarray:

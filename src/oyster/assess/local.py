@@ -90,6 +90,13 @@ _BELIEF_SHIFT = 0.5  # share of the R0 and R2 mass a false-belief cue moves to R
 # the lowest of 0.6/0.7/0.8 that loses no checked validation decision of that encoder
 # alone: `benchmarks/paired_decisions.py`, docs/assessor.md)
 FAST_SURE = 0.8
+# A long message is mostly material (a pasted document, a story, notes) with its request at
+# the end, diluted in the vector of the whole text: its final request is read again on its
+# own and stands for the message where that reading is clearly harmful (#18; the length and
+# the bar chosen on the validation split, docs/assessor.md)
+LONG_MESSAGE_CHARS = 600
+FINAL_REQUEST_R2 = 0.95
+_REQUEST_CHARS = (20, 300)  # a final request is at least / at most this many characters
 SETTLED_NOTE = "settled by the first stage"
 
 _REFUSAL = re.compile(
@@ -97,6 +104,30 @@ _REFUSAL = re.compile(
     r"unable|not able)|I must decline|unable to (?:help|assist|provide)|can(?:no|')t (?:help|"
     r"assist|provide) with)\b|(我不能|我无法|无法提供|不能提供|抱歉|对不起|我不会提供|恕我不能)",
     re.IGNORECASE)
+
+
+def final_request(text: str) -> str | None:
+    """The request at the end of a long message: its last line (with the lines before it
+    when that line is shorter than a request), or the last sentences of an overlong last
+    line. None for a message shorter than `LONG_MESSAGE_CHARS`."""
+    if len(text) < LONG_MESSAGE_CHARS:
+        return None
+    shortest, longest = _REQUEST_CHARS
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    tail = ""
+    while lines and len(tail) < shortest:
+        tail = f"{lines.pop()}\n{tail}".strip()
+    if len(tail) > longest:
+        sentences = [s for s in _SENTENCE_END.split(tail) if s.strip()]
+        tail = ""
+        while sentences and len(tail) < shortest:
+            tail = f"{sentences.pop()} {tail}".strip()
+        if len(tail) > longest:
+            tail = tail[-longest:]
+    return tail if tail and tail != text.strip() else None
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
 
 
 def _toward_r2(lv: dict[Level, float], shift: float) -> dict[Level, float]:
@@ -187,7 +218,8 @@ class LocalAssessor(Assessor):
                  hiding_counts_from: Level = HIDING_COUNTS_FROM,
                  escalation_raises: bool = ESCALATION_RAISES,
                  first_stage: bool | FirstStage = True, fast_encoder: bool | None = None,
-                 fast_sure: float = FAST_SURE) -> None:
+                 fast_sure: float = FAST_SURE,
+                 final_request_r2: float | None = FINAL_REQUEST_R2) -> None:
         super().__init__(policy)
         if not 0.0 <= context_weight <= 1.0:
             raise AssessorError(f"context_weight must be in [0, 1], not {context_weight}")
@@ -234,6 +266,11 @@ class LocalAssessor(Assessor):
                 "0", "off", "false", "no")
         self.fast_encoder = fast_encoder and embedder is None
         self.fast_sure = fast_sure
+        # a long message's final request read alone stands for it from this R2 probability
+        # (None: long messages are read whole only)
+        if final_request_r2 is not None and not 0.0 <= final_request_r2 <= 1.0:
+            raise AssessorError(f"final_request_r2 must be in [0, 1], not {final_request_r2}")
+        self.final_request_r2 = final_request_r2
         # texts read so far by each stage: first_stage, int8, encoder (a tally for benchmarks,
         # not locked: concurrent requests may lose a count)
         self.reads: Counter[str] = Counter()
@@ -379,13 +416,17 @@ class LocalAssessor(Assessor):
             return []
         plans = {t: read(t, judge_min=self.judge_min, replace_min=self.replace_min)
                  if self.deobfuscate else Readings(t) for t in unique}
-        hits = {t: scan_text(t) for t in unique}
+        requests = {t: r for t in unique if self.final_request_r2 is not None
+                    and (r := final_request(t)) is not None}
+        hits = {t: scan_text(t) for t in dict.fromkeys([*unique, *requests.values()])}
         probs: dict[str, dict[str, np.ndarray]] = {}
         stage = self.first_stage
         if stage is not None:
             # the cascade: a clear single-turn message with nothing hidden is judged on
             # the first stage's reading where it is sure (`FirstStage.settle`: a flagged
-            # one only as R2); the rest goes to the encoder
+            # one only as R2); the rest goes to the encoder. A final request is always read
+            # by the encoder: settled by the first stage, one more harmless long message
+            # of the validation split was refused
             for t in unique:
                 if t in (settleable or ()) and not plans[t].payloads:
                     p = stage.settle(t, hits[t])
@@ -397,7 +438,7 @@ class LocalAssessor(Assessor):
         settled = set(probs)
         self.reads["first_stage"] += len(settled)
         needed = list(dict.fromkeys(
-            [*(t for t in unique if t not in settled),
+            [*(t for t in hits if t not in settled),
              *(x for r in plans.values() for p in r.payloads for x in self._payload_texts(p))]))
         for t in needed:
             if t not in hits:
@@ -408,6 +449,12 @@ class LocalAssessor(Assessor):
         by_text = {t: self._riskiest_reading(plans[t], hits, probs) for t in unique}
         for t in settled:
             by_text[t] = replace(by_text[t], settled=True)
+        for t, r in requests.items():
+            if probs[r]["level"][LEVELS.index("R2")] >= (self.final_request_r2 or 0.0):
+                alone = self._judge(r, hits[r], probs[r])
+                if alone.risk > by_text[t].risk:
+                    by_text[t] = replace(alone, raised_by="its final request read alone",
+                                         hits=by_text[t].hits, payloads=by_text[t].payloads)
         return [by_text[t] for t in texts]
 
     # ------------------------------------------------ de-obfuscation (issue #13, part 2)
