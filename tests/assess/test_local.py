@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 
 from oyster.assess import from_spec
-from oyster.assess.base import recent_user_text
+from oyster.assess.base import LONG_MESSAGE_CHARS, final_request, recent_user_text
 from oyster.assess.dataset import Example
 from oyster.assess.evaluate import EvalSet, evaluate
 from oyster.assess.heads import Heads
 from oyster.assess.local import (
-    LONG_MESSAGE_CHARS,
     LocalAssessor,
     _Judgement,
-    final_request,
     is_refusal,
     local_available,
     packaged_heads_path,

@@ -27,6 +27,7 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import asyncio
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -146,6 +147,34 @@ def recent_user_text(messages: Sequence[Message], turns: int = RECENT_USER_TURNS
     when read together (a plan spread over turns, or the frame that explains the last one).
     Training data for conversations is built with the same function."""
     return "\n".join([m.content for m in messages if m.role == "user"][-turns:])
+
+
+# A message this long is mostly material (a pasted document, a story, notes, a transcript)
+# with the sender's request at its end (#18)
+LONG_MESSAGE_CHARS = 600
+_REQUEST_CHARS = (20, 300)  # a final request is at least / at most this many characters
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def final_request(text: str) -> str | None:
+    """The request at the end of a long message: its last line (with the lines before it
+    when that line is shorter than a request), or the last sentences of an overlong last
+    line. None for a message shorter than `LONG_MESSAGE_CHARS`."""
+    if len(text) < LONG_MESSAGE_CHARS:
+        return None
+    shortest, longest = _REQUEST_CHARS
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    tail = ""
+    while lines and len(tail) < shortest:
+        tail = f"{lines.pop()}\n{tail}".strip()
+    if len(tail) > longest:
+        sentences = [s for s in _SENTENCE_END.split(tail) if s.strip()]
+        tail = ""
+        while sentences and len(tail) < shortest:
+            tail = f"{sentences.pop()} {tail}".strip()
+        if len(tail) > longest:
+            tail = tail[-longest:]
+    return tail if tail and tail != text.strip() else None
 
 
 def user_turn_indices(messages: Sequence[Message]) -> list[int]:

@@ -34,6 +34,7 @@ from oyster.assess.base import (
     CategoryScore,
     PayloadFinding,
     TurnAssessment,
+    final_request,
     recent_user_text,
     user_turn_indices,
 )
@@ -90,13 +91,11 @@ _BELIEF_SHIFT = 0.5  # share of the R0 and R2 mass a false-belief cue moves to R
 # the lowest of 0.6/0.7/0.8 that loses no checked validation decision of that encoder
 # alone: `benchmarks/paired_decisions.py`, docs/assessor.md)
 FAST_SURE = 0.8
-# A long message is mostly material (a pasted document, a story, notes) with its request at
-# the end, diluted in the vector of the whole text: its final request is read again on its
-# own and stands for the message where that reading is clearly harmful (#18; the length and
-# the bar chosen on the validation split, docs/assessor.md)
-LONG_MESSAGE_CHARS = 600
+# A long message's final request (`assess.base.final_request`), diluted in the vector of
+# the whole text, is read again on its own and stands for the message where that reading is
+# clearly harmful (#18; the bar chosen on the validation split's long texts,
+# docs/assessor.md)
 FINAL_REQUEST_R2 = 0.95
-_REQUEST_CHARS = (20, 300)  # a final request is at least / at most this many characters
 SETTLED_NOTE = "settled by the first stage"
 
 _REFUSAL = re.compile(
@@ -104,30 +103,6 @@ _REFUSAL = re.compile(
     r"unable|not able)|I must decline|unable to (?:help|assist|provide)|can(?:no|')t (?:help|"
     r"assist|provide) with)\b|(我不能|我无法|无法提供|不能提供|抱歉|对不起|我不会提供|恕我不能)",
     re.IGNORECASE)
-
-
-def final_request(text: str) -> str | None:
-    """The request at the end of a long message: its last line (with the lines before it
-    when that line is shorter than a request), or the last sentences of an overlong last
-    line. None for a message shorter than `LONG_MESSAGE_CHARS`."""
-    if len(text) < LONG_MESSAGE_CHARS:
-        return None
-    shortest, longest = _REQUEST_CHARS
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    tail = ""
-    while lines and len(tail) < shortest:
-        tail = f"{lines.pop()}\n{tail}".strip()
-    if len(tail) > longest:
-        sentences = [s for s in _SENTENCE_END.split(tail) if s.strip()]
-        tail = ""
-        while sentences and len(tail) < shortest:
-            tail = f"{sentences.pop()} {tail}".strip()
-        if len(tail) > longest:
-            tail = tail[-longest:]
-    return tail if tail and tail != text.strip() else None
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
 
 
 def _toward_r2(lv: dict[Level, float], shift: float) -> dict[Level, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from oyster.assess.base import final_request
 from oyster.assess.deobfuscate.base import Decoded, Decoder, register
 
 _MAX_TEXT = 8000
@@ -66,7 +67,11 @@ class StoryPayload(Decoder):
     replaces_surface = False
 
     def decode(self, text: str) -> list[Decoded]:
-        body = text[:_MAX_TEXT]
+        # a long message is material with the sender's ask at its end: the quoted lines
+        # and dialogue of a pasted chapter, sermon or transcript are the material's, not
+        # asks to the model (on the validation split's long texts, harmless read R0 0.617
+        # -> 0.667 with no harmful one lost; docs/assessor.md)
+        body = final_request(text) or text[:_MAX_TEXT]
         frame = _FRAME.search(body)
         dialogue = self._dialogue(body)
         if frame is None and dialogue is None:
