@@ -256,7 +256,10 @@ class CodeAssembly(Decoder):
                 text_value = _as_text(value)
                 if text_value is None:
                     continue
-                if pieces >= 2 or isinstance(value, list):
+                # a list of strings is a payload once something joins it; a list alone is
+                # data (a config's exclude patterns, a menu's items)
+                if pieces >= 2 and not isinstance(value, list) or (
+                        isinstance(value, list) and _COMBINE_CUE.search(body)):
                     built.append((text_value, pieces, start, end))
                 else:
                     literals.append((name, text_value))

@@ -408,6 +408,8 @@ class Homoglyphs(Decoder):
             latin = _latin(token)
             if latin == token or not latin.isascii():
                 continue
+            if not any(not c.isascii() and _latin(c).isalpha() for c in token):
+                continue  # only digits styled (NH₂, sp², ５): a formula, not a disguised word
             if english_cost(latin) is None and not (english_share(latin)[0] and len(latin) <= 3):
                 continue
             fixes.append((m.start(), m.end(), latin))

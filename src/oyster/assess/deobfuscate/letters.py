@@ -253,6 +253,9 @@ class ScrambledWords(Decoder):
         fixes: list[tuple[int, int, str]] = []
         for m in _EN_TOKEN.finditer(body):
             token = m.group(0)
+            if 1 < sum(c.isupper() for c in token) < len(token):
+                continue  # capitals inside (AlCl, FeBr, iPhone): a symbol or a name, and a
+                # shuffled word keeps the one capital it had
             low = token.lower()
             key = "".join(sorted(low))
             if len(low) >= 4:
