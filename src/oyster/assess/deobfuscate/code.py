@@ -258,8 +258,8 @@ class CodeAssembly(Decoder):
                     continue
                 # a list of strings is a payload once something joins it; a list alone is
                 # data (a config's exclude patterns, a menu's items)
-                if pieces >= 2 and not isinstance(value, list) or (
-                        isinstance(value, list) and _COMBINE_CUE.search(body)):
+                if (_COMBINE_CUE.search(body) is not None if isinstance(value, list)
+                        else pieces >= 2):
                     built.append((text_value, pieces, start, end))
                 else:
                     literals.append((name, text_value))
