@@ -59,8 +59,8 @@ def shape_features(text: str) -> np.ndarray:
     layout. The language itself is deliberately not a feature: heads must not learn a
     per-language prior, so what they learn from the larger English sets carries over to
     Chinese through the multilingual embedding."""
-    length = min(len(text), LENGTH_FEATURE_CAP) if LENGTH_FEATURE_CAP else len(text)
-    return np.array([math.log1p(length) / 10.0, 0.0], dtype=np.float32)
+    return np.array([math.log1p(min(len(text), LENGTH_FEATURE_CAP)) / 10.0, 0.0],
+                    dtype=np.float32)
 
 
 def extra_features(text: str, hits: Sequence[Hit] | None = None) -> np.ndarray:
