@@ -5,12 +5,12 @@ by text length, side by side in one run.
 
 For each precision and length (the first N tokens of a long English text): the p50 ms of
 one call on one thread and on `--threads` threads (`E5Onnx.query(texts, threads=n)`,
-spinning off, as the embedder runs a lone encode when nothing else in the process is
-encoding), whether the vectors are identical, and for two callers at once the texts/s with
-each on one thread against each on the wide session (what a caller that ignored the other
-would cost). The settings take turns within each length. Prints a table, writes JSON
-(default: benchmarks/results/encoder_threads.json). `WIDE_MIN_TOKENS` in
-`oyster.embeddings` is read from this.
+its threads spinning only while a run lasts, as the embedder runs a lone encode when
+nothing else in the process is encoding), whether the vectors are identical, and for two
+callers at once the texts/s with each on one thread against each on the wide session
+(what a caller that ignored the other would cost). The settings take turns within each
+length. Prints a table, writes JSON (default: benchmarks/results/encoder_threads.json).
+`WIDE_MIN_TOKENS` in `oyster.embeddings` is read from this.
 """
 
 from __future__ import annotations
